@@ -1,0 +1,13 @@
+//! Wharf's wire types: every JSON body that crosses HTTP, between the CLI or console
+//! and the server (`/api/v1/`) and between agents and the server (`/agent/v1/`).
+//! These are the only types in the workspace that derive `Serialize`, so the shape
+//! of the protocol is visible in one place.
+
+pub mod error;
+pub mod resources;
+
+pub use error::{ErrorBody, ErrorDetail};
+pub use resources::*;
+
+/// The version of the HTTP API, part of every path.
+pub const API_PREFIX: &str = "/api/v1";

@@ -1,0 +1,250 @@
+//! Release planning and the names of release, instance and step states
+//! (product.md sections 3 and 4). The release driver in the server decides what to
+//! do next from these rules; keeping them here makes them testable without a store.
+
+use crate::ValidationError;
+
+/// The most batches a release may have.
+pub const MAX_BATCHES: u32 = 100;
+
+/// Splits `instances` instances into at most `batches` batches whose sizes differ by
+/// at most one, larger batches first. Returns the size of each batch; no batch is
+/// empty, so fewer instances than batches gives one batch per instance.
+pub fn plan_batches(instances: usize, batches: u32) -> Vec<usize> {
+    let count = (batches as usize).min(instances).max(1);
+    if instances == 0 {
+        return Vec::new();
+    }
+    let base = instances / count;
+    let larger = instances % count;
+    (0..count)
+        .map(|i| if i < larger { base + 1 } else { base })
+        .collect()
+}
+
+/// Checks the requested batch count.
+pub fn validate_batches(batches: u32) -> Result<(), ValidationError> {
+    if batches == 0 || batches > MAX_BATCHES {
+        return Err(ValidationError::new(
+            "batches",
+            format!("must be from 1 to {MAX_BATCHES}"),
+        ));
+    }
+    Ok(())
+}
+
+/// When a release waits for `continue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseMode {
+    /// Never pause; wait `batch_interval` between batches.
+    Auto,
+    /// Pause after the first batch.
+    First,
+    /// Pause after every batch but the last.
+    Each,
+}
+
+impl PauseMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::First => "first",
+            Self::Each => "each",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        match value {
+            "auto" => Ok(Self::Auto),
+            "first" => Ok(Self::First),
+            "each" => Ok(Self::Each),
+            other => Err(ValidationError::new(
+                "pause",
+                format!("{other:?} is not a pause mode (auto, first or each)"),
+            )),
+        }
+    }
+
+    /// Whether the release pauses after the batch at `index` (0-based) of `total`.
+    pub fn pauses_after(self, index: usize, total: usize) -> bool {
+        let last = index + 1 >= total;
+        match self {
+            Self::Auto => false,
+            Self::First => index == 0 && !last,
+            Self::Each => !last,
+        }
+    }
+}
+
+/// The life of a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReleaseState {
+    Pending,
+    Running,
+    Paused,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl ReleaseState {
+    pub const ALL: [ReleaseState; 6] = [
+        Self::Pending,
+        Self::Running,
+        Self::Paused,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    /// A finished release never changes again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+
+    /// The transitions of product.md section 4:
+    /// `pending → running ⇄ paused → succeeded | failed | cancelled`.
+    pub fn can_become(self, next: ReleaseState) -> bool {
+        use ReleaseState::*;
+        matches!(
+            (self, next),
+            (Pending, Running)
+                | (Pending, Failed)
+                | (Pending, Cancelled)
+                | (Running, Paused)
+                | (Paused, Running)
+                | (Running, Succeeded)
+                | (Running, Failed)
+                | (Running, Cancelled)
+                | (Paused, Cancelled)
+                | (Paused, Failed)
+        )
+    }
+}
+
+/// The steps run on each instance, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StepName {
+    Fetch,
+    Prepare,
+    Pull,
+    Stop,
+    Start,
+    Verify,
+}
+
+impl StepName {
+    pub const ALL: [StepName; 6] = [
+        Self::Fetch,
+        Self::Prepare,
+        Self::Pull,
+        Self::Stop,
+        Self::Start,
+        Self::Verify,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fetch => "fetch",
+            Self::Prepare => "prepare",
+            Self::Pull => "pull",
+            Self::Stop => "stop",
+            Self::Start => "start",
+            Self::Verify => "verify",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    /// The steps a deployment runs: no pull for `command`, no verify without a check.
+    pub fn plan(pulls_image: bool, verifies: bool) -> Vec<StepName> {
+        Self::ALL
+            .into_iter()
+            .filter(|s| match s {
+                Self::Pull => pulls_image,
+                Self::Verify => verifies,
+                _ => true,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_differ_by_at_most_one_larger_first() {
+        assert_eq!(plan_batches(4, 2), vec![2, 2]);
+        assert_eq!(plan_batches(5, 2), vec![3, 2]);
+        assert_eq!(plan_batches(10, 3), vec![4, 3, 3]);
+        assert_eq!(plan_batches(2, 5), vec![1, 1]);
+        assert_eq!(plan_batches(7, 1), vec![7]);
+        assert!(plan_batches(0, 3).is_empty());
+        for n in 0..60 {
+            for b in 1..=12 {
+                let plan = plan_batches(n, b);
+                assert_eq!(plan.iter().sum::<usize>(), n);
+                assert!(plan.iter().all(|&s| s > 0));
+                assert!(plan.windows(2).all(|w| w[0] >= w[1] && w[0] - w[1] <= 1));
+                assert_eq!(plan.len(), if n == 0 { 0 } else { (b as usize).min(n) });
+            }
+        }
+    }
+
+    #[test]
+    fn batch_counts_are_bounded() {
+        assert!(validate_batches(0).is_err());
+        assert!(validate_batches(101).is_err());
+        assert!(validate_batches(100).is_ok());
+    }
+
+    #[test]
+    fn pauses() {
+        assert!(!PauseMode::Auto.pauses_after(0, 3));
+        assert!(PauseMode::First.pauses_after(0, 3));
+        assert!(!PauseMode::First.pauses_after(1, 3));
+        assert!(!PauseMode::First.pauses_after(0, 1));
+        assert!(PauseMode::Each.pauses_after(1, 3));
+        assert!(!PauseMode::Each.pauses_after(2, 3));
+        assert_eq!(PauseMode::parse("each"), Ok(PauseMode::Each));
+        assert_eq!(PauseMode::parse("sometimes").unwrap_err().field, "pause");
+    }
+
+    #[test]
+    fn terminal_states_are_final() {
+        for from in ReleaseState::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for to in ReleaseState::ALL {
+                assert!(!from.can_become(to));
+            }
+        }
+        assert!(ReleaseState::Running.can_become(ReleaseState::Paused));
+        assert!(ReleaseState::Paused.can_become(ReleaseState::Running));
+        assert!(!ReleaseState::Pending.can_become(ReleaseState::Paused));
+    }
+
+    #[test]
+    fn step_plans() {
+        use StepName::*;
+        assert_eq!(StepName::plan(true, true), vec![Fetch, Prepare, Pull, Stop, Start, Verify]);
+        assert_eq!(StepName::plan(false, false), vec![Fetch, Prepare, Stop, Start]);
+        assert_eq!(StepName::parse("pull"), Some(Pull));
+    }
+}

@@ -1,0 +1,30 @@
+//! The store's error type. Variants carry what was looked for so that the API can
+//! answer with a precise message without parsing strings.
+
+/// Why a store call failed. Everything but `Backend` is the caller's fault and maps
+/// to a 4xx.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} {name:?} not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists { kind: &'static str, name: String },
+    #[error("{kind} {name:?} is in use by {by}")]
+    InUse {
+        kind: &'static str,
+        name: String,
+        by: String,
+    },
+    #[error("registration refused: {0}")]
+    RegistrationRefused(&'static str),
+    #[error("the database failed")]
+    Backend(#[source] sqlx::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        StoreError::Backend(err)
+    }
+}

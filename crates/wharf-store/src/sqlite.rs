@@ -1,0 +1,2 @@
+//! SQLite backend (being written).
+pub struct SqliteStore;
