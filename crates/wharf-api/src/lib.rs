@@ -3,6 +3,7 @@
 //! These are the only types in the workspace that derive `Serialize`, so the shape
 //! of the protocol is visible in one place.
 
+pub mod agent;
 pub mod error;
 pub mod resources;
 

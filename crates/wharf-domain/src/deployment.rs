@@ -142,7 +142,10 @@ pub fn validate_path_component(field: &str, value: &str) -> Result<(), Validatio
         return Err(ValidationError::new(field, "must not be empty"));
     }
     if value.len() > 128 {
-        return Err(ValidationError::new(field, "must be at most 128 characters"));
+        return Err(ValidationError::new(
+            field,
+            "must be at most 128 characters",
+        ));
     }
     let bytes = value.as_bytes();
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
@@ -152,7 +155,9 @@ pub fn validate_path_component(field: &str, value: &str) -> Result<(), Validatio
     let ok = alnum(bytes[0])
         && alnum(bytes[bytes.len() - 1])
         && bytes.iter().all(|&b| alnum(b) || separator(b))
-        && bytes.windows(2).all(|w| !(separator(w[0]) && separator(w[1])));
+        && bytes
+            .windows(2)
+            .all(|w| !(separator(w[0]) && separator(w[1])));
     if !ok {
         return Err(ValidationError::new(
             field,
@@ -168,7 +173,10 @@ pub fn validate_namespace(value: &str) -> Result<(), ValidationError> {
         return Err(ValidationError::new("namespace", "must not be empty"));
     }
     if value.len() > 255 {
-        return Err(ValidationError::new("namespace", "must be at most 255 characters"));
+        return Err(ValidationError::new(
+            "namespace",
+            "must be at most 255 characters",
+        ));
     }
     value
         .split('/')
@@ -181,7 +189,10 @@ pub fn validate_tag(value: &str) -> Result<(), ValidationError> {
         return Err(ValidationError::new("tag", "must not be empty"));
     }
     if value.len() > 128 {
-        return Err(ValidationError::new("tag", "must be at most 128 characters"));
+        return Err(ValidationError::new(
+            "tag",
+            "must be at most 128 characters",
+        ));
     }
     let bytes = value.as_bytes();
     let ok = (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
@@ -232,14 +243,21 @@ pub fn validate_workdir(value: &str) -> Result<(), ValidationError> {
 
 /// A start or stop script: at most 64 KiB of text without NUL bytes. Only the stop
 /// script may be empty.
-pub fn validate_script(field: &str, value: &str, may_be_empty: bool) -> Result<(), ValidationError> {
+pub fn validate_script(
+    field: &str,
+    value: &str,
+    may_be_empty: bool,
+) -> Result<(), ValidationError> {
     if !may_be_empty && value.trim().is_empty() {
         return Err(ValidationError::new(field, "must not be empty"));
     }
     if value.len() > MAX_SCRIPT_BYTES {
         return Err(ValidationError::new(
             field,
-            format!("is {} bytes; the limit is {MAX_SCRIPT_BYTES} bytes (64 KiB)", value.len()),
+            format!(
+                "is {} bytes; the limit is {MAX_SCRIPT_BYTES} bytes (64 KiB)",
+                value.len()
+            ),
         ));
     }
     if value.contains('\0') {
@@ -253,9 +271,17 @@ fn validate_verify(verify: &VerifySpec) -> Result<(), ValidationError> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| ValidationError::new("verify.url", format!("{url:?} must start with http:// or https://")))?;
+        .ok_or_else(|| {
+            ValidationError::new(
+                "verify.url",
+                format!("{url:?} must start with http:// or https://"),
+            )
+        })?;
     if rest.is_empty() || rest.starts_with('/') {
-        return Err(ValidationError::new("verify.url", format!("{url:?} has no host")));
+        return Err(ValidationError::new(
+            "verify.url",
+            format!("{url:?} has no host"),
+        ));
     }
     if url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(ValidationError::new(
@@ -333,9 +359,7 @@ mod tests {
             f(&mut s);
             field_of(s)
         };
-        let image = |f: &dyn Fn(&mut ImageSpec)| {
-            with(&|s| f(s.image.as_mut().unwrap()))
-        };
+        let image = |f: &dyn Fn(&mut ImageSpec)| with(&|s| f(s.image.as_mut().unwrap()));
         assert_eq!(with(&|s| s.name = "Bad".into()), "name");
         assert_eq!(with(&|s| s.image = None), "image");
         assert_eq!(with(&|s| s.kind = DeploymentKind::Command), "image");
@@ -352,7 +376,10 @@ mod tests {
         assert_eq!(with(&|s| s.workdir = "/srv/\0".into()), "workdir");
         assert_eq!(with(&|s| s.workdir = "".into()), "workdir");
         assert_eq!(with(&|s| s.start_script = " \n".into()), "start_script");
-        assert_eq!(with(&|s| s.start_script = "x".repeat(64 * 1024 + 1)), "start_script");
+        assert_eq!(
+            with(&|s| s.start_script = "x".repeat(64 * 1024 + 1)),
+            "start_script"
+        );
         assert_eq!(with(&|s| s.stop_script = "a\0b".into()), "stop_script");
         assert_eq!(with(&|s| s.timeouts.script_secs = 0), "timeouts.script");
         assert_eq!(with(&|s| s.timeouts.pull_secs = 86_401), "timeouts.pull");
@@ -368,7 +395,10 @@ mod tests {
         assert_eq!(verify("ftp://x", 200), "verify.url");
         assert_eq!(verify("http://", 200), "verify.url");
         assert_eq!(verify("http://a b", 200), "verify.url");
-        assert_eq!(verify("http://localhost:8080/hello", 99), "verify.expect_status");
+        assert_eq!(
+            verify("http://localhost:8080/hello", 99),
+            "verify.expect_status"
+        );
     }
 
     #[test]

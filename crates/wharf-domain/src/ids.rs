@@ -91,7 +91,14 @@ mod tests {
 
     #[test]
     fn bad_ids_are_refused() {
-        for bad in ["", "i-", "i-DEADBEEF00010203", "x-deadbeef00010203", "i-deadbeef0001020", "i-deadbeef000102030"] {
+        for bad in [
+            "",
+            "i-",
+            "i-DEADBEEF00010203",
+            "x-deadbeef00010203",
+            "i-deadbeef0001020",
+            "i-deadbeef000102030",
+        ] {
             assert!(InstanceId::parse(bad).is_err(), "{bad}");
         }
         assert!(ReleaseId::parse("r-0123456789abcdef").is_ok());

@@ -15,7 +15,10 @@ pub fn validate_name(field: &str, value: &str) -> Result<(), ValidationError> {
     if value.len() > MAX_NAME_LEN {
         return Err(ValidationError::new(
             field,
-            format!("must be at most {MAX_NAME_LEN} characters, got {}", value.len()),
+            format!(
+                "must be at most {MAX_NAME_LEN} characters, got {}",
+                value.len()
+            ),
         ));
     }
     let bytes = value.as_bytes();
@@ -70,7 +73,9 @@ pub fn validate_instance_name(value: &str) -> Result<(), ValidationError> {
     if !ok || value.starts_with(['-', '.']) {
         return Err(ValidationError::new(
             "name",
-            format!("{value:?} is not a valid instance name: use letters, digits, '-', '.' and '_'"),
+            format!(
+                "{value:?} is not a valid instance name: use letters, digits, '-', '.' and '_'"
+            ),
         ));
     }
     if value.starts_with("i-") && crate::ids::InstanceId::parse(value).is_ok() {
@@ -117,7 +122,17 @@ mod tests {
 
     #[test]
     fn refuses_bad_names_naming_the_field() {
-        for bad in ["", "-a", "A", "my_app", "a b", "é", &"a".repeat(64), "a/b", "a.b"] {
+        for bad in [
+            "",
+            "-a",
+            "A",
+            "my_app",
+            "a b",
+            "é",
+            &"a".repeat(64),
+            "a/b",
+            "a.b",
+        ] {
             let err = validate_name("app", bad).unwrap_err();
             assert_eq!(err.field, "app", "{bad}");
         }

@@ -11,24 +11,38 @@ pub fn validate_endpoint(field: &str, value: &str) -> Result<(), ValidationError
         return Err(ValidationError::new(field, "must not be empty"));
     }
     if value.len() > 255 {
-        return Err(ValidationError::new(field, "must be at most 255 characters"));
+        return Err(ValidationError::new(
+            field,
+            "must be at most 255 characters",
+        ));
     }
     if value.contains("://") {
-        return Err(bad("must be HOST[:PORT] without a scheme (use --insecure for plain HTTP)"));
+        return Err(bad(
+            "must be HOST[:PORT] without a scheme (use --insecure for plain HTTP)",
+        ));
     }
     if value.contains('/') {
-        return Err(bad("must be HOST[:PORT] without a path (put the path in the namespace)"));
+        return Err(bad(
+            "must be HOST[:PORT] without a path (put the path in the namespace)",
+        ));
     }
     let (host, port) = if let Some(rest) = value.strip_prefix('[') {
         let (inside, after) = rest
             .split_once(']')
             .ok_or_else(|| bad("has an unclosed '[' around an IPv6 address"))?;
-        if inside.is_empty() || !inside.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        if inside.is_empty()
+            || !inside
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
             return Err(bad("is not a valid IPv6 address"));
         }
         let port = match after {
             "" => None,
-            p => Some(p.strip_prefix(':').ok_or_else(|| bad("has text after the IPv6 address"))?),
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| bad("has text after the IPv6 address"))?,
+            ),
         };
         (None, port)
     } else {
@@ -79,7 +93,10 @@ pub fn validate_credentials(
             "a password needs a username",
         )),
         (Some(u), Some(p)) => {
-            if u.is_empty() || u.len() > MAX_USERNAME_LEN || u.chars().any(|c| c.is_control() || c == ':') {
+            if u.is_empty()
+                || u.len() > MAX_USERNAME_LEN
+                || u.chars().any(|c| c.is_control() || c == ':')
+            {
                 return Err(ValidationError::new(
                     "username",
                     format!("must be 1 to {MAX_USERNAME_LEN} characters, without ':' or control characters"),
@@ -102,11 +119,35 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        for ok in ["registry.example.com", "localhost:5000", "10.0.0.5:5000", "[::1]:5000", "[fe80::1]", "reg-1.internal"] {
+        for ok in [
+            "registry.example.com",
+            "localhost:5000",
+            "10.0.0.5:5000",
+            "[::1]:5000",
+            "[fe80::1]",
+            "reg-1.internal",
+        ] {
             assert!(validate_endpoint("endpoint", ok).is_ok(), "{ok}");
         }
-        for bad in ["", "http://reg", "reg/path", "reg:", "reg:0", "reg:65536", "reg:abc", "-reg", "re g", "[::1", "a..b", "[::1]x"] {
-            assert_eq!(validate_endpoint("endpoint", bad).unwrap_err().field, "endpoint", "{bad}");
+        for bad in [
+            "",
+            "http://reg",
+            "reg/path",
+            "reg:",
+            "reg:0",
+            "reg:65536",
+            "reg:abc",
+            "-reg",
+            "re g",
+            "[::1",
+            "a..b",
+            "[::1]x",
+        ] {
+            assert_eq!(
+                validate_endpoint("endpoint", bad).unwrap_err().field,
+                "endpoint",
+                "{bad}"
+            );
         }
     }
 
@@ -114,9 +155,23 @@ mod tests {
     fn credentials_come_in_pairs() {
         assert!(validate_credentials(None, None).is_ok());
         assert!(validate_credentials(Some("u"), Some("p?>/+= \"'")).is_ok());
-        assert_eq!(validate_credentials(Some("u"), None).unwrap_err().field, "password");
-        assert_eq!(validate_credentials(None, Some("p")).unwrap_err().field, "username");
-        assert_eq!(validate_credentials(Some("a:b"), Some("p")).unwrap_err().field, "username");
-        assert_eq!(validate_credentials(Some("u"), Some("")).unwrap_err().field, "password");
+        assert_eq!(
+            validate_credentials(Some("u"), None).unwrap_err().field,
+            "password"
+        );
+        assert_eq!(
+            validate_credentials(None, Some("p")).unwrap_err().field,
+            "username"
+        );
+        assert_eq!(
+            validate_credentials(Some("a:b"), Some("p"))
+                .unwrap_err()
+                .field,
+            "username"
+        );
+        assert_eq!(
+            validate_credentials(Some("u"), Some("")).unwrap_err().field,
+            "password"
+        );
     }
 }

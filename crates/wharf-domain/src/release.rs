@@ -243,8 +243,14 @@ mod tests {
     #[test]
     fn step_plans() {
         use StepName::*;
-        assert_eq!(StepName::plan(true, true), vec![Fetch, Prepare, Pull, Stop, Start, Verify]);
-        assert_eq!(StepName::plan(false, false), vec![Fetch, Prepare, Stop, Start]);
+        assert_eq!(
+            StepName::plan(true, true),
+            vec![Fetch, Prepare, Pull, Stop, Start, Verify]
+        );
+        assert_eq!(
+            StepName::plan(false, false),
+            vec![Fetch, Prepare, Stop, Start]
+        );
         assert_eq!(StepName::parse("pull"), Some(Pull));
     }
 }

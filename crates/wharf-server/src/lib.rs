@@ -1,1 +1,182 @@
-//! placeholder
+//! Wharf's control plane as a library: [`bind`] opens the store in a data
+//! directory, makes sure an admin token exists and binds a listener;
+//! [`BoundServer::serve`] answers the HTTP API, the agent protocol, `/healthz` and
+//! `/metrics` until the shutdown future completes. Tests run the real server on
+//! port 0; [`router`] gives handler tests the same routes without a network.
+
+mod api;
+mod auth;
+mod error;
+mod extract;
+mod metrics;
+mod openapi;
+mod secrets;
+mod state;
+mod views;
+
+pub use error::ApiError;
+pub use secrets::{hash_token, SecretBox};
+pub use state::AppState;
+
+use axum::Router;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use wharf_store::{ApiTokenRecord, SqliteStore, Store};
+
+/// Where and how to run the server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot prepare the data directory {path}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the store at {path}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: wharf_store::StoreError,
+    },
+    #[error("cannot use the secret key at {path}")]
+    SecretKey {
+        path: PathBuf,
+        #[source]
+        source: secrets::SecretKeyError,
+    },
+    #[error("cannot create the admin token")]
+    AdminToken(#[source] wharf_store::StoreError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the server failed while serving")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A server with its store open and its listener bound, ready to serve.
+pub struct BoundServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: AppState,
+    admin_token_path: PathBuf,
+    admin_token_created: bool,
+}
+
+/// Opens (or creates) the data directory, the store and the secret key, creates the
+/// admin token on first start, and binds the listener.
+pub async fn bind(config: ServerConfig) -> Result<BoundServer, ServerError> {
+    let data_dir = config.data_dir;
+    secrets::create_private_dir(&data_dir).map_err(|source| ServerError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let db_path = data_dir.join("wharf.db");
+    let store = SqliteStore::open(&db_path)
+        .await
+        .map_err(|source| ServerError::Store {
+            path: db_path.clone(),
+            source,
+        })?;
+    let key_path = data_dir.join("secret.key");
+    let secret_box =
+        SecretBox::load_or_create(&key_path).map_err(|source| ServerError::SecretKey {
+            path: key_path.clone(),
+            source,
+        })?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let admin_token_path = data_dir.join("admin.token");
+    let admin_token_created = ensure_admin_token(store.as_ref(), &admin_token_path).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    Ok(BoundServer {
+        listener,
+        local_addr,
+        state: AppState::new(store, secret_box),
+        admin_token_path,
+        admin_token_created,
+    })
+}
+
+impl BoundServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn admin_token_path(&self) -> &Path {
+        &self.admin_token_path
+    }
+
+    /// Whether this start created the admin token (the first start on a data dir).
+    pub fn admin_token_created(&self) -> bool {
+        self.admin_token_created
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        tracing::info!(addr = %self.local_addr, "wharf server listening");
+        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServerError::Serve)
+    }
+}
+
+/// Every route of the server over the given state.
+pub fn router(state: AppState) -> Router {
+    api::router(state)
+}
+
+/// Creates the admin token when the store has none. The file is written before the
+/// hash is stored: a crash in between leaves a token file that the next start
+/// replaces, never a stored token nobody knows.
+async fn ensure_admin_token(store: &dyn Store, path: &Path) -> Result<bool, ServerError> {
+    if store
+        .api_token_count()
+        .await
+        .map_err(ServerError::AdminToken)?
+        > 0
+    {
+        return Ok(false);
+    }
+    let token = secrets::generate_secret(secrets::ADMIN_TOKEN_PREFIX);
+    secrets::write_private_file(path, token.as_bytes()).map_err(|source| ServerError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let record = ApiTokenRecord {
+        id: secrets::generate_id("tok"),
+        hash: hash_token(&token),
+        role: "admin".into(),
+        created_at: chrono::Utc::now(),
+    };
+    store
+        .api_token_create(&record)
+        .await
+        .map_err(ServerError::AdminToken)?;
+    Ok(true)
+}

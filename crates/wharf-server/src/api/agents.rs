@@ -1,0 +1,160 @@
+//! `/agent/v1/`: the endpoints agents call. Registration is authenticated by a
+//! registration token in the body; everything after it by the agent's own
+//! credential.
+
+use crate::auth::Agent;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::secrets::{generate_secret, hash_token, random_id_bytes, AGENT_CREDENTIAL_PREFIX};
+use crate::state::{AppState, HEARTBEAT_INTERVAL};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use std::net::SocketAddr;
+use wharf_api::agent::{
+    AgentHeartbeat, AgentHeartbeatAck, AgentRegister, AgentRegistered, AGENT_PROTOCOL_VERSION,
+    PROTOCOL_HEADER,
+};
+use wharf_api::ErrorBody;
+use wharf_domain::ids::InstanceId;
+use wharf_domain::names::{validate_instance_name, validate_label, validate_name};
+use wharf_store::InstanceRecord;
+
+/// The address the request came from, or `unknown` where there is no socket (as in
+/// handler tests).
+pub struct PeerAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip().to_string())
+                .unwrap_or_else(|| "unknown".to_owned()),
+        ))
+    }
+}
+
+/// Refuses agents that do not say they speak our protocol version.
+fn check_protocol(headers: &HeaderMap) -> ApiResult<()> {
+    let version = headers.get(PROTOCOL_HEADER).and_then(|v| v.to_str().ok());
+    match version.map(str::parse::<u32>) {
+        Some(Ok(v)) if v == AGENT_PROTOCOL_VERSION => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_protocol",
+            format!(
+                "this server speaks agent protocol {AGENT_PROTOCOL_VERSION} (header {PROTOCOL_HEADER}); upgrade or downgrade the agent to match"
+            ),
+        )),
+    }
+}
+
+fn text_field(field: &str, value: &str, max: usize) -> ApiResult<()> {
+    if value.is_empty() || value.len() > max || value.chars().any(|c| c.is_control()) {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field}: must be 1 to {max} characters of text"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_register(body: &AgentRegister) -> ApiResult<()> {
+    text_field("hostname", &body.hostname, 253)?;
+    let name = body.name.as_deref().unwrap_or(&body.hostname);
+    validate_instance_name(name)?;
+    if body.os != "linux" {
+        return Err(ApiError::invalid(
+            "os",
+            format!(
+                "os: Wharf agents run on Linux only, this one says {:?}",
+                body.os
+            ),
+        ));
+    }
+    text_field("arch", &body.arch, 32)?;
+    text_field("agent_version", &body.agent_version, 64)?;
+    if body.labels.len() > 64 {
+        return Err(ApiError::invalid("labels", "labels: at most 64 labels"));
+    }
+    for (key, value) in &body.labels {
+        validate_label(key, value)?;
+    }
+    if let Some(group) = &body.scaling_group {
+        validate_name("scaling_group", group)?;
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/agent/v1/register", request_body = AgentRegister,
+    responses((status = 201, body = AgentRegistered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn register(
+    State(state): State<AppState>,
+    PeerAddr(address): PeerAddr,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<AgentRegister>,
+) -> ApiResult<(StatusCode, Json<AgentRegistered>)> {
+    check_protocol(&headers)?;
+    validate_register(&body)?;
+    let credential = generate_secret(AGENT_CREDENTIAL_PREFIX);
+    let now = chrono::Utc::now();
+    let record = InstanceRecord {
+        id: InstanceId::from_random(random_id_bytes()).to_string(),
+        name: body.name.unwrap_or_else(|| body.hostname.clone()),
+        hostname: body.hostname,
+        address,
+        os: body.os,
+        arch: body.arch,
+        agent_version: body.agent_version,
+        labels: body.labels,
+        credential_hash: hash_token(&credential),
+        scaling_group: body.scaling_group,
+        registered_at: now,
+        last_heartbeat_at: Some(now),
+    };
+    state
+        .store
+        .instance_register(&hash_token(&body.registration_token), &record, now)
+        .await?;
+    tracing::info!(instance = %record.id, name = %record.name, "instance registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(AgentRegistered {
+            instance_id: record.id,
+            name: record.name,
+            credential,
+            heartbeat_interval_secs: HEARTBEAT_INTERVAL.as_secs(),
+        }),
+    ))
+}
+
+#[utoipa::path(post, path = "/agent/v1/heartbeat", request_body = AgentHeartbeat,
+    responses((status = 200, body = AgentHeartbeatAck), (status = 401, body = ErrorBody)))]
+pub async fn heartbeat(
+    Agent(instance): Agent,
+    State(state): State<AppState>,
+    PeerAddr(address): PeerAddr,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<AgentHeartbeat>,
+) -> ApiResult<Json<AgentHeartbeatAck>> {
+    check_protocol(&headers)?;
+    text_field("agent_version", &body.agent_version, 64)?;
+    state
+        .store
+        .instance_heartbeat(
+            &instance.id,
+            chrono::Utc::now(),
+            &body.agent_version,
+            &address,
+        )
+        .await?;
+    Ok(Json(AgentHeartbeatAck {
+        instance_id: instance.id,
+        heartbeat_interval_secs: HEARTBEAT_INTERVAL.as_secs(),
+    }))
+}

@@ -1,0 +1,92 @@
+//! The HTTP surface: `/api/v1/` for people and tools, `/agent/v1/` for agents,
+//! `/healthz`, `/metrics` and the OpenAPI document. Handlers are thin: they parse,
+//! check the rules of `wharf-domain`, call the store, and render a view.
+
+pub(crate) mod agents;
+pub(crate) mod apps;
+pub(crate) mod deployments;
+pub(crate) mod groups;
+pub(crate) mod instances;
+pub(crate) mod registries;
+pub(crate) mod system;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+/// The largest request body accepted. Deployments carry two scripts of at most
+/// 64 KiB each; JSON escaping can grow them, so the limit leaves room.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/instances/tokens",
+            post(instances::token_create).get(instances::token_list),
+        )
+        .route("/instances/tokens/{id}", delete(instances::token_delete))
+        .route("/instances", get(instances::list))
+        .route(
+            "/instances/{instance}",
+            get(instances::show).delete(instances::delete),
+        )
+        .route("/apps", post(apps::create).get(apps::list))
+        .route("/apps/{app}", get(apps::show).delete(apps::delete))
+        .route("/apps/{app}/groups", post(groups::create).get(groups::list))
+        .route(
+            "/apps/{app}/groups/{group}",
+            get(groups::show).delete(groups::delete),
+        )
+        .route(
+            "/apps/{app}/groups/{group}/instances",
+            post(groups::add_instances),
+        )
+        .route(
+            "/apps/{app}/groups/{group}/instances/remove",
+            post(groups::remove_instances),
+        )
+        .route(
+            "/registries",
+            post(registries::create).get(registries::list),
+        )
+        .route(
+            "/registries/{name}",
+            get(registries::show).delete(registries::delete),
+        )
+        .route(
+            "/apps/{app}/deployments",
+            post(deployments::create).get(deployments::list),
+        )
+        .route(
+            "/apps/{app}/deployments/{name}",
+            get(deployments::show).delete(deployments::delete),
+        )
+        .route("/openapi.json", get(system::openapi));
+    let agent = Router::new()
+        .route("/register", post(agents::register))
+        .route("/heartbeat", post(agents::heartbeat));
+    Router::new()
+        .nest("/api/v1", api)
+        .nest("/agent/v1", agent)
+        .route("/healthz", get(system::healthz))
+        .route("/metrics", get(system::metrics))
+        .fallback(system::not_found)
+        .method_not_allowed_fallback(system::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// Resolves `id_or_name` to an instance id, with a 4xx naming the input when it
+/// matches nothing.
+pub(crate) async fn resolve_instance(
+    state: &AppState,
+    id_or_name: &str,
+) -> Result<String, ApiError> {
+    Ok(state.store.instance_fetch(id_or_name).await?.id)
+}

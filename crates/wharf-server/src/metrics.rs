@@ -1,0 +1,165 @@
+//! Request metrics in Prometheus text format, and the one log line per request.
+//!
+//! Written by hand rather than with a metrics crate: two families (a counter and a
+//! latency histogram, labelled by method and route template) need little code, and
+//! the route template (`/api/v1/apps/{app}`) keeps label cardinality bounded.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: BTreeMap<(String, String, u16), u64>,
+    latency: BTreeMap<(String, String), Histogram>,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Metrics {
+    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        *inner
+            .requests
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default() += 1;
+        let histogram = inner
+            .latency
+            .entry((method.to_owned(), route.to_owned()))
+            .or_default();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                histogram.counts[i] += 1;
+            }
+        }
+        histogram.count += 1;
+        histogram.sum += seconds;
+    }
+
+    /// The Prometheus text exposition of everything observed.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let Ok(inner) = self.inner.lock() else {
+            return out;
+        };
+        out.push_str("# HELP wharf_http_requests_total HTTP requests answered, by method, route and status.\n");
+        out.push_str("# TYPE wharf_http_requests_total counter\n");
+        for ((method, route, status), count) in &inner.requests {
+            let _ = writeln!(
+                out,
+                "wharf_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {count}",
+                escape(route)
+            );
+        }
+        out.push_str("# HELP wharf_http_request_duration_seconds Time to answer HTTP requests.\n");
+        out.push_str("# TYPE wharf_http_request_duration_seconds histogram\n");
+        for ((method, route), h) in &inner.latency {
+            let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
+            for (bound, count) in BUCKETS.iter().zip(h.counts) {
+                let _ = writeln!(
+                    out,
+                    "wharf_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "wharf_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "wharf_http_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "wharf_http_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
+        }
+        out
+    }
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Middleware: times the request, records it, and logs one line. Only the method,
+/// the route template and the status are logged: never headers, bodies or query
+/// strings, which may carry secrets.
+pub async fn track(
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    metrics.observe(&method, &route, status, elapsed);
+    tracing::info!(
+        method,
+        route,
+        status,
+        ms = format_args!("{:.1}", elapsed * 1000.0),
+        "request"
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        m.observe("GET", "/api/v1/apps", 200, 0.003);
+        m.observe("GET", "/api/v1/apps", 200, 0.2);
+        m.observe("POST", "/api/v1/apps", 409, 0.001);
+        let text = m.render();
+        assert!(text.contains(
+            "wharf_http_requests_total{method=\"GET\",route=\"/api/v1/apps\",status=\"200\"} 2"
+        ));
+        assert!(text.contains(
+            "wharf_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/apps\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains(
+            "wharf_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/apps\",le=\"0.25\"} 2"
+        ));
+        assert!(text.contains(
+            "wharf_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/apps\"} 1"
+        ));
+    }
+}
