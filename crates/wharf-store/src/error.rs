@@ -15,6 +15,12 @@ pub enum StoreError {
         name: String,
         by: String,
     },
+    #[error(
+        "group {group} already has an active release, {release}; wait for it to end or cancel it"
+    )]
+    ActiveRelease { group: String, release: String },
+    #[error("{0}")]
+    Conflict(String),
     #[error("registration refused: {0}")]
     RegistrationRefused(&'static str),
     #[error("the database failed")]

@@ -13,6 +13,7 @@ pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use wharf_domain::release::{ReleaseState, StepName};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -91,7 +92,12 @@ pub trait Store: Send + Sync + 'static {
     async fn group_add_instances(&self, app: &str, group: &str, ids: &[String]) -> StoreResult<()>;
     /// Removes instances (by id) from a group. All must be members, or nothing is
     /// removed.
-    async fn group_remove_instances(&self, app: &str, group: &str, ids: &[String]) -> StoreResult<()>;
+    async fn group_remove_instances(
+        &self,
+        app: &str,
+        group: &str,
+        ids: &[String],
+    ) -> StoreResult<()>;
     /// The members of a group with what each runs, ordered by instance name.
     async fn group_members(&self, app: &str, group: &str) -> StoreResult<Vec<MemberRecord>>;
 
@@ -112,4 +118,140 @@ pub trait Store: Send + Sync + 'static {
     /// Refused with `InUse` while a group of the application has it as its current
     /// or previous deployment.
     async fn deployment_delete(&self, app: &str, name: &str) -> StoreResult<()>;
+
+    // ------------------------------------------------------------ releases
+
+    /// Creates a release and its tasks in one transaction. Refused with
+    /// `StoreError::ActiveRelease { group, release }` while another release of the
+    /// same group is not terminal, and with `NotFound` if the group or deployment is
+    /// gone.
+    async fn release_create(
+        &self,
+        release: &ReleaseRecord,
+        tasks: &[TaskRecord],
+    ) -> StoreResult<()>;
+    async fn release_fetch(&self, id: &str) -> StoreResult<ReleaseRecord>;
+    /// Releases, newest first, optionally of one application and group, at most `limit`.
+    async fn release_list(
+        &self,
+        app: Option<&str>,
+        group: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<ReleaseRecord>>;
+    /// Every release that is not terminal (what the driver works on).
+    async fn release_list_active(&self) -> StoreResult<Vec<ReleaseRecord>>;
+    /// Moves a release to `to` only if its state is one of `from`; returns whether it
+    /// moved. Sets `started_at` when entering Running the first time, `finished_at` on a
+    /// terminal state, and `message` when given.
+    async fn release_transition(
+        &self,
+        id: &str,
+        from: &[ReleaseState],
+        to: ReleaseState,
+        message: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// `continue`: Paused -> Running and `continued_through = batch`; returns whether it moved.
+    async fn release_continue(&self, id: &str, continued_through: u32) -> StoreResult<bool>;
+
+    /// The tasks of a release, by batch then instance name.
+    async fn task_list(&self, release_id: &str) -> StoreResult<Vec<TaskRecord>>;
+    /// Pending -> Dispatched for every task of `batch`, with the deadline; returns the
+    /// instance ids dispatched.
+    async fn task_dispatch_batch(
+        &self,
+        release_id: &str,
+        batch: u32,
+        now: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>>;
+    /// The instance's next Dispatched task of a Running release: moves it to Running,
+    /// sets started_at and records the `fetch` step as succeeded. None when there is no
+    /// work.
+    async fn task_claim(
+        &self,
+        instance_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<TaskRecord>>;
+    /// The instance's tasks in state Running (an agent that polls while it has one
+    /// restarted).
+    async fn task_list_running_for_instance(
+        &self,
+        instance_id: &str,
+    ) -> StoreResult<Vec<TaskRecord>>;
+    async fn task_fetch(&self, release_id: &str, instance_id: &str) -> StoreResult<TaskRecord>;
+    /// Ends a task that is not terminal; returns whether it changed. On success also
+    /// records deployment and digest on the instance's group membership (if it is
+    /// still a member), in the same transaction.
+    async fn task_finish(
+        &self,
+        release_id: &str,
+        instance_id: &str,
+        state: TaskState,
+        digest: Option<&str>,
+        message: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Pending and Dispatched tasks of a release -> Cancelled; returns how many.
+    async fn task_cancel_unstarted(
+        &self,
+        release_id: &str,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+
+    /// Starts (or restarts, if it is Running) a step; refused with `Conflict` when the
+    /// step is already finished — a step never runs twice.
+    async fn step_begin(
+        &self,
+        release_id: &str,
+        instance_id: &str,
+        step: StepName,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Appends output to a running step, keeping only the last `keep_bytes` bytes and
+    /// adding what it cut to `dropped_bytes`.
+    async fn step_append_output(
+        &self,
+        release_id: &str,
+        instance_id: &str,
+        step: StepName,
+        chunk: &str,
+        dropped: u64,
+        keep_bytes: usize,
+    ) -> StoreResult<()>;
+    /// Ends a running step; returns whether it changed (a late or repeated report
+    /// changes nothing).
+    async fn step_finish(
+        &self,
+        release_id: &str,
+        instance_id: &str,
+        step: StepName,
+        state: StepState,
+        exit_code: Option<i32>,
+        message: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Steps of a release, optionally of one instance, in run order.
+    async fn step_list(
+        &self,
+        release_id: &str,
+        instance_id: Option<&str>,
+    ) -> StoreResult<Vec<StepRecord>>;
+
+    /// A release succeeded: the group's previous deployment becomes what was current
+    /// (if different) and its current becomes `deployment`.
+    async fn group_set_current_deployment(
+        &self,
+        app: &str,
+        group: &str,
+        deployment: &str,
+    ) -> StoreResult<()>;
+    /// Records the digest the pull step reported on a task.
+    async fn task_set_digest(
+        &self,
+        release_id: &str,
+        instance_id: &str,
+        digest: &str,
+    ) -> StoreResult<()>;
 }

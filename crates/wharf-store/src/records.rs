@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use wharf_domain::deployment::{DeploymentKind, ImageSpec, Timeouts, VerifySpec};
+use wharf_domain::release::{PauseMode, ReleaseState, StepName};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiTokenRecord {
@@ -100,4 +101,137 @@ pub struct DeploymentRecord {
     pub verify: Option<VerifySpec>,
     pub timeouts: Timeouts,
     pub created_at: DateTime<Utc>,
+}
+
+/// A release: one deployment published to the instances of one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRecord {
+    pub id: String,
+    pub app: String,
+    pub group: String,
+    pub deployment: String,
+    pub state: ReleaseState,
+    pub pause: PauseMode,
+    /// How many batches the targets were split into (after capping).
+    pub batch_count: u32,
+    pub batch_interval_secs: u32,
+    pub max_failures: u32,
+    pub rollback_on_failure: bool,
+    /// `release`, `rollback` (from `release rollback` or `--rollback-on-failure`) or
+    /// `catch-up` (scaling groups).
+    pub kind: String,
+    /// For a rollback started by `--rollback-on-failure`: the release that failed.
+    pub rollback_of: Option<String>,
+    /// Batches with an index below this may start even where the pause mode
+    /// would pause before them; `continue` raises it.
+    pub continued_through: u32,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why the release failed or was cancelled.
+    pub message: Option<String>,
+}
+
+/// The work of one release on one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskState {
+    /// Waiting for its batch.
+    Pending,
+    /// Its batch started; waiting for the agent to fetch it.
+    Dispatched,
+    /// The agent fetched it and runs its steps.
+    Running,
+    Succeeded,
+    Failed,
+    /// Never ran (the release was cancelled or failed first).
+    Cancelled,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 6] = [
+        Self::Pending,
+        Self::Dispatched,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Dispatched => "dispatched",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRecord {
+    pub release_id: String,
+    pub instance_id: String,
+    /// The instance's name when the release was created (kept if it is deleted).
+    pub instance_name: String,
+    /// 0-based batch index.
+    pub batch: u32,
+    pub state: TaskState,
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When the server gives up on it (set at dispatch).
+    pub deadline: Option<DateTime<Utc>>,
+    pub image_digest: Option<String>,
+    pub message: Option<String>,
+}
+
+/// The state of one step of one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Running, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == value)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRecord {
+    pub release_id: String,
+    pub instance_id: String,
+    pub step: StepName,
+    pub state: StepState,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    /// The retained tail of the output (at most STEP_OUTPUT_KEEP_BYTES).
+    pub output: String,
+    /// Bytes of output dropped (by the agent's bound or the store's).
+    pub dropped_bytes: u64,
+    /// A one-line reason for a failure that is not in the output.
+    pub message: Option<String>,
 }

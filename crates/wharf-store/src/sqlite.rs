@@ -1,2 +1,0 @@
-//! SQLite backend (being written).
-pub struct SqliteStore;

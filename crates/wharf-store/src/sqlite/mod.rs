@@ -1,0 +1,281 @@
+//! The SQLite backend of [`Store`]: one database file in WAL mode, written through
+//! a single connection and read through a small pool.
+//!
+//! Every write runs in a `BEGIN IMMEDIATE` transaction on the writer pool, which
+//! has exactly one connection: writes queue in the pool instead of racing for
+//! SQLite's write lock, and a refused call rolls back whole. Reads run in a
+//! (deferred) transaction on the reader pool so that each call sees one snapshot.
+//! One submodule per table family holds the SQL.
+
+mod apps;
+mod convert;
+mod deployments;
+mod failure;
+mod groups;
+mod instances;
+mod registries;
+mod tokens;
+
+use crate::{
+    ApiTokenRecord, AppRecord, DeploymentRecord, GroupRecord, InstanceRecord, MemberRecord,
+    MembershipRecord, RegistrationTokenRecord, RegistryRecord, Store, StoreError, StoreResult,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use std::path::Path;
+use std::time::Duration;
+
+/// The schema, embedded at build time. Migrations only ever get added.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a statement waits for a lock held by another connection (another
+/// process on the same file, or the WAL checkpoint) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many connections serve reads at once.
+const READERS: u32 = 4;
+
+/// A [`Store`] kept in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating the file if it is missing, and brings
+    /// its schema up to date.
+    pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|err| StoreError::Backend(sqlx::Error::Migrate(Box::new(err))))?;
+        // The readers are opened after the migrations so that they never see a
+        // half-made schema, and `query_only` makes a write through them an error
+        // instead of a second writer.
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options.pragma("query_only", "ON"))
+            .await?;
+        Ok(SqliteStore { writer, reader })
+    }
+
+    /// Closes every connection, waiting for those in use to be returned. Calls
+    /// made afterwards fail.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// Starts a write transaction. `BEGIN IMMEDIATE` takes the write lock at once,
+    /// so a transaction that reads before it writes cannot fail half-way with
+    /// SQLITE_BUSY when another process writes in between.
+    async fn write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Starts a read transaction: one consistent snapshot for the whole call. It
+    /// is rolled back when dropped, which for a read changes nothing.
+    async fn read(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.reader.begin().await?)
+    }
+}
+
+/// Commits a write transaction.
+async fn commit(tx: Transaction<'static, Sqlite>) -> StoreResult<()> {
+    Ok(tx.commit().await?)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn api_token_create(&self, token: &ApiTokenRecord) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        tokens::api_create(&mut tx, token).await?;
+        commit(tx).await
+    }
+
+    async fn api_token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiTokenRecord>> {
+        tokens::api_by_hash(&mut *self.read().await?, hash).await
+    }
+
+    async fn api_token_count(&self) -> StoreResult<u64> {
+        tokens::api_count(&mut *self.read().await?).await
+    }
+
+    async fn registration_token_create(&self, token: &RegistrationTokenRecord) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        tokens::registration_create(&mut tx, token).await?;
+        commit(tx).await
+    }
+
+    async fn registration_token_list(&self) -> StoreResult<Vec<RegistrationTokenRecord>> {
+        tokens::registration_list(&mut *self.read().await?).await
+    }
+
+    async fn registration_token_delete(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        tokens::registration_delete(&mut tx, id).await?;
+        commit(tx).await
+    }
+
+    async fn instance_register(
+        &self,
+        token_hash: &str,
+        instance: &InstanceRecord,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        instances::register(&mut tx, token_hash, instance, now).await?;
+        commit(tx).await
+    }
+
+    async fn instance_list(&self) -> StoreResult<Vec<InstanceRecord>> {
+        instances::list(&mut *self.read().await?).await
+    }
+
+    async fn instance_fetch(&self, id_or_name: &str) -> StoreResult<InstanceRecord> {
+        instances::fetch(&mut *self.read().await?, id_or_name).await
+    }
+
+    async fn instance_by_credential(&self, hash: &str) -> StoreResult<Option<InstanceRecord>> {
+        instances::by_credential(&mut *self.read().await?, hash).await
+    }
+
+    async fn instance_heartbeat(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        agent_version: &str,
+        address: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        instances::heartbeat(&mut tx, id, at, agent_version, address).await?;
+        commit(tx).await
+    }
+
+    async fn instance_delete(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        instances::delete(&mut tx, id).await?;
+        commit(tx).await
+    }
+
+    async fn instance_memberships(&self, id: &str) -> StoreResult<Vec<MembershipRecord>> {
+        instances::memberships(&mut *self.read().await?, id).await
+    }
+
+    async fn app_create(&self, app: &AppRecord) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        apps::create(&mut tx, app).await?;
+        commit(tx).await
+    }
+
+    async fn app_list(&self) -> StoreResult<Vec<AppRecord>> {
+        apps::list(&mut *self.read().await?).await
+    }
+
+    async fn app_fetch(&self, name: &str) -> StoreResult<AppRecord> {
+        apps::fetch(&mut *self.read().await?, name).await
+    }
+
+    async fn app_delete(&self, name: &str) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        apps::delete(&mut tx, name).await?;
+        commit(tx).await
+    }
+
+    async fn group_create(&self, group: &GroupRecord) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        groups::create(&mut tx, group).await?;
+        commit(tx).await
+    }
+
+    async fn group_list(&self, app: &str) -> StoreResult<Vec<GroupRecord>> {
+        groups::list(&mut *self.read().await?, app).await
+    }
+
+    async fn group_fetch(&self, app: &str, name: &str) -> StoreResult<GroupRecord> {
+        groups::fetch(&mut *self.read().await?, app, name).await
+    }
+
+    async fn group_delete(&self, app: &str, name: &str) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        groups::delete(&mut tx, app, name).await?;
+        commit(tx).await
+    }
+
+    async fn group_add_instances(&self, app: &str, group: &str, ids: &[String]) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        groups::add_instances(&mut tx, app, group, ids).await?;
+        commit(tx).await
+    }
+
+    async fn group_remove_instances(
+        &self,
+        app: &str,
+        group: &str,
+        ids: &[String],
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        groups::remove_instances(&mut tx, app, group, ids).await?;
+        commit(tx).await
+    }
+
+    async fn group_members(&self, app: &str, group: &str) -> StoreResult<Vec<MemberRecord>> {
+        groups::members(&mut *self.read().await?, app, group).await
+    }
+
+    async fn registry_create(&self, registry: &RegistryRecord) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        registries::create(&mut tx, registry).await?;
+        commit(tx).await
+    }
+
+    async fn registry_list(&self) -> StoreResult<Vec<RegistryRecord>> {
+        registries::list(&mut *self.read().await?).await
+    }
+
+    async fn registry_fetch(&self, name: &str) -> StoreResult<RegistryRecord> {
+        registries::fetch(&mut *self.read().await?, name).await
+    }
+
+    async fn registry_delete(&self, name: &str) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        registries::delete(&mut tx, name).await?;
+        commit(tx).await
+    }
+
+    async fn deployment_create(&self, deployment: &DeploymentRecord) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        deployments::create(&mut tx, deployment).await?;
+        commit(tx).await
+    }
+
+    async fn deployment_list(&self, app: &str) -> StoreResult<Vec<DeploymentRecord>> {
+        deployments::list(&mut *self.read().await?, app).await
+    }
+
+    async fn deployment_fetch(&self, app: &str, name: &str) -> StoreResult<DeploymentRecord> {
+        deployments::fetch(&mut *self.read().await?, app, name).await
+    }
+
+    async fn deployment_delete(&self, app: &str, name: &str) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        deployments::delete(&mut tx, app, name).await?;
+        commit(tx).await
+    }
+}

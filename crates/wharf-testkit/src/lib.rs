@@ -1,0 +1,12 @@
+//! Test support for Wharf: a real registry, the sample image and Docker Engine helpers.
+//!
+//! Everything here talks to real software on the test machine: the Docker Engine at
+//! `/var/run/docker.sock` (or `DOCKER_HOST=unix://…`) and Debian's `docker-registry`
+//! binary. Nothing is pulled from the internet; images are built locally.
+
+pub mod docker;
+pub mod registry;
+pub mod sample_image;
+
+/// The bollard version this crate talks to the engine with, so callers can name its types.
+pub use bollard;
