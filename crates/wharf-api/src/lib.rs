@@ -5,9 +5,11 @@
 
 pub mod agent;
 pub mod error;
+pub mod releases;
 pub mod resources;
 
 pub use error::{ErrorBody, ErrorDetail};
+pub use releases::*;
 pub use resources::*;
 
 /// The version of the HTTP API, part of every path.

@@ -71,6 +71,18 @@ impl Default for Timeouts {
     }
 }
 
+impl Timeouts {
+    /// How long the server waits for an instance to finish all its steps before it
+    /// counts the instance as failed: every step's timeout, plus a margin for the
+    /// agent's kill grace period and its reports.
+    pub fn task_budget_secs(&self, pulls_image: bool, verifies: bool) -> u32 {
+        const MARGIN_SECS: u32 = 60;
+        let pull = if pulls_image { self.pull_secs } else { 0 };
+        let verify = if verifies { self.verify_secs } else { 0 };
+        pull + 2 * self.script_secs + verify + MARGIN_SECS
+    }
+}
+
 /// The longest step timeout accepted: one day.
 pub const MAX_TIMEOUT_SECS: u32 = 86_400;
 /// The largest start or stop script accepted.

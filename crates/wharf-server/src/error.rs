@@ -67,6 +67,10 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "already_exists", err.to_string())
             }
             StoreError::InUse { .. } => Self::new(StatusCode::CONFLICT, "in_use", err.to_string()),
+            StoreError::ActiveRelease { .. } => {
+                Self::new(StatusCode::CONFLICT, "active_release", err.to_string())
+            }
+            StoreError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", err.to_string()),
             StoreError::RegistrationRefused(why) => {
                 Self::new(StatusCode::UNAUTHORIZED, "registration_refused", *why)
             }

@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+mod engine;
 mod error;
 mod extract;
 mod metrics;
@@ -16,7 +17,7 @@ mod views;
 
 pub use error::ApiError;
 pub use secrets::{hash_token, SecretBox};
-pub use state::AppState;
+pub use state::{AppState, Liveness};
 
 use axum::Router;
 use std::future::Future;
@@ -78,6 +79,15 @@ pub struct BoundServer {
 /// Opens (or creates) the data directory, the store and the secret key, creates the
 /// admin token on first start, and binds the listener.
 pub async fn bind(config: ServerConfig) -> Result<BoundServer, ServerError> {
+    bind_with(config, Liveness::default()).await
+}
+
+/// [`bind`] with other heartbeat timings (tests use short ones to see instances go
+/// offline quickly).
+pub async fn bind_with(
+    config: ServerConfig,
+    liveness: Liveness,
+) -> Result<BoundServer, ServerError> {
     let data_dir = config.data_dir;
     secrets::create_private_dir(&data_dir).map_err(|source| ServerError::DataDir {
         path: data_dir.clone(),
@@ -112,7 +122,10 @@ pub async fn bind(config: ServerConfig) -> Result<BoundServer, ServerError> {
     Ok(BoundServer {
         listener,
         local_addr,
-        state: AppState::new(store, secret_box),
+        state: AppState {
+            liveness,
+            ..AppState::new(store, secret_box)
+        },
         admin_token_path,
         admin_token_created,
     })
@@ -138,11 +151,21 @@ impl BoundServer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         tracing::info!(addr = %self.local_addr, "wharf server listening");
+        let wakeups = self.state.wakeups.clone();
+        let driver = tokio::spawn(engine::driver::run(self.state.clone()));
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
+        // Long polls and the driver end as soon as shutdown begins, so the graceful
+        // shutdown does not wait out every agent's poll.
+        let shutdown = async move {
+            shutdown.await;
+            wakeups.shut_down();
+        };
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
-            .map_err(ServerError::Serve)
+            .map_err(ServerError::Serve);
+        let _ = driver.await;
+        served
     }
 }
 

@@ -17,7 +17,9 @@ use utoipa::{Modify, OpenApi};
         api::groups::add_instances, api::groups::remove_instances,
         api::registries::create, api::registries::list, api::registries::show, api::registries::delete,
         api::deployments::create, api::deployments::list, api::deployments::show, api::deployments::delete,
-        api::agents::register, api::agents::heartbeat,
+        api::releases::create, api::releases::rollback, api::releases::list, api::releases::show,
+        api::releases::continue_release, api::releases::cancel, api::releases::logs,
+        api::agents::register, api::agents::heartbeat, api::work::poll, api::work::event,
     ),
     modifiers(&BearerAuth)
 )]

@@ -1,35 +1,23 @@
 //! Conversions from stored records to the API's wire types. Secrets stop here:
 //! no view carries a hash, a credential or a sealed password.
 
-use crate::state::OFFLINE_AFTER;
+use crate::state::Liveness;
 use chrono::{DateTime, Utc};
 use wharf_api as api;
 use wharf_domain::deployment::registry_address;
 use wharf_store::{
     AppRecord, DeploymentRecord, GroupRecord, InstanceRecord, MemberRecord, MembershipRecord,
-    RegistrationTokenRecord, RegistryRecord,
+    RegistrationTokenRecord, RegistryRecord, ReleaseRecord, StepRecord, TaskRecord, TaskState,
 };
-
-/// `online` when the last heartbeat is recent enough.
-pub fn instance_status(
-    last_heartbeat_at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> &'static str {
-    match last_heartbeat_at {
-        Some(at) if now.signed_duration_since(at).to_std().unwrap_or_default() < OFFLINE_AFTER => {
-            "online"
-        }
-        _ => "offline",
-    }
-}
 
 pub fn instance(
     record: InstanceRecord,
     memberships: Vec<MembershipRecord>,
+    liveness: &Liveness,
     now: DateTime<Utc>,
 ) -> api::Instance {
     api::Instance {
-        status: instance_status(record.last_heartbeat_at, now).to_owned(),
+        status: liveness.status(record.last_heartbeat_at, now).to_owned(),
         id: record.id,
         name: record.name,
         hostname: record.hostname,
@@ -77,7 +65,12 @@ pub fn app(record: AppRecord, groups: Vec<String>, deployments: Vec<String>) -> 
     }
 }
 
-pub fn group(record: GroupRecord, members: Vec<MemberRecord>, now: DateTime<Utc>) -> api::Group {
+pub fn group(
+    record: GroupRecord,
+    members: Vec<MemberRecord>,
+    liveness: &Liveness,
+    now: DateTime<Utc>,
+) -> api::Group {
     api::Group {
         app: record.app,
         name: record.name,
@@ -87,7 +80,9 @@ pub fn group(record: GroupRecord, members: Vec<MemberRecord>, now: DateTime<Utc>
         instances: members
             .into_iter()
             .map(|m| api::GroupMember {
-                status: instance_status(m.instance.last_heartbeat_at, now).to_owned(),
+                status: liveness
+                    .status(m.instance.last_heartbeat_at, now)
+                    .to_owned(),
                 id: m.instance.id,
                 name: m.instance.name,
                 deployment: m.deployment,
@@ -157,5 +152,123 @@ pub fn deployment(record: DeploymentRecord, registry: Option<&RegistryRecord>) -
             verify_secs: record.timeouts.verify_secs,
         },
         created_at: record.created_at,
+    }
+}
+
+/// A release with its counts and, when `steps` is given, its batches, instances and
+/// steps.
+pub fn release(
+    record: ReleaseRecord,
+    tasks: &[TaskRecord],
+    steps: Option<&[StepRecord]>,
+) -> api::Release {
+    let mut counts = api::InstanceCounts {
+        total: tasks.len() as u32,
+        ..Default::default()
+    };
+    for task in tasks {
+        match task.state {
+            TaskState::Pending => counts.pending += 1,
+            TaskState::Dispatched | TaskState::Running => counts.running += 1,
+            TaskState::Succeeded => counts.succeeded += 1,
+            TaskState::Failed => counts.failed += 1,
+            TaskState::Cancelled => counts.cancelled += 1,
+        }
+    }
+    let batches = match steps {
+        None => Vec::new(),
+        Some(steps) => (0..record.batch_count)
+            .map(|batch| {
+                let members: Vec<&TaskRecord> = tasks.iter().filter(|t| t.batch == batch).collect();
+                api::ReleaseBatch {
+                    number: batch + 1,
+                    state: batch_state(&members).to_owned(),
+                    instances: members
+                        .into_iter()
+                        .map(|t| release_instance(t, steps))
+                        .collect(),
+                }
+            })
+            .collect(),
+    };
+    api::Release {
+        id: record.id,
+        app: record.app,
+        group: record.group,
+        deployment: record.deployment,
+        state: record.state.as_str().to_owned(),
+        kind: record.kind,
+        pause: record.pause.as_str().to_owned(),
+        batch_count: record.batch_count,
+        batch_interval_secs: record.batch_interval_secs,
+        max_failures: record.max_failures,
+        rollback_on_failure: record.rollback_on_failure,
+        rollback_of: record.rollback_of,
+        message: record.message,
+        created_at: record.created_at,
+        started_at: record.started_at,
+        finished_at: record.finished_at,
+        counts,
+        batches,
+    }
+}
+
+/// A batch is running while any of its tasks is, failed if any failed once all
+/// ended, cancelled if all were cancelled.
+fn batch_state(tasks: &[&TaskRecord]) -> &'static str {
+    let any = |s: TaskState| tasks.iter().any(|t| t.state == s);
+    if any(TaskState::Dispatched) || any(TaskState::Running) {
+        "running"
+    } else if any(TaskState::Pending) {
+        "pending"
+    } else if any(TaskState::Failed) {
+        "failed"
+    } else if tasks.iter().all(|t| t.state == TaskState::Cancelled) {
+        "cancelled"
+    } else {
+        "succeeded"
+    }
+}
+
+fn release_instance(task: &TaskRecord, steps: &[StepRecord]) -> api::ReleaseInstance {
+    api::ReleaseInstance {
+        id: task.instance_id.clone(),
+        name: task.instance_name.clone(),
+        state: task.state.as_str().to_owned(),
+        started_at: task.started_at,
+        finished_at: task.finished_at,
+        image_digest: task.image_digest.clone(),
+        message: task.message.clone(),
+        steps: steps
+            .iter()
+            .filter(|s| s.instance_id == task.instance_id)
+            .map(|s| api::ReleaseStep {
+                name: s.step.as_str().to_owned(),
+                state: s.state.as_str().to_owned(),
+                started_at: s.started_at,
+                finished_at: s.finished_at,
+                exit_code: s.exit_code,
+                dropped_bytes: s.dropped_bytes,
+                message: s.message.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub fn step_log(step: StepRecord, tasks: &[TaskRecord]) -> api::StepLog {
+    let instance_name = tasks
+        .iter()
+        .find(|t| t.instance_id == step.instance_id)
+        .map(|t| t.instance_name.clone())
+        .unwrap_or_default();
+    api::StepLog {
+        instance_id: step.instance_id,
+        instance_name,
+        step: step.step.as_str().to_owned(),
+        state: step.state.as_str().to_owned(),
+        exit_code: step.exit_code,
+        output: step.output,
+        dropped_bytes: step.dropped_bytes,
+        message: step.message,
     }
 }

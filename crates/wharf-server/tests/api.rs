@@ -93,7 +93,7 @@ impl Api {
             "apps": self.get("/api/v1/apps").await.body,
             "registries": self.get("/api/v1/registries").await.body,
             "instances": self.get("/api/v1/instances").await.body,
-            "tokens": self.get("/api/v1/instances/tokens").await.body,
+            "tokens": self.get("/api/v1/registration-tokens").await.body,
         });
         for app in self.store.app_list().await.unwrap() {
             all[format!("groups/{}", app.name)] = self
@@ -113,7 +113,7 @@ impl Api {
 
     /// Registers an instance through the agent protocol, as an agent would.
     async fn register(&self, name: &str) -> (String, String) {
-        let token = self.post("/api/v1/instances/tokens", json!({})).await;
+        let token = self.post("/api/v1/registration-tokens", json!({})).await;
         assert_eq!(token.status, StatusCode::CREATED, "{}", token.text);
         let reply = self
             .send(agent_request(
@@ -844,7 +844,7 @@ async fn registration_tokens_enforce_ttl_and_uses() {
     refused(
         &api,
         Method::POST,
-        "/api/v1/instances/tokens",
+        "/api/v1/registration-tokens",
         json!({"ttl_secs": 0}),
         StatusCode::BAD_REQUEST,
         "invalid_field",
@@ -854,7 +854,7 @@ async fn registration_tokens_enforce_ttl_and_uses() {
     refused(
         &api,
         Method::POST,
-        "/api/v1/instances/tokens",
+        "/api/v1/registration-tokens",
         json!({"uses": 0}),
         StatusCode::BAD_REQUEST,
         "invalid_field",
@@ -864,7 +864,7 @@ async fn registration_tokens_enforce_ttl_and_uses() {
     refused(
         &api,
         Method::POST,
-        "/api/v1/instances/tokens",
+        "/api/v1/registration-tokens",
         json!({"ttl_secs": -5}),
         StatusCode::BAD_REQUEST,
         "invalid_body",
@@ -873,14 +873,14 @@ async fn registration_tokens_enforce_ttl_and_uses() {
     .await;
     let token = api
         .post(
-            "/api/v1/instances/tokens",
+            "/api/v1/registration-tokens",
             json!({"uses": 1, "ttl_secs": 600}),
         )
         .await;
     assert_eq!(token.status, StatusCode::CREATED);
     let secret = token.body["token"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("wharf_reg_"));
-    let listed = api.get("/api/v1/instances/tokens").await;
+    let listed = api.get("/api/v1/registration-tokens").await;
     assert!(
         !listed.text.contains(&secret),
         "a listed token shows its secret"
@@ -910,11 +910,11 @@ async fn registration_tokens_enforce_ttl_and_uses() {
     );
     // A revoked token registers nobody.
     let token = api
-        .post("/api/v1/instances/tokens", json!({"uses": 5}))
+        .post("/api/v1/registration-tokens", json!({"uses": 5}))
         .await;
     let id = token.body["id"].as_str().unwrap();
     assert_eq!(
-        api.delete(&format!("/api/v1/instances/tokens/{id}"))
+        api.delete(&format!("/api/v1/registration-tokens/{id}"))
             .await
             .status,
         StatusCode::NO_CONTENT
@@ -941,7 +941,7 @@ async fn registration_tokens_enforce_ttl_and_uses() {
 async fn agents_must_send_valid_registrations() {
     let api = Api::new().await;
     let token = api
-        .post("/api/v1/instances/tokens", json!({"uses": 10}))
+        .post("/api/v1/registration-tokens", json!({"uses": 10}))
         .await;
     let secret = token.body["token"].as_str().unwrap().to_owned();
     let good = json!({"registration_token": secret, "hostname": "web-1", "os": "linux", "arch": "x86_64", "agent_version": "0.1.0"});
@@ -984,7 +984,7 @@ async fn agents_must_send_valid_registrations() {
         .unwrap()
         .is_empty());
     assert_eq!(
-        api.get("/api/v1/instances/tokens").await.body[0]["uses_left"],
+        api.get("/api/v1/registration-tokens").await.body[0]["uses_left"],
         10
     );
 

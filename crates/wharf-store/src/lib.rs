@@ -222,6 +222,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Ends a running step; returns whether it changed (a late or repeated report
     /// changes nothing).
+    #[allow(clippy::too_many_arguments)]
     async fn step_finish(
         &self,
         release_id: &str,

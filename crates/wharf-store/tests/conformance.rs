@@ -42,7 +42,22 @@ macro_rules! conformance {
             deployments_round_trip_exactly,
             deployments_need_their_application_and_registry,
             a_deployment_in_use_is_not_deleted,
+            releases_round_trip_with_their_tasks,
+            a_group_has_one_active_release_at_a_time,
+            concurrent_creates_leave_one_active_release,
+            release_create_checks_what_it_names,
+            releases_are_listed_newest_first_and_active_ones_oldest_first,
+            release_transitions_are_compare_and_set,
+            dispatch_moves_one_batch_and_only_while_running,
+            claims_take_dispatched_work_of_running_releases_and_record_fetch,
+            tasks_finish_once_and_record_the_membership_on_success,
+            cancelling_ends_only_tasks_that_have_not_started,
+            steps_begin_and_finish_once,
+            step_output_keeps_the_last_bytes_and_counts_what_it_drops,
+            a_group_records_its_current_and_previous_deployment,
+            released_groups_and_deployments_are_kept_but_instances_may_go,
             everything_survives_reopening,
+            releases_survive_reopening,
         );
     };
     ($make:expr; $($check:ident),* $(,)?) => {
@@ -63,6 +78,7 @@ mod fixtures {
     use std::collections::BTreeMap;
     use std::fmt::Debug;
     use wharf_domain::deployment::{DeploymentKind, ImageSpec, Timeouts, VerifySpec};
+    use wharf_domain::release::{PauseMode, ReleaseState};
     use wharf_store::*;
 
     /// A time `secs` after a fixed origin, in whole milliseconds (what every
@@ -241,6 +257,184 @@ mod fixtures {
         }
     }
 
+    // ------------------------------------------------------------ releases
+
+    pub fn release_id(n: u64) -> String {
+        format!("r-{n:016x}")
+    }
+
+    /// A pending release `n`, created at `at(100 + n)`.
+    pub fn release(n: u64, app: &str, group: &str, deployment: &str) -> ReleaseRecord {
+        ReleaseRecord {
+            id: release_id(n),
+            app: app.into(),
+            group: group.into(),
+            deployment: deployment.into(),
+            state: ReleaseState::Pending,
+            pause: PauseMode::First,
+            batch_count: 2,
+            batch_interval_secs: 30,
+            max_failures: 1,
+            rollback_on_failure: true,
+            kind: "release".into(),
+            rollback_of: None,
+            continued_through: 0,
+            created_at: at(100 + n as i64),
+            started_at: None,
+            finished_at: None,
+            message: None,
+        }
+    }
+
+    /// A pending task of `release` on `instance`.
+    pub fn task(release: &ReleaseRecord, instance: &InstanceRecord, batch: u32) -> TaskRecord {
+        TaskRecord {
+            release_id: release.id.clone(),
+            instance_id: instance.id.clone(),
+            instance_name: instance.name.clone(),
+            batch,
+            state: TaskState::Pending,
+            dispatched_at: None,
+            started_at: None,
+            finished_at: None,
+            deadline: None,
+            image_digest: None,
+            message: None,
+        }
+    }
+
+    /// The name errors give a task: `release/instance`.
+    pub fn task_name(release: &str, instance: &str) -> String {
+        format!("{release}/{instance}")
+    }
+
+    /// Application `shop` with registry `main`, deployments `v1` (command) and `v2`
+    /// (image), groups `prod` and `staging`, and three instances in `prod`: ids
+    /// 1, 2, 3 named `web-c`, `web-a`, `web-b` (so that id and name order differ).
+    /// Returns them in name order: a, b, c.
+    pub async fn shop(store: &dyn Store) -> [InstanceRecord; 3] {
+        store.app_create(&app("shop")).await.expect("app created");
+        store
+            .registry_create(&registry("main"))
+            .await
+            .expect("registry created");
+        store
+            .deployment_create(&command_deployment("shop", "v1"))
+            .await
+            .expect("v1 created");
+        store
+            .deployment_create(&image_deployment("shop", "v2", "main"))
+            .await
+            .expect("v2 created");
+        for name in ["prod", "staging"] {
+            store
+                .group_create(&group("shop", name))
+                .await
+                .expect("group created");
+        }
+        let c = register(store, 1, "web-c").await;
+        let a = register(store, 2, "web-a").await;
+        let b = register(store, 3, "web-b").await;
+        store
+            .group_add_instances("shop", "prod", &ids(&[1, 2, 3]))
+            .await
+            .expect("instances added");
+        [a, b, c]
+    }
+
+    /// Creates `release` with one task per (instance, batch).
+    pub async fn create(
+        store: &dyn Store,
+        release: &ReleaseRecord,
+        targets: &[(&InstanceRecord, u32)],
+    ) -> Vec<TaskRecord> {
+        let tasks: Vec<TaskRecord> = targets
+            .iter()
+            .map(|(instance, batch)| task(release, instance, *batch))
+            .collect();
+        store
+            .release_create(release, &tasks)
+            .await
+            .expect("release created");
+        tasks
+    }
+
+    /// Moves a release from `from` to `to` at `now`, which must succeed.
+    pub async fn shift(
+        store: &dyn Store,
+        id: &str,
+        from: ReleaseState,
+        to: ReleaseState,
+        now: DateTime<Utc>,
+    ) {
+        assert!(
+            store
+                .release_transition(id, &[from], to, None, now)
+                .await
+                .expect("transition"),
+            "release {id} did not move from {from:?} to {to:?}"
+        );
+    }
+
+    /// Starts a release, dispatches `batch` and lets each given instance claim its
+    /// task, all at `now`.
+    pub async fn run_batch(
+        store: &dyn Store,
+        id: &str,
+        batch: u32,
+        claimers: &[&InstanceRecord],
+        now: DateTime<Utc>,
+    ) {
+        if store.release_fetch(id).await.expect("release").state == ReleaseState::Pending {
+            shift(store, id, ReleaseState::Pending, ReleaseState::Running, now).await;
+        }
+        store
+            .task_dispatch_batch(id, batch, now, now + chrono::Duration::seconds(600))
+            .await
+            .expect("batch dispatched");
+        for instance in claimers {
+            let claimed = store
+                .task_claim(&instance.id, now)
+                .await
+                .expect("claim")
+                .expect("a task to claim");
+            assert_eq!(claimed.release_id, id);
+        }
+    }
+
+    pub fn expect_active_release<T: Debug>(result: StoreResult<T>, group: &str, release: &str) {
+        match result {
+            Err(StoreError::ActiveRelease {
+                group: g,
+                release: r,
+            }) if g == group && r == release => {}
+            other => panic!("expected ActiveRelease {{ {group}, {release} }}, got {other:?}"),
+        }
+    }
+
+    pub fn expect_conflict<T: Debug>(result: StoreResult<T>, message: &str) {
+        match result {
+            Err(StoreError::Conflict(m)) if m == message => {}
+            other => panic!("expected Conflict({message:?}), got {other:?}"),
+        }
+    }
+
+    /// Whether the instance is a member of the group, and what it runs there.
+    pub async fn membership(
+        store: &dyn Store,
+        instance: &InstanceRecord,
+        app: &str,
+        group: &str,
+    ) -> Option<(Option<String>, Option<String>)> {
+        store
+            .instance_memberships(&instance.id)
+            .await
+            .expect("memberships")
+            .into_iter()
+            .find(|m| m.app == app && m.group == group)
+            .map(|m| (m.deployment, m.image_digest))
+    }
+
     /// The ids of members of a group, in the order the store gives them.
     pub async fn member_ids(store: &dyn Store, app: &str, group: &str) -> Vec<String> {
         store
@@ -268,8 +462,10 @@ mod fixtures {
 pub mod suite {
     use super::fixtures::*;
     use super::*;
+    use chrono::{DateTime, Utc};
     use std::collections::BTreeMap;
     use wharf_domain::deployment::VerifySpec;
+    use wharf_domain::release::{PauseMode, ReleaseState, StepName};
     use wharf_store::*;
 
     // ------------------------------------------------------------ tokens
@@ -1109,6 +1305,1596 @@ pub mod suite {
         assert_eq!(store.deployment_list("shop").await.unwrap().len(), 2);
         assert_eq!(store.group_fetch("shop", "prod").await.unwrap(), prod);
         assert_eq!(store.group_fetch("shop", "staging").await.unwrap(), staging);
+    }
+
+    // ------------------------------------------------------------ releases
+
+    pub async fn releases_round_trip_with_their_tasks(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, b, c] = shop(&*store).await;
+        // A finished release with every field set, and a rollback of it.
+        let mut done = release(1, "shop", "prod", "v2");
+        done.state = ReleaseState::Failed;
+        done.pause = PauseMode::Each;
+        done.batch_count = 3;
+        done.kind = "catch-up".into();
+        done.continued_through = 2;
+        done.started_at = Some(at(110));
+        done.finished_at = Some(at(120));
+        done.message = Some("2 instance(s) failed, more than the 1 tolerated".into());
+        let mut done_task = task(&done, &a, 2);
+        done_task.state = TaskState::Failed;
+        done_task.dispatched_at = Some(at(111));
+        done_task.started_at = Some(at(112));
+        done_task.finished_at = Some(at(113));
+        done_task.deadline = Some(at(999));
+        done_task.image_digest = Some("sha256:0123".into());
+        done_task.message = Some("step start failed with exit code 3".into());
+        store
+            .release_create(&done, &[done_task.clone()])
+            .await
+            .unwrap();
+
+        let mut rollback = release(2, "shop", "prod", "v1");
+        rollback.pause = PauseMode::Auto;
+        rollback.rollback_on_failure = false;
+        rollback.kind = "rollback".into();
+        rollback.rollback_of = Some(done.id.clone());
+        let tasks = create(&*store, &rollback, &[(&c, 0), (&b, 1), (&a, 0)]).await;
+
+        assert_eq!(store.release_fetch(&done.id).await.unwrap(), done);
+        assert_eq!(store.release_fetch(&rollback.id).await.unwrap(), rollback);
+        assert_eq!(store.task_list(&done.id).await.unwrap(), vec![done_task]);
+        // By batch, then instance name.
+        assert_eq!(
+            store.task_list(&rollback.id).await.unwrap(),
+            vec![tasks[2].clone(), tasks[0].clone(), tasks[1].clone()]
+        );
+        assert_eq!(
+            store.task_fetch(&rollback.id, &b.id).await.unwrap(),
+            tasks[1]
+        );
+
+        let unknown = release_id(99);
+        expect_not_found(store.release_fetch(&unknown).await, "release", &unknown);
+        expect_not_found(store.task_list(&unknown).await, "release", &unknown);
+        expect_not_found(
+            store.task_fetch(&unknown, &a.id).await,
+            "task",
+            &task_name(&unknown, &a.id),
+        );
+        let stranger = instance_id(9);
+        expect_not_found(
+            store.task_fetch(&rollback.id, &stranger).await,
+            "task",
+            &task_name(&rollback.id, &stranger),
+        );
+    }
+
+    pub async fn a_group_has_one_active_release_at_a_time(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, b, _] = shop(&*store).await;
+        let first = release(1, "shop", "prod", "v1");
+        create(&*store, &first, &[(&a, 0)]).await;
+        let second = release(2, "shop", "prod", "v2");
+        let second_tasks = [task(&second, &b, 0)];
+
+        // Refused while the first is pending, running or paused, naming it; and
+        // a refused create leaves nothing behind.
+        for state in [
+            ReleaseState::Pending,
+            ReleaseState::Running,
+            ReleaseState::Paused,
+        ] {
+            if state != ReleaseState::Pending {
+                let from = [
+                    ReleaseState::Pending,
+                    ReleaseState::Running,
+                    ReleaseState::Paused,
+                ];
+                assert!(store
+                    .release_transition(&first.id, &from, state, None, at(150))
+                    .await
+                    .unwrap());
+            }
+            expect_active_release(
+                store.release_create(&second, &second_tasks).await,
+                "shop/prod",
+                &first.id,
+            );
+            expect_not_found(store.release_fetch(&second.id).await, "release", &second.id);
+            expect_not_found(store.task_list(&second.id).await, "release", &second.id);
+        }
+        let listed: Vec<String> = store
+            .release_list(None, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(listed, vec![first.id.clone()]);
+
+        // Another group of the same application is independent.
+        let elsewhere = release(3, "shop", "staging", "v2");
+        create(&*store, &elsewhere, &[(&a, 0)]).await;
+
+        // Once the first has ended, the group takes a new release.
+        shift(
+            &*store,
+            &first.id,
+            ReleaseState::Paused,
+            ReleaseState::Cancelled,
+            at(160),
+        )
+        .await;
+        store.release_create(&second, &second_tasks).await.unwrap();
+        assert_eq!(
+            store.task_list(&second.id).await.unwrap(),
+            second_tasks.to_vec()
+        );
+        let active: Vec<String> = store
+            .release_list_active()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(active, vec![second.id.clone(), elsewhere.id.clone()]);
+    }
+
+    pub async fn concurrent_creates_leave_one_active_release(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, _, _] = shop(&*store).await;
+        let attempts: Vec<_> = (1..=12)
+            .map(|n| {
+                let store = Arc::clone(&store);
+                let release = release(n, "shop", "prod", "v1");
+                let tasks = vec![task(&release, &a, 0)];
+                tokio::spawn(async move {
+                    let result = store.release_create(&release, &tasks).await;
+                    (release.id, result)
+                })
+            })
+            .collect();
+        let mut created = Vec::new();
+        let mut refused = Vec::new();
+        for attempt in attempts {
+            match attempt.await.expect("the task ran to the end") {
+                (id, Ok(())) => created.push(id),
+                (_, Err(StoreError::ActiveRelease { group, release })) => {
+                    assert_eq!(group, "shop/prod");
+                    refused.push(release);
+                }
+                (id, Err(other)) => panic!("release {id}: unexpected {other:?}"),
+            }
+        }
+        assert_eq!(created.len(), 1, "exactly one create wins");
+        assert_eq!(refused.len(), 11);
+        assert!(refused.iter().all(|r| *r == created[0]));
+        let active = store.release_list_active().await.unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].id, created[0]);
+    }
+
+    pub async fn release_create_checks_what_it_names(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, b, _] = shop(&*store).await;
+        let no_app = release(1, "nope", "prod", "v1");
+        expect_not_found(
+            store.release_create(&no_app, &[task(&no_app, &a, 0)]).await,
+            "application",
+            "nope",
+        );
+        let no_group = release(1, "shop", "qa", "v1");
+        expect_not_found(
+            store
+                .release_create(&no_group, &[task(&no_group, &a, 0)])
+                .await,
+            "group",
+            "shop/qa",
+        );
+        let no_deployment = release(1, "shop", "prod", "v9");
+        expect_not_found(
+            store
+                .release_create(&no_deployment, &[task(&no_deployment, &a, 0)])
+                .await,
+            "deployment",
+            "shop/v9",
+        );
+        let mut no_original = release(1, "shop", "prod", "v1");
+        no_original.rollback_of = Some(release_id(77));
+        expect_not_found(
+            store
+                .release_create(&no_original, &[task(&no_original, &a, 0)])
+                .await,
+            "release",
+            &release_id(77),
+        );
+
+        // A task listed twice: nothing is kept, not even the release.
+        let twice = release(1, "shop", "prod", "v1");
+        expect_already_exists(
+            store
+                .release_create(
+                    &twice,
+                    &[
+                        task(&twice, &a, 0),
+                        task(&twice, &b, 0),
+                        task(&twice, &a, 1),
+                    ],
+                )
+                .await,
+            "task",
+            &task_name(&twice.id, &a.id),
+        );
+        expect_not_found(store.release_fetch(&twice.id).await, "release", &twice.id);
+
+        // A task of another release.
+        let other = release(2, "shop", "prod", "v1");
+        assert!(matches!(
+            store
+                .release_create(&twice, &[task(&twice, &a, 0), task(&other, &b, 0)])
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        expect_not_found(store.release_fetch(&twice.id).await, "release", &twice.id);
+        assert_eq!(store.release_list(None, None, 10).await.unwrap(), vec![]);
+
+        // An id already taken (by a finished release, so the group is free).
+        let mut finished = release(3, "shop", "prod", "v1");
+        finished.state = ReleaseState::Succeeded;
+        create(&*store, &finished, &[(&a, 0)]).await;
+        let mut again = release(3, "shop", "prod", "v2");
+        again.created_at = at(500);
+        expect_already_exists(
+            store.release_create(&again, &[task(&again, &b, 0)]).await,
+            "release",
+            &finished.id,
+        );
+        assert_eq!(store.release_fetch(&finished.id).await.unwrap(), finished);
+        assert_eq!(
+            store.task_list(&finished.id).await.unwrap(),
+            vec![task(&finished, &a, 0)]
+        );
+    }
+
+    pub async fn releases_are_listed_newest_first_and_active_ones_oldest_first(
+        backend: &dyn Backend,
+    ) {
+        let store = backend.open().await;
+        let [a, _, _] = shop(&*store).await;
+        store.app_create(&app("blog")).await.unwrap();
+        store.group_create(&group("blog", "prod")).await.unwrap();
+        store
+            .deployment_create(&command_deployment("blog", "v1"))
+            .await
+            .unwrap();
+
+        let with = |n: u64, app: &str, group: &str, state: ReleaseState, secs: i64| {
+            let mut r = release(n, app, group, "v1");
+            r.state = state;
+            r.created_at = at(secs);
+            r
+        };
+        let r1 = with(1, "shop", "prod", ReleaseState::Cancelled, 101);
+        let r2 = with(2, "shop", "prod", ReleaseState::Succeeded, 102);
+        let r3 = with(3, "shop", "prod", ReleaseState::Pending, 103);
+        // Created in the same millisecond as r4: the id breaks the tie.
+        let r6 = with(6, "shop", "staging", ReleaseState::Failed, 104);
+        let r4 = with(4, "shop", "staging", ReleaseState::Running, 104);
+        let r5 = with(5, "blog", "prod", ReleaseState::Paused, 100);
+        for r in [&r1, &r2, &r3, &r6, &r4, &r5] {
+            store.release_create(r, &[task(r, &a, 0)]).await.unwrap();
+        }
+
+        let list = |app: Option<&'static str>, group: Option<&'static str>, limit: u32| {
+            let store = Arc::clone(&store);
+            async move {
+                store
+                    .release_list(app, group, limit)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        let id_list = |rs: &[&ReleaseRecord]| rs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            list(None, None, 100).await,
+            id_list(&[&r4, &r6, &r3, &r2, &r1, &r5])
+        );
+        assert_eq!(list(None, None, 2).await, id_list(&[&r4, &r6]));
+        assert_eq!(list(None, None, 0).await, Vec::<String>::new());
+        assert_eq!(
+            list(Some("shop"), None, 100).await,
+            id_list(&[&r4, &r6, &r3, &r2, &r1])
+        );
+        assert_eq!(
+            list(Some("shop"), Some("prod"), 100).await,
+            id_list(&[&r3, &r2, &r1])
+        );
+        assert_eq!(list(Some("blog"), Some("prod"), 1).await, id_list(&[&r5]));
+        // A group without an application: that group name in every application.
+        assert_eq!(
+            list(None, Some("prod"), 100).await,
+            id_list(&[&r3, &r2, &r1, &r5])
+        );
+        expect_not_found(
+            store.release_list(Some("nope"), None, 10).await,
+            "application",
+            "nope",
+        );
+        expect_not_found(
+            store.release_list(Some("shop"), Some("qa"), 10).await,
+            "group",
+            "shop/qa",
+        );
+
+        assert_eq!(
+            store.release_list_active().await.unwrap(),
+            vec![r5.clone(), r3.clone(), r4.clone()]
+        );
+    }
+
+    pub async fn release_transitions_are_compare_and_set(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, _, _] = shop(&*store).await;
+        let r = release(1, "shop", "prod", "v1");
+        create(&*store, &r, &[(&a, 0)]).await;
+        let fetch = || {
+            let store = Arc::clone(&store);
+            let id = r.id.clone();
+            async move { store.release_fetch(&id).await.unwrap() }
+        };
+
+        // Not in `from`: nothing moves.
+        assert!(!store
+            .release_transition(
+                &r.id,
+                &[ReleaseState::Running],
+                ReleaseState::Paused,
+                Some("x"),
+                at(200)
+            )
+            .await
+            .unwrap());
+        assert!(!store
+            .release_transition(&r.id, &[], ReleaseState::Running, None, at(200))
+            .await
+            .unwrap());
+        assert_eq!(fetch().await, r);
+
+        assert!(store
+            .release_transition(
+                &r.id,
+                &[ReleaseState::Pending],
+                ReleaseState::Running,
+                None,
+                at(200)
+            )
+            .await
+            .unwrap());
+        let running = fetch().await;
+        assert_eq!(running.state, ReleaseState::Running);
+        assert_eq!(running.started_at, Some(at(200)));
+        assert_eq!(
+            (running.finished_at, running.message.as_deref()),
+            (None, None)
+        );
+        // Repeating the move does nothing.
+        assert!(!store
+            .release_transition(
+                &r.id,
+                &[ReleaseState::Pending],
+                ReleaseState::Running,
+                None,
+                at(201)
+            )
+            .await
+            .unwrap());
+        assert_eq!(fetch().await, running);
+
+        assert!(store
+            .release_transition(
+                &r.id,
+                &[ReleaseState::Running],
+                ReleaseState::Paused,
+                Some("waiting for continue"),
+                at(210)
+            )
+            .await
+            .unwrap());
+        let paused = fetch().await;
+        assert_eq!(paused.state, ReleaseState::Paused);
+        assert_eq!(paused.message.as_deref(), Some("waiting for continue"));
+        assert_eq!(paused.started_at, Some(at(200)));
+
+        // Continue: paused -> running, started_at kept, continued_through set.
+        assert!(store.release_continue(&r.id, 2).await.unwrap());
+        let resumed = fetch().await;
+        assert_eq!(resumed.state, ReleaseState::Running);
+        assert_eq!(resumed.continued_through, 2);
+        assert_eq!(resumed.started_at, Some(at(200)));
+        assert_eq!(resumed.message.as_deref(), Some("waiting for continue"));
+        assert!(!store.release_continue(&r.id, 3).await.unwrap());
+        assert_eq!(fetch().await, resumed);
+        // Entering Running again (from paused, by a transition) keeps started_at.
+        shift(
+            &*store,
+            &r.id,
+            ReleaseState::Running,
+            ReleaseState::Paused,
+            at(220),
+        )
+        .await;
+        shift(
+            &*store,
+            &r.id,
+            ReleaseState::Paused,
+            ReleaseState::Running,
+            at(230),
+        )
+        .await;
+        assert_eq!(fetch().await.started_at, Some(at(200)));
+        // continued_through never goes down.
+        shift(
+            &*store,
+            &r.id,
+            ReleaseState::Running,
+            ReleaseState::Paused,
+            at(240),
+        )
+        .await;
+        assert!(store.release_continue(&r.id, 1).await.unwrap());
+        assert_eq!(fetch().await.continued_through, 2);
+
+        let active = [
+            ReleaseState::Pending,
+            ReleaseState::Running,
+            ReleaseState::Paused,
+        ];
+        assert!(store
+            .release_transition(
+                &r.id,
+                &active,
+                ReleaseState::Cancelled,
+                Some("cancelled by an operator"),
+                at(300)
+            )
+            .await
+            .unwrap());
+        let cancelled = fetch().await;
+        assert_eq!(cancelled.state, ReleaseState::Cancelled);
+        assert_eq!(cancelled.finished_at, Some(at(300)));
+        assert_eq!(cancelled.started_at, Some(at(200)));
+        assert_eq!(
+            cancelled.message.as_deref(),
+            Some("cancelled by an operator")
+        );
+        assert!(!store
+            .release_transition(&r.id, &active, ReleaseState::Failed, Some("late"), at(400))
+            .await
+            .unwrap());
+        assert!(!store.release_continue(&r.id, 5).await.unwrap());
+        assert_eq!(fetch().await, cancelled);
+
+        // A release that fails before it runs has no start.
+        let never = release(2, "shop", "staging", "v1");
+        create(&*store, &never, &[(&a, 0)]).await;
+        shift(
+            &*store,
+            &never.id,
+            ReleaseState::Pending,
+            ReleaseState::Failed,
+            at(500),
+        )
+        .await;
+        let failed = store.release_fetch(&never.id).await.unwrap();
+        assert_eq!(
+            (failed.started_at, failed.finished_at, failed.message),
+            (None, Some(at(500)), None)
+        );
+
+        let unknown = release_id(99);
+        expect_not_found(
+            store
+                .release_transition(&unknown, &active, ReleaseState::Running, None, at(0))
+                .await,
+            "release",
+            &unknown,
+        );
+        expect_not_found(
+            store.release_continue(&unknown, 1).await,
+            "release",
+            &unknown,
+        );
+    }
+
+    // ------------------------------------------------------------ tasks
+
+    pub async fn dispatch_moves_one_batch_and_only_while_running(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, b, c] = shop(&*store).await;
+        let r = release(1, "shop", "prod", "v1");
+        let tasks = create(&*store, &r, &[(&a, 0), (&c, 0), (&b, 1)]).await;
+
+        // Pending: nothing is dispatched.
+        assert_eq!(
+            store
+                .task_dispatch_batch(&r.id, 0, at(190), at(900))
+                .await
+                .unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(store.task_list(&r.id).await.unwrap().len(), 3);
+        assert!(store
+            .task_list(&r.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.state == TaskState::Pending));
+
+        shift(
+            &*store,
+            &r.id,
+            ReleaseState::Pending,
+            ReleaseState::Running,
+            at(199),
+        )
+        .await;
+        assert_eq!(
+            store
+                .task_dispatch_batch(&r.id, 0, at(200), at(900))
+                .await
+                .unwrap(),
+            vec![a.id.clone(), c.id.clone()]
+        );
+        let mut dispatched = tasks[0].clone();
+        dispatched.state = TaskState::Dispatched;
+        dispatched.dispatched_at = Some(at(200));
+        dispatched.deadline = Some(at(900));
+        assert_eq!(store.task_fetch(&r.id, &a.id).await.unwrap(), dispatched);
+        assert_eq!(store.task_fetch(&r.id, &b.id).await.unwrap(), tasks[2]);
+        // Dispatching again changes nothing.
+        assert_eq!(
+            store
+                .task_dispatch_batch(&r.id, 0, at(250), at(950))
+                .await
+                .unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(store.task_fetch(&r.id, &a.id).await.unwrap(), dispatched);
+
+        // Paused: nothing.
+        shift(
+            &*store,
+            &r.id,
+            ReleaseState::Running,
+            ReleaseState::Paused,
+            at(260),
+        )
+        .await;
+        assert_eq!(
+            store
+                .task_dispatch_batch(&r.id, 1, at(270), at(970))
+                .await
+                .unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(store.task_fetch(&r.id, &b.id).await.unwrap(), tasks[2]);
+        assert!(store.release_continue(&r.id, 1).await.unwrap());
+        // A batch that does not exist dispatches nothing.
+        assert_eq!(
+            store
+                .task_dispatch_batch(&r.id, 7, at(280), at(980))
+                .await
+                .unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            store
+                .task_dispatch_batch(&r.id, 1, at(290), at(990))
+                .await
+                .unwrap(),
+            vec![b.id.clone()]
+        );
+
+        // Cancelled: nothing.
+        let other = release(2, "shop", "staging", "v1");
+        create(&*store, &other, &[(&a, 0)]).await;
+        shift(
+            &*store,
+            &other.id,
+            ReleaseState::Pending,
+            ReleaseState::Running,
+            at(300),
+        )
+        .await;
+        shift(
+            &*store,
+            &other.id,
+            ReleaseState::Running,
+            ReleaseState::Cancelled,
+            at(301),
+        )
+        .await;
+        assert_eq!(
+            store
+                .task_dispatch_batch(&other.id, 0, at(302), at(999))
+                .await
+                .unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            store.task_fetch(&other.id, &a.id).await.unwrap().state,
+            TaskState::Pending
+        );
+
+        let unknown = release_id(99);
+        expect_not_found(
+            store.task_dispatch_batch(&unknown, 0, at(0), at(1)).await,
+            "release",
+            &unknown,
+        );
+    }
+
+    pub async fn claims_take_dispatched_work_of_running_releases_and_record_fetch(
+        backend: &dyn Backend,
+    ) {
+        let store = backend.open().await;
+        let [a, b, c] = shop(&*store).await;
+        let r1 = release(1, "shop", "prod", "v2");
+        create(&*store, &r1, &[(&a, 0), (&c, 0), (&b, 1)]).await;
+        let r2 = release(2, "shop", "staging", "v1");
+        create(&*store, &r2, &[(&a, 0)]).await;
+
+        assert_eq!(store.task_claim(&a.id, at(200)).await.unwrap(), None);
+        shift(
+            &*store,
+            &r1.id,
+            ReleaseState::Pending,
+            ReleaseState::Running,
+            at(200),
+        )
+        .await;
+        shift(
+            &*store,
+            &r2.id,
+            ReleaseState::Pending,
+            ReleaseState::Running,
+            at(200),
+        )
+        .await;
+        // Pending tasks are not work yet.
+        assert_eq!(store.task_claim(&a.id, at(200)).await.unwrap(), None);
+        store
+            .task_dispatch_batch(&r2.id, 0, at(201), at(901))
+            .await
+            .unwrap();
+        store
+            .task_dispatch_batch(&r1.id, 0, at(202), at(902))
+            .await
+            .unwrap();
+
+        // The oldest dispatched task first.
+        let first = store.task_claim(&a.id, at(210)).await.unwrap().unwrap();
+        let mut expected = task(&r2, &a, 0);
+        expected.state = TaskState::Running;
+        expected.dispatched_at = Some(at(201));
+        expected.deadline = Some(at(901));
+        expected.started_at = Some(at(210));
+        assert_eq!(first, expected);
+        assert_eq!(store.task_fetch(&r2.id, &a.id).await.unwrap(), expected);
+        assert_eq!(
+            store.step_list(&r2.id, Some(&a.id)).await.unwrap(),
+            vec![StepRecord {
+                release_id: r2.id.clone(),
+                instance_id: a.id.clone(),
+                step: StepName::Fetch,
+                state: StepState::Succeeded,
+                started_at: at(210),
+                finished_at: Some(at(210)),
+                exit_code: None,
+                output: String::new(),
+                dropped_bytes: 0,
+                message: None,
+            }]
+        );
+        let second = store.task_claim(&a.id, at(211)).await.unwrap().unwrap();
+        assert_eq!(
+            (second.release_id.as_str(), second.state),
+            (r1.id.as_str(), TaskState::Running)
+        );
+        assert_eq!(store.task_claim(&a.id, at(212)).await.unwrap(), None);
+        let running: Vec<String> = store
+            .task_list_running_for_instance(&a.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.release_id)
+            .collect();
+        assert_eq!(running, vec![r2.id.clone(), r1.id.clone()]);
+        assert_eq!(
+            store.task_list_running_for_instance(&b.id).await.unwrap(),
+            vec![]
+        );
+
+        // A paused release's dispatched task waits; it is claimed once resumed.
+        shift(
+            &*store,
+            &r1.id,
+            ReleaseState::Running,
+            ReleaseState::Paused,
+            at(220),
+        )
+        .await;
+        assert_eq!(store.task_claim(&c.id, at(221)).await.unwrap(), None);
+        assert_eq!(
+            store.task_fetch(&r1.id, &c.id).await.unwrap().state,
+            TaskState::Dispatched
+        );
+        assert!(store.release_continue(&r1.id, 1).await.unwrap());
+        let resumed = store.task_claim(&c.id, at(222)).await.unwrap().unwrap();
+        assert_eq!(resumed.started_at, Some(at(222)));
+
+        // A cancelled release's dispatched task is never claimed.
+        store
+            .task_dispatch_batch(&r1.id, 1, at(230), at(930))
+            .await
+            .unwrap();
+        shift(
+            &*store,
+            &r1.id,
+            ReleaseState::Running,
+            ReleaseState::Cancelled,
+            at(231),
+        )
+        .await;
+        assert_eq!(store.task_claim(&b.id, at(232)).await.unwrap(), None);
+        assert_eq!(
+            store.task_fetch(&r1.id, &b.id).await.unwrap().state,
+            TaskState::Dispatched
+        );
+        assert_eq!(store.step_list(&r1.id, Some(&b.id)).await.unwrap(), vec![]);
+
+        // An unknown instance simply has no work.
+        assert_eq!(
+            store.task_claim(&instance_id(99), at(240)).await.unwrap(),
+            None
+        );
+    }
+
+    pub async fn tasks_finish_once_and_record_the_membership_on_success(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, b, c] = shop(&*store).await;
+        let r = release(1, "shop", "prod", "v2");
+        create(&*store, &r, &[(&a, 0), (&b, 0), (&c, 0)]).await;
+        run_batch(&*store, &r.id, 0, &[&a, &b, &c], at(200)).await;
+
+        // Success with the digest recorded by the pull step.
+        store
+            .task_set_digest(&r.id, &a.id, "sha256:aaa")
+            .await
+            .unwrap();
+        assert!(store
+            .task_finish(&r.id, &a.id, TaskState::Succeeded, None, None, at(300))
+            .await
+            .unwrap());
+        let done = store.task_fetch(&r.id, &a.id).await.unwrap();
+        assert_eq!(done.state, TaskState::Succeeded);
+        assert_eq!(done.finished_at, Some(at(300)));
+        assert_eq!(done.image_digest.as_deref(), Some("sha256:aaa"));
+        assert_eq!(done.message, None);
+        assert_eq!(
+            membership(&*store, &a, "shop", "prod").await,
+            Some((Some("v2".into()), Some("sha256:aaa".into())))
+        );
+        // Once only: a late report changes nothing.
+        assert!(!store
+            .task_finish(
+                &r.id,
+                &a.id,
+                TaskState::Failed,
+                Some("sha256:zzz"),
+                Some("late"),
+                at(301)
+            )
+            .await
+            .unwrap());
+        assert_eq!(store.task_fetch(&r.id, &a.id).await.unwrap(), done);
+
+        // Failure records nothing on the membership.
+        assert!(store
+            .task_finish(
+                &r.id,
+                &b.id,
+                TaskState::Failed,
+                Some("sha256:bbb"),
+                Some("step start failed"),
+                at(302)
+            )
+            .await
+            .unwrap());
+        let failed = store.task_fetch(&r.id, &b.id).await.unwrap();
+        assert_eq!(
+            (
+                failed.state,
+                failed.image_digest.as_deref(),
+                failed.message.as_deref()
+            ),
+            (
+                TaskState::Failed,
+                Some("sha256:bbb"),
+                Some("step start failed")
+            )
+        );
+        assert_eq!(
+            membership(&*store, &b, "shop", "prod").await,
+            Some((None, None))
+        );
+
+        // An instance that left the group is not added back.
+        store
+            .group_remove_instances("shop", "prod", &ids(&[1]))
+            .await
+            .unwrap();
+        assert!(store
+            .task_finish(
+                &r.id,
+                &c.id,
+                TaskState::Succeeded,
+                Some("sha256:ccc"),
+                None,
+                at(303)
+            )
+            .await
+            .unwrap());
+        assert_eq!(membership(&*store, &c, "shop", "prod").await, None);
+        assert_eq!(
+            store
+                .task_fetch(&r.id, &c.id)
+                .await
+                .unwrap()
+                .image_digest
+                .as_deref(),
+            Some("sha256:ccc")
+        );
+        // Only the group of the release is touched.
+        store
+            .group_add_instances("shop", "staging", &ids(&[2]))
+            .await
+            .unwrap();
+        assert_eq!(
+            membership(&*store, &a, "shop", "staging").await,
+            Some((None, None))
+        );
+
+        // A command deployment records no digest, replacing an image's.
+        let image = release(2, "shop", "staging", "v2");
+        create(&*store, &image, &[(&a, 0)]).await;
+        run_batch(&*store, &image.id, 0, &[&a], at(400)).await;
+        assert!(store
+            .task_finish(
+                &image.id,
+                &a.id,
+                TaskState::Succeeded,
+                Some("sha256:xyz"),
+                None,
+                at(401)
+            )
+            .await
+            .unwrap());
+        assert_eq!(
+            membership(&*store, &a, "shop", "staging").await,
+            Some((Some("v2".into()), Some("sha256:xyz".into())))
+        );
+        shift(
+            &*store,
+            &image.id,
+            ReleaseState::Running,
+            ReleaseState::Succeeded,
+            at(402),
+        )
+        .await;
+        let command = release(3, "shop", "staging", "v1");
+        create(&*store, &command, &[(&a, 0)]).await;
+        run_batch(&*store, &command.id, 0, &[&a], at(500)).await;
+        assert!(store
+            .task_finish(
+                &command.id,
+                &a.id,
+                TaskState::Succeeded,
+                None,
+                None,
+                at(501)
+            )
+            .await
+            .unwrap());
+        assert_eq!(
+            membership(&*store, &a, "shop", "staging").await,
+            Some((Some("v1".into()), None))
+        );
+        assert_eq!(
+            membership(&*store, &a, "shop", "prod").await,
+            Some((Some("v2".into()), Some("sha256:aaa".into())))
+        );
+
+        // A pending task may be finished too (a release that fails first).
+        let pending = release(4, "shop", "prod", "v1");
+        shift(
+            &*store,
+            &r.id,
+            ReleaseState::Running,
+            ReleaseState::Failed,
+            at(600),
+        )
+        .await;
+        create(&*store, &pending, &[(&b, 0)]).await;
+        assert!(store
+            .task_finish(
+                &pending.id,
+                &b.id,
+                TaskState::Cancelled,
+                None,
+                Some("never ran"),
+                at(601)
+            )
+            .await
+            .unwrap());
+
+        let unknown = instance_id(99);
+        expect_not_found(
+            store
+                .task_finish(&r.id, &unknown, TaskState::Failed, None, None, at(700))
+                .await,
+            "task",
+            &task_name(&r.id, &unknown),
+        );
+        expect_not_found(
+            store.task_set_digest(&r.id, &unknown, "sha256:1").await,
+            "task",
+            &task_name(&r.id, &unknown),
+        );
+        assert!(matches!(
+            store
+                .task_finish(&command.id, &a.id, TaskState::Running, None, None, at(700))
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
+
+    pub async fn cancelling_ends_only_tasks_that_have_not_started(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, b, c] = shop(&*store).await;
+        let r = release(1, "shop", "prod", "v1");
+        create(&*store, &r, &[(&a, 0), (&b, 0), (&c, 1)]).await;
+        run_batch(&*store, &r.id, 0, &[&a], at(200)).await;
+
+        assert_eq!(
+            store
+                .task_cancel_unstarted(&r.id, "the release was cancelled", at(300))
+                .await
+                .unwrap(),
+            2
+        );
+        let tasks = store.task_list(&r.id).await.unwrap();
+        type Outcome<'a> = (TaskState, Option<DateTime<Utc>>, Option<&'a str>);
+        let states: Vec<Outcome> = tasks
+            .iter()
+            .map(|t| (t.state, t.finished_at, t.message.as_deref()))
+            .collect();
+        let cancelled = (
+            TaskState::Cancelled,
+            Some(at(300)),
+            Some("the release was cancelled"),
+        );
+        assert_eq!(
+            states,
+            vec![(TaskState::Running, None, None), cancelled, cancelled]
+        );
+        assert_eq!(
+            store
+                .task_cancel_unstarted(&r.id, "again", at(301))
+                .await
+                .unwrap(),
+            0
+        );
+        // A cancelled task is over.
+        assert!(!store
+            .task_finish(&r.id, &b.id, TaskState::Failed, None, None, at(302))
+            .await
+            .unwrap());
+        let unknown = release_id(99);
+        expect_not_found(
+            store.task_cancel_unstarted(&unknown, "x", at(0)).await,
+            "release",
+            &unknown,
+        );
+    }
+
+    // ------------------------------------------------------------ steps
+
+    pub async fn steps_begin_and_finish_once(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, b, c] = shop(&*store).await;
+        let r = release(1, "shop", "prod", "v2");
+        create(&*store, &r, &[(&b, 0), (&a, 0), (&c, 1)]).await;
+        run_batch(&*store, &r.id, 0, &[&a, &b], at(200)).await;
+        let step = |instance: &InstanceRecord, name: StepName| {
+            let store = Arc::clone(&store);
+            let (release, instance) = (r.id.clone(), instance.id.clone());
+            async move {
+                store
+                    .step_list(&release, Some(&instance))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|s| s.step == name)
+            }
+        };
+
+        store
+            .step_begin(&r.id, &a.id, StepName::Prepare, at(300))
+            .await
+            .unwrap();
+        store
+            .step_append_output(&r.id, &a.id, StepName::Prepare, "mkdir -p /srv\n", 0, 1024)
+            .await
+            .unwrap();
+        // The agent retried its report: the step starts again, its output stays.
+        store
+            .step_begin(&r.id, &a.id, StepName::Prepare, at(305))
+            .await
+            .unwrap();
+        let running = step(&a, StepName::Prepare).await.unwrap();
+        assert_eq!(
+            running,
+            StepRecord {
+                release_id: r.id.clone(),
+                instance_id: a.id.clone(),
+                step: StepName::Prepare,
+                state: StepState::Running,
+                started_at: at(305),
+                finished_at: None,
+                exit_code: None,
+                output: "mkdir -p /srv\n".into(),
+                dropped_bytes: 0,
+                message: None,
+            }
+        );
+
+        assert!(store
+            .step_finish(
+                &r.id,
+                &a.id,
+                StepName::Prepare,
+                StepState::Succeeded,
+                Some(0),
+                None,
+                at(310)
+            )
+            .await
+            .unwrap());
+        let finished = step(&a, StepName::Prepare).await.unwrap();
+        assert_eq!(
+            (finished.state, finished.finished_at, finished.exit_code),
+            (StepState::Succeeded, Some(at(310)), Some(0))
+        );
+        // A late or repeated end changes nothing.
+        assert!(!store
+            .step_finish(
+                &r.id,
+                &a.id,
+                StepName::Prepare,
+                StepState::Failed,
+                Some(1),
+                Some("late"),
+                at(320)
+            )
+            .await
+            .unwrap());
+        assert_eq!(step(&a, StepName::Prepare).await.unwrap(), finished);
+        // A finished step never runs again, nor takes output.
+        expect_conflict(
+            store
+                .step_begin(&r.id, &a.id, StepName::Prepare, at(330))
+                .await,
+            "step prepare already finished",
+        );
+        expect_conflict(
+            store
+                .step_begin(&r.id, &a.id, StepName::Fetch, at(330))
+                .await,
+            "step fetch already finished",
+        );
+        store
+            .step_append_output(&r.id, &a.id, StepName::Prepare, "more\n", 9, 1024)
+            .await
+            .unwrap();
+        assert_eq!(step(&a, StepName::Prepare).await.unwrap(), finished);
+        // Output for a step never begun is ignored; ending it is NotFound.
+        store
+            .step_append_output(&r.id, &a.id, StepName::Stop, "stray\n", 0, 1024)
+            .await
+            .unwrap();
+        assert_eq!(step(&a, StepName::Stop).await, None);
+        expect_not_found(
+            store
+                .step_finish(
+                    &r.id,
+                    &a.id,
+                    StepName::Stop,
+                    StepState::Failed,
+                    None,
+                    None,
+                    at(340),
+                )
+                .await,
+            "step",
+            &format!("{}/{}/stop", r.id, a.id),
+        );
+        // Steps belong to a task of the release.
+        let unknown = instance_id(99);
+        expect_not_found(
+            store
+                .step_begin(&r.id, &unknown, StepName::Prepare, at(350))
+                .await,
+            "task",
+            &task_name(&r.id, &unknown),
+        );
+
+        // A failure with a signal's exit code and a reason.
+        store
+            .step_begin(&r.id, &b.id, StepName::Stop, at(360))
+            .await
+            .unwrap();
+        store
+            .step_begin(&r.id, &b.id, StepName::Prepare, at(361))
+            .await
+            .unwrap();
+        assert!(store
+            .step_finish(
+                &r.id,
+                &b.id,
+                StepName::Stop,
+                StepState::Failed,
+                Some(-9),
+                Some("killed after its timeout"),
+                at(370)
+            )
+            .await
+            .unwrap());
+        let killed = step(&b, StepName::Stop).await.unwrap();
+        assert_eq!(
+            (killed.state, killed.exit_code, killed.message.as_deref()),
+            (
+                StepState::Failed,
+                Some(-9),
+                Some("killed after its timeout")
+            )
+        );
+        store
+            .step_begin(&r.id, &a.id, StepName::Pull, at(380))
+            .await
+            .unwrap();
+
+        // Listed by instance name, then in run order.
+        let listed: Vec<(String, StepName, StepState)> = store
+            .step_list(&r.id, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.instance_id, s.step, s.state))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                (a.id.clone(), StepName::Fetch, StepState::Succeeded),
+                (a.id.clone(), StepName::Prepare, StepState::Succeeded),
+                (a.id.clone(), StepName::Pull, StepState::Running),
+                (b.id.clone(), StepName::Fetch, StepState::Succeeded),
+                (b.id.clone(), StepName::Prepare, StepState::Running),
+                (b.id.clone(), StepName::Stop, StepState::Failed),
+            ]
+        );
+        let of_b: Vec<StepName> = store
+            .step_list(&r.id, Some(&b.id))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.step)
+            .collect();
+        assert_eq!(
+            of_b,
+            vec![StepName::Fetch, StepName::Prepare, StepName::Stop]
+        );
+        assert_eq!(store.step_list(&r.id, Some(&c.id)).await.unwrap(), vec![]);
+        let unknown_release = release_id(99);
+        expect_not_found(
+            store.step_list(&unknown_release, None).await,
+            "release",
+            &unknown_release,
+        );
+    }
+
+    pub async fn step_output_keeps_the_last_bytes_and_counts_what_it_drops(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, _, _] = shop(&*store).await;
+        let r = release(1, "shop", "prod", "v1");
+        create(&*store, &r, &[(&a, 0)]).await;
+        run_batch(&*store, &r.id, 0, &[&a], at(200)).await;
+        store
+            .step_begin(&r.id, &a.id, StepName::Start, at(300))
+            .await
+            .unwrap();
+        let mut produced = String::new();
+        let mut agent_dropped = 0u64;
+        const KEEP: usize = 16;
+
+        // Each append: the chunk, what the agent dropped, and the output and
+        // dropped count expected after it.
+        let appends: [(&str, u64, &str, u64); 6] = [
+            ("héllo\n", 0, "héllo\n", 0),
+            ("wörld\n", 0, "héllo\nwörld\n", 0),
+            // 22 bytes: the cut (6) falls where a line starts, so only
+            // "héllo\n" (7) goes.
+            ("🚢🚢", 5, "wörld\n🚢🚢", 5 + 7),
+            // 35 bytes, no line start near the cut: exactly the last 16.
+            ("üüüüüüüüüü", 0, "üüüüüüüü", 12 + 19),
+            // 19 bytes: the cut (3) is inside a "ü", so it moves to 4.
+            ("€", 0, "üüüüüü€", 31 + 4),
+            // One chunk longer than the bound.
+            (&"a".repeat(40), 2, &"a".repeat(16), 35 + 2 + 39),
+        ];
+        for (chunk, dropped, output, dropped_total) in appends {
+            store
+                .step_append_output(&r.id, &a.id, StepName::Start, chunk, dropped, KEEP)
+                .await
+                .unwrap();
+            produced.push_str(chunk);
+            agent_dropped += dropped;
+            let step = store
+                .step_list(&r.id, Some(&a.id))
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|s| s.step == StepName::Start)
+                .unwrap();
+            assert_eq!(step.output, output, "after appending {chunk:?}");
+            assert_eq!(
+                step.dropped_bytes, dropped_total,
+                "after appending {chunk:?}"
+            );
+            assert!(step.output.len() <= KEEP);
+            assert!(produced.ends_with(&step.output));
+            assert_eq!(
+                step.output.len() as u64 + step.dropped_bytes,
+                produced.len() as u64 + agent_dropped
+            );
+        }
+
+        // At scale: many lines, a bound of 64 KiB.
+        store
+            .step_begin(&r.id, &a.id, StepName::Verify, at(400))
+            .await
+            .unwrap();
+        let mut produced = String::new();
+        for n in 0..300 {
+            let chunk: String = (0..20)
+                .map(|i| format!("line {n}-{i}: résumé ✓ {}\n", "x".repeat(i * 3)))
+                .collect();
+            store
+                .step_append_output(&r.id, &a.id, StepName::Verify, &chunk, 0, 64 * 1024)
+                .await
+                .unwrap();
+            produced.push_str(&chunk);
+        }
+        let verify = store
+            .step_list(&r.id, Some(&a.id))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.step == StepName::Verify)
+            .unwrap();
+        assert!(produced.len() > 64 * 1024);
+        assert!(verify.output.len() <= 64 * 1024);
+        // Less only by a partial character and the rest of a cut line.
+        assert!(verify.output.len() >= 64 * 1024 - 3 - 4096);
+        assert!(verify.output.starts_with("line "));
+        assert!(produced.ends_with(&verify.output));
+        assert_eq!(
+            verify.output.len() as u64 + verify.dropped_bytes,
+            produced.len() as u64
+        );
+
+        // A finished step takes no more output.
+        assert!(store
+            .step_finish(
+                &r.id,
+                &a.id,
+                StepName::Start,
+                StepState::Succeeded,
+                Some(0),
+                None,
+                at(500)
+            )
+            .await
+            .unwrap());
+        store
+            .step_append_output(&r.id, &a.id, StepName::Start, "after the end\n", 100, KEEP)
+            .await
+            .unwrap();
+        let start = store
+            .step_list(&r.id, Some(&a.id))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.step == StepName::Start)
+            .unwrap();
+        assert_eq!(
+            (start.output.as_str(), start.dropped_bytes),
+            ("a".repeat(16).as_str(), 35 + 2 + 39)
+        );
+    }
+
+    // ------------------------------------------------------------ groups and releases
+
+    pub async fn a_group_records_its_current_and_previous_deployment(backend: &dyn Backend) {
+        let store = backend.open().await;
+        shop(&*store).await;
+        let deployments = || {
+            let store = Arc::clone(&store);
+            async move {
+                let g = store.group_fetch("shop", "prod").await.unwrap();
+                (g.current_deployment, g.previous_deployment)
+            }
+        };
+        let some = |name: &str| Some(name.to_owned());
+        store
+            .group_set_current_deployment("shop", "prod", "v1")
+            .await
+            .unwrap();
+        assert_eq!(deployments().await, (some("v1"), None));
+        // The same deployment again changes nothing.
+        store
+            .group_set_current_deployment("shop", "prod", "v1")
+            .await
+            .unwrap();
+        assert_eq!(deployments().await, (some("v1"), None));
+        store
+            .group_set_current_deployment("shop", "prod", "v2")
+            .await
+            .unwrap();
+        assert_eq!(deployments().await, (some("v2"), some("v1")));
+        store
+            .group_set_current_deployment("shop", "prod", "v2")
+            .await
+            .unwrap();
+        assert_eq!(deployments().await, (some("v2"), some("v1")));
+        // A rollback shifts the other way.
+        store
+            .group_set_current_deployment("shop", "prod", "v1")
+            .await
+            .unwrap();
+        assert_eq!(deployments().await, (some("v1"), some("v2")));
+
+        expect_not_found(
+            store
+                .group_set_current_deployment("shop", "prod", "v9")
+                .await,
+            "deployment",
+            "shop/v9",
+        );
+        expect_not_found(
+            store.group_set_current_deployment("shop", "qa", "v1").await,
+            "group",
+            "shop/qa",
+        );
+        expect_not_found(
+            store
+                .group_set_current_deployment("nope", "prod", "v1")
+                .await,
+            "application",
+            "nope",
+        );
+        assert_eq!(deployments().await, (some("v1"), some("v2")));
+        assert_eq!(
+            store.group_fetch("shop", "staging").await.unwrap(),
+            group("shop", "staging")
+        );
+    }
+
+    /// Chosen rule: a release keeps its group and deployment for good, so neither
+    /// can be deleted while any release (active or finished) names it.
+    pub async fn released_groups_and_deployments_are_kept_but_instances_may_go(
+        backend: &dyn Backend,
+    ) {
+        let store = backend.open().await;
+        let [a, b, c] = shop(&*store).await;
+        let r1 = release(1, "shop", "prod", "v2");
+        create(&*store, &r1, &[(&a, 0), (&b, 0)]).await;
+        run_batch(&*store, &r1.id, 0, &[&a], at(200)).await;
+
+        expect_in_use(
+            store.deployment_delete("shop", "v2").await,
+            "deployment",
+            "shop/v2",
+            &format!("release {}", r1.id),
+        );
+        expect_in_use(
+            store.group_delete("shop", "prod").await,
+            "group",
+            "shop/prod",
+            &format!("3 instances and release {}", r1.id),
+        );
+        store
+            .group_remove_instances("shop", "prod", &ids(&[1, 2, 3]))
+            .await
+            .unwrap();
+        expect_in_use(
+            store.group_delete("shop", "prod").await,
+            "group",
+            "shop/prod",
+            &format!("release {}", r1.id),
+        );
+        // Finished releases keep them too; the newest is named first.
+        shift(
+            &*store,
+            &r1.id,
+            ReleaseState::Running,
+            ReleaseState::Failed,
+            at(300),
+        )
+        .await;
+        let r2 = release(2, "shop", "prod", "v1");
+        create(&*store, &r2, &[(&c, 0)]).await;
+        expect_in_use(
+            store.group_delete("shop", "prod").await,
+            "group",
+            "shop/prod",
+            &format!("releases {}, {}", r2.id, r1.id),
+        );
+        expect_in_use(
+            store.deployment_delete("shop", "v2").await,
+            "deployment",
+            "shop/v2",
+            &format!("release {}", r1.id),
+        );
+        assert!(store.group_fetch("shop", "prod").await.is_ok());
+        assert_eq!(store.deployment_list("shop").await.unwrap().len(), 2);
+        // A group or deployment no release names goes as before.
+        store
+            .deployment_create(&command_deployment("shop", "v3"))
+            .await
+            .unwrap();
+        store.deployment_delete("shop", "v3").await.unwrap();
+        store.group_delete("shop", "staging").await.unwrap();
+
+        // An instance with tasks and steps may be deleted; the release still
+        // shows it under its name.
+        store
+            .step_begin(&r1.id, &a.id, StepName::Prepare, at(250))
+            .await
+            .unwrap();
+        store.instance_delete(&a.id).await.unwrap();
+        store.instance_delete(&b.id).await.unwrap();
+        expect_not_found(store.instance_fetch(&a.id).await, "instance", &a.id);
+        let tasks = store.task_list(&r1.id).await.unwrap();
+        let names: Vec<(&str, &str)> = tasks
+            .iter()
+            .map(|t| (t.instance_id.as_str(), t.instance_name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![(a.id.as_str(), "web-a"), (b.id.as_str(), "web-b")]
+        );
+        assert_eq!(store.step_list(&r1.id, Some(&a.id)).await.unwrap().len(), 2);
+        // The driver can still fail the deleted instance's task.
+        assert!(store
+            .task_finish(
+                &r1.id,
+                &b.id,
+                TaskState::Failed,
+                None,
+                Some("the instance was deleted"),
+                at(400)
+            )
+            .await
+            .unwrap());
+        assert_eq!(
+            store.task_fetch(&r1.id, &b.id).await.unwrap().state,
+            TaskState::Failed
+        );
+        store.instance_delete(&c.id).await.unwrap();
+        assert_eq!(
+            store.task_fetch(&r2.id, &c.id).await.unwrap().instance_name,
+            "web-c"
+        );
+    }
+
+    // ------------------------------------------------------------ persistence
+
+    pub async fn releases_survive_reopening(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, b, _] = shop(&*store).await;
+        let r = release(1, "shop", "prod", "v2");
+        create(&*store, &r, &[(&a, 0), (&b, 1)]).await;
+        run_batch(&*store, &r.id, 0, &[&a], at(200)).await;
+        store
+            .step_begin(&r.id, &a.id, StepName::Pull, at(210))
+            .await
+            .unwrap();
+        store
+            .step_append_output(&r.id, &a.id, StepName::Pull, "pulling ✓\n", 3, 1024)
+            .await
+            .unwrap();
+        store
+            .task_set_digest(&r.id, &a.id, "sha256:abc")
+            .await
+            .unwrap();
+        store
+            .group_set_current_deployment("shop", "prod", "v1")
+            .await
+            .unwrap();
+
+        let before = store.release_fetch(&r.id).await.unwrap();
+        let tasks = store.task_list(&r.id).await.unwrap();
+        let steps = store.step_list(&r.id, None).await.unwrap();
+        drop(store);
+        let store = backend.open().await;
+
+        assert_eq!(store.release_fetch(&r.id).await.unwrap(), before);
+        assert_eq!(store.release_list_active().await.unwrap(), vec![before]);
+        assert_eq!(store.task_list(&r.id).await.unwrap(), tasks);
+        assert_eq!(store.step_list(&r.id, None).await.unwrap(), steps);
+        assert_eq!(steps[1].output, "pulling ✓\n");
+        assert_eq!(steps[1].dropped_bytes, 3);
+        assert_eq!(
+            store
+                .task_list_running_for_instance(&a.id)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .group_fetch("shop", "prod")
+                .await
+                .unwrap()
+                .current_deployment,
+            Some("v1".into())
+        );
+        // The reopened store goes on where it was, and still refuses a second
+        // active release.
+        expect_active_release(
+            store
+                .release_create(&release(2, "shop", "prod", "v1"), &[])
+                .await,
+            "shop/prod",
+            &r.id,
+        );
+        assert!(store
+            .step_finish(
+                &r.id,
+                &a.id,
+                StepName::Pull,
+                StepState::Succeeded,
+                Some(0),
+                None,
+                at(300)
+            )
+            .await
+            .unwrap());
+        assert!(store
+            .task_finish(&r.id, &a.id, TaskState::Succeeded, None, None, at(301))
+            .await
+            .unwrap());
+        assert_eq!(
+            membership(&*store, &a, "shop", "prod").await,
+            Some((Some("v2".into()), Some("sha256:abc".into())))
+        );
     }
 
     // ------------------------------------------------------------ persistence

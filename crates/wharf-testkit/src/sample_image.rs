@@ -57,6 +57,9 @@ pub fn validate_version(version: &str) -> anyhow::Result<()> {
 /// Builds the sample app for `version` and tags it `local_tag` in the local engine.
 ///
 /// Uses the docker CLI's `docker build`; the image is `FROM scratch`, so nothing is pulled.
+/// `--no-cache` gives every build layers of its own: with the cache, two tests that
+/// build the same version share one image id, and one test's clean-up (`docker rmi`)
+/// could delete the image the other is about to tag.
 pub async fn build(version: &str, local_tag: &str) -> anyhow::Result<()> {
     validate_version(version)?;
     let context = tempfile::Builder::new()
@@ -68,6 +71,7 @@ pub async fn build(version: &str, local_tag: &str) -> anyhow::Result<()> {
     let output = Command::new("docker")
         .arg("build")
         .arg("--quiet")
+        .arg("--no-cache")
         .arg("--build-arg")
         .arg(format!("VERSION={version}"))
         .arg("--tag")

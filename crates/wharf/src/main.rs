@@ -1,1 +1,39 @@
-fn main() {}
+//! The `wharf` binary: the control-plane server (`wharf server`), and the client
+//! commands that drive it over HTTP. All printing of the workspace lives here.
+//!
+//! Exit codes: 0 success; 2 usage errors, including a missing server or token
+//! configuration; 1 every other failure, with one `error: ...` line on stderr.
+
+mod commands;
+mod config;
+mod error;
+mod output;
+
+use clap::Parser as _;
+use std::io::Write as _;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // Clap prints help and usage errors itself and exits 0 or 2.
+    let cli = commands::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "error: cannot start the runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if let Some(message) = err.message() {
+                // If stderr itself is gone there is nobody left to tell.
+                let _ = writeln!(std::io::stderr(), "error: {message}");
+            }
+            err.exit_code()
+        }
+    }
+}

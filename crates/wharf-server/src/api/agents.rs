@@ -6,7 +6,7 @@ use crate::auth::Agent;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::secrets::{generate_secret, hash_token, random_id_bytes, AGENT_CREDENTIAL_PREFIX};
-use crate::state::{AppState, HEARTBEAT_INTERVAL};
+use crate::state::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -128,7 +128,7 @@ pub async fn register(
             instance_id: record.id,
             name: record.name,
             credential,
-            heartbeat_interval_secs: HEARTBEAT_INTERVAL.as_secs(),
+            heartbeat_interval_secs: state.liveness.heartbeat_interval.as_secs().max(1),
         }),
     ))
 }
@@ -155,6 +155,6 @@ pub async fn heartbeat(
         .await?;
     Ok(Json(AgentHeartbeatAck {
         instance_id: instance.id,
-        heartbeat_interval_secs: HEARTBEAT_INTERVAL.as_secs(),
+        heartbeat_interval_secs: state.liveness.heartbeat_interval.as_secs().max(1),
     }))
 }

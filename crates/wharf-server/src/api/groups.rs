@@ -18,7 +18,12 @@ const MAX_INSTANCES_PER_REQUEST: usize = 10_000;
 
 async fn view(state: &AppState, record: GroupRecord) -> ApiResult<Group> {
     let members = state.store.group_members(&record.app, &record.name).await?;
-    Ok(views::group(record, members, chrono::Utc::now()))
+    Ok(views::group(
+        record,
+        members,
+        &state.liveness,
+        chrono::Utc::now(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/apps/{app}/groups", params(("app" = String, Path)), request_body = GroupCreate,

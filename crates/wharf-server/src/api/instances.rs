@@ -18,7 +18,7 @@ const DEFAULT_TTL_SECS: u64 = 24 * 3600;
 const MAX_TTL_SECS: u64 = 365 * 24 * 3600;
 const MAX_USES: u32 = 100_000;
 
-#[utoipa::path(post, path = "/api/v1/instances/tokens", request_body = RegistrationTokenCreate,
+#[utoipa::path(post, path = "/api/v1/registration-tokens", request_body = RegistrationTokenCreate,
     responses((status = 201, body = RegistrationToken), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn token_create(
     _: Admin,
@@ -56,7 +56,7 @@ pub async fn token_create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/instances/tokens", responses((status = 200, body = Vec<RegistrationToken>)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/registration-tokens", responses((status = 200, body = Vec<RegistrationToken>)), security(("bearer" = [])))]
 pub async fn token_list(
     _: Admin,
     State(state): State<AppState>,
@@ -70,7 +70,7 @@ pub async fn token_list(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/instances/tokens/{id}", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/registration-tokens/{id}", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn token_delete(
     _: Admin,
@@ -87,7 +87,7 @@ pub async fn list(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Vec
     let mut instances = Vec::new();
     for record in state.store.instance_list().await? {
         let memberships = state.store.instance_memberships(&record.id).await?;
-        instances.push(views::instance(record, memberships, now));
+        instances.push(views::instance(record, memberships, &state.liveness, now));
     }
     Ok(Json(instances))
 }
@@ -104,6 +104,7 @@ pub async fn show(
     Ok(Json(views::instance(
         record,
         memberships,
+        &state.liveness,
         chrono::Utc::now(),
     )))
 }

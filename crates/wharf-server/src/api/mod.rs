@@ -8,7 +8,9 @@ pub(crate) mod deployments;
 pub(crate) mod groups;
 pub(crate) mod instances;
 pub(crate) mod registries;
+pub(crate) mod releases;
 pub(crate) mod system;
+pub(crate) mod work;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -22,11 +24,13 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
+        // Registration tokens have a path of their own, not /instances/tokens, so that
+        // no instance name can collide with it.
         .route(
-            "/instances/tokens",
+            "/registration-tokens",
             post(instances::token_create).get(instances::token_list),
         )
-        .route("/instances/tokens/{id}", delete(instances::token_delete))
+        .route("/registration-tokens/{id}", delete(instances::token_delete))
         .route("/instances", get(instances::list))
         .route(
             "/instances/{instance}",
@@ -63,10 +67,25 @@ pub fn router(state: AppState) -> Router {
             "/apps/{app}/deployments/{name}",
             get(deployments::show).delete(deployments::delete),
         )
+        .route(
+            "/apps/{app}/groups/{group}/releases",
+            post(releases::create),
+        )
+        .route(
+            "/apps/{app}/groups/{group}/rollback",
+            post(releases::rollback),
+        )
+        .route("/releases", get(releases::list))
+        .route("/releases/{id}", get(releases::show))
+        .route("/releases/{id}/continue", post(releases::continue_release))
+        .route("/releases/{id}/cancel", post(releases::cancel))
+        .route("/releases/{id}/logs", get(releases::logs))
         .route("/openapi.json", get(system::openapi));
     let agent = Router::new()
         .route("/register", post(agents::register))
-        .route("/heartbeat", post(agents::heartbeat));
+        .route("/heartbeat", post(agents::heartbeat))
+        .route("/work", get(work::poll))
+        .route("/releases/{id}/events", post(work::event));
     Router::new()
         .nest("/api/v1", api)
         .nest("/agent/v1", agent)

@@ -5,7 +5,7 @@ use super::convert::{boolean, millis, time, unsigned};
 use super::failure::{
     delete_failed, insert_with_parent_failed, named, not_found, refuse_if_used, scoped,
 };
-use super::{apps, registries};
+use super::{apps, registries, releases};
 use crate::{DeploymentRecord, StoreError, StoreResult};
 use sqlx::SqliteConnection;
 use wharf_domain::deployment::{DeploymentKind, ImageSpec, Timeouts, VerifySpec};
@@ -246,7 +246,8 @@ pub(super) async fn fetch(
     }
 }
 
-/// Deletes a deployment that no group has as its current or previous one.
+/// Deletes a deployment that no group has as its current or previous one, and
+/// that no release (active or finished: a release keeps its deployment) names.
 pub(super) async fn delete(conn: &mut SqliteConnection, app: &str, name: &str) -> StoreResult<()> {
     apps::require(conn, app).await?;
     require(conn, app, name).await?;
@@ -258,10 +259,14 @@ pub(super) async fn delete(conn: &mut SqliteConnection, app: &str, name: &str) -
     .bind(name)
     .fetch_all(&mut *conn)
     .await?;
+    let release_ids = releases::naming(&mut *conn, app, None, Some(name)).await?;
     refuse_if_used(
         "deployment",
         &scoped(app, name),
-        [named("group", "groups", &groups)],
+        [
+            named("group", "groups", &groups),
+            named("release", "releases", &release_ids),
+        ],
     )?;
     sqlx::query("DELETE FROM deployments WHERE app = ? AND name = ?")
         .bind(app)

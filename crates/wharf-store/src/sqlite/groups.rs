@@ -3,10 +3,10 @@
 
 use super::convert::{millis, time, unsigned};
 use super::failure::{
-    counted, delete_failed, insert_with_parent_failed, not_found, refuse_if_used, scoped,
+    counted, delete_failed, insert_with_parent_failed, named, not_found, refuse_if_used, scoped,
 };
 use super::instances::{InstanceRow, INSTANCE_COLUMNS};
-use super::{apps, deployments, instances};
+use super::{apps, deployments, instances, releases};
 use crate::{GroupRecord, MemberRecord, StoreError, StoreResult};
 use chrono::Utc;
 use sqlx::SqliteConnection;
@@ -137,7 +137,8 @@ pub(super) async fn fetch(
     }
 }
 
-/// Deletes a group that has no members.
+/// Deletes a group that has no members and no releases (active or finished: a
+/// release keeps its group).
 pub(super) async fn delete(conn: &mut SqliteConnection, app: &str, name: &str) -> StoreResult<()> {
     require(conn, app, name).await?;
     let members: i64 =
@@ -147,10 +148,14 @@ pub(super) async fn delete(conn: &mut SqliteConnection, app: &str, name: &str) -
             .fetch_one(&mut *conn)
             .await?;
     let members: u64 = unsigned("COUNT(group_members)", members)?;
+    let release_ids = releases::naming(&mut *conn, app, Some(name), None).await?;
     refuse_if_used(
         "group",
         &scoped(app, name),
-        [counted("instance", "instances", members)],
+        [
+            counted("instance", "instances", members),
+            named("release", "releases", &release_ids),
+        ],
     )?;
     sqlx::query("DELETE FROM app_groups WHERE app = ? AND name = ?")
         .bind(app)
@@ -255,4 +260,28 @@ pub(super) async fn members(
         .into_iter()
         .map(MemberRecord::try_from)
         .collect()
+}
+
+/// Records a release's success: `deployment` becomes the group's current one and
+/// what was current becomes the previous one. Nothing changes when `deployment`
+/// is current already, so repeating the call is harmless.
+pub(super) async fn set_current_deployment(
+    conn: &mut SqliteConnection,
+    app: &str,
+    group: &str,
+    deployment: &str,
+) -> StoreResult<()> {
+    require(conn, app, group).await?;
+    deployments::require(conn, app, deployment).await?;
+    sqlx::query(
+        "UPDATE app_groups SET previous_deployment = current_deployment, \
+         current_deployment = ?1 \
+         WHERE app = ?2 AND name = ?3 AND current_deployment IS NOT ?1",
+    )
+    .bind(deployment)
+    .bind(app)
+    .bind(group)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

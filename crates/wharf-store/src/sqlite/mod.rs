@@ -14,11 +14,15 @@ mod failure;
 mod groups;
 mod instances;
 mod registries;
+mod releases;
+mod steps;
+mod tasks;
 mod tokens;
 
 use crate::{
     ApiTokenRecord, AppRecord, DeploymentRecord, GroupRecord, InstanceRecord, MemberRecord,
-    MembershipRecord, RegistrationTokenRecord, RegistryRecord, Store, StoreError, StoreResult,
+    MembershipRecord, RegistrationTokenRecord, RegistryRecord, ReleaseRecord, StepRecord,
+    StepState, Store, StoreError, StoreResult, TaskRecord, TaskState,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -28,6 +32,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 use std::path::Path;
 use std::time::Duration;
+use wharf_domain::release::{ReleaseState, StepName};
 
 /// The schema, embedded at build time. Migrations only ever get added.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -276,6 +281,220 @@ impl Store for SqliteStore {
     async fn deployment_delete(&self, app: &str, name: &str) -> StoreResult<()> {
         let mut tx = self.write().await?;
         deployments::delete(&mut tx, app, name).await?;
+        commit(tx).await
+    }
+
+    async fn release_create(
+        &self,
+        release: &ReleaseRecord,
+        tasks: &[TaskRecord],
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        releases::create(&mut tx, release, tasks).await?;
+        commit(tx).await
+    }
+
+    async fn release_fetch(&self, id: &str) -> StoreResult<ReleaseRecord> {
+        releases::fetch(&mut *self.read().await?, id).await
+    }
+
+    async fn release_list(
+        &self,
+        app: Option<&str>,
+        group: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<ReleaseRecord>> {
+        releases::list(&mut *self.read().await?, app, group, limit).await
+    }
+
+    async fn release_list_active(&self) -> StoreResult<Vec<ReleaseRecord>> {
+        releases::list_active(&mut *self.read().await?).await
+    }
+
+    async fn release_transition(
+        &self,
+        id: &str,
+        from: &[ReleaseState],
+        to: ReleaseState,
+        message: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let moved = releases::transition(&mut tx, id, from, to, message, now).await?;
+        commit(tx).await?;
+        Ok(moved)
+    }
+
+    async fn release_continue(&self, id: &str, continued_through: u32) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let moved = releases::resume(&mut tx, id, continued_through).await?;
+        commit(tx).await?;
+        Ok(moved)
+    }
+
+    async fn task_list(&self, release_id: &str) -> StoreResult<Vec<TaskRecord>> {
+        tasks::list(&mut *self.read().await?, release_id).await
+    }
+
+    async fn task_dispatch_batch(
+        &self,
+        release_id: &str,
+        batch: u32,
+        now: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>> {
+        let mut tx = self.write().await?;
+        let dispatched = tasks::dispatch_batch(&mut tx, release_id, batch, now, deadline).await?;
+        commit(tx).await?;
+        Ok(dispatched)
+    }
+
+    async fn task_claim(
+        &self,
+        instance_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<TaskRecord>> {
+        let mut tx = self.write().await?;
+        let claimed = tasks::claim(&mut tx, instance_id, now).await?;
+        commit(tx).await?;
+        Ok(claimed)
+    }
+
+    async fn task_list_running_for_instance(
+        &self,
+        instance_id: &str,
+    ) -> StoreResult<Vec<TaskRecord>> {
+        tasks::list_running_for_instance(&mut *self.read().await?, instance_id).await
+    }
+
+    async fn task_fetch(&self, release_id: &str, instance_id: &str) -> StoreResult<TaskRecord> {
+        tasks::fetch(&mut *self.read().await?, release_id, instance_id).await
+    }
+
+    async fn task_finish(
+        &self,
+        release_id: &str,
+        instance_id: &str,
+        state: TaskState,
+        digest: Option<&str>,
+        message: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let finished = tasks::finish(
+            &mut tx,
+            release_id,
+            instance_id,
+            state,
+            digest,
+            message,
+            now,
+        )
+        .await?;
+        commit(tx).await?;
+        Ok(finished)
+    }
+
+    async fn task_cancel_unstarted(
+        &self,
+        release_id: &str,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut tx = self.write().await?;
+        let cancelled = tasks::cancel_unstarted(&mut tx, release_id, message, now).await?;
+        commit(tx).await?;
+        Ok(cancelled)
+    }
+
+    async fn step_begin(
+        &self,
+        release_id: &str,
+        instance_id: &str,
+        step: StepName,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        steps::begin(&mut tx, release_id, instance_id, step, now).await?;
+        commit(tx).await
+    }
+
+    async fn step_append_output(
+        &self,
+        release_id: &str,
+        instance_id: &str,
+        step: StepName,
+        chunk: &str,
+        dropped: u64,
+        keep_bytes: usize,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        steps::append_output(
+            &mut tx,
+            release_id,
+            instance_id,
+            step,
+            chunk,
+            dropped,
+            keep_bytes,
+        )
+        .await?;
+        commit(tx).await
+    }
+
+    async fn step_finish(
+        &self,
+        release_id: &str,
+        instance_id: &str,
+        step: StepName,
+        state: StepState,
+        exit_code: Option<i32>,
+        message: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let finished = steps::finish(
+            &mut tx,
+            release_id,
+            instance_id,
+            step,
+            state,
+            exit_code,
+            message,
+            now,
+        )
+        .await?;
+        commit(tx).await?;
+        Ok(finished)
+    }
+
+    async fn step_list(
+        &self,
+        release_id: &str,
+        instance_id: Option<&str>,
+    ) -> StoreResult<Vec<StepRecord>> {
+        steps::list(&mut *self.read().await?, release_id, instance_id).await
+    }
+
+    async fn group_set_current_deployment(
+        &self,
+        app: &str,
+        group: &str,
+        deployment: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        groups::set_current_deployment(&mut tx, app, group, deployment).await?;
+        commit(tx).await
+    }
+
+    async fn task_set_digest(
+        &self,
+        release_id: &str,
+        instance_id: &str,
+        digest: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        tasks::set_digest(&mut tx, release_id, instance_id, digest).await?;
         commit(tx).await
     }
 }

@@ -1,0 +1,213 @@
+//! Request and response bodies for releases (`/api/v1/.../releases`,
+//! `/api/v1/releases/...`).
+
+use crate::resources::Timeouts;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `POST /api/v1/apps/{app}/groups/{group}/releases`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseCreate {
+    /// The deployment to publish.
+    pub deployment: String,
+    /// 1 to 100, capped at the number of instances (default 1).
+    #[serde(default)]
+    pub batches: Option<u32>,
+    /// `auto` (default), `first` or `each`.
+    #[serde(default)]
+    pub pause: Option<String>,
+    /// With `auto`: seconds to wait between batches.
+    #[serde(default)]
+    pub batch_interval_secs: Option<u32>,
+    /// Failed instances tolerated before the release fails (default 0).
+    #[serde(default)]
+    pub max_failures: Option<u32>,
+    /// On failure, publish the group's previous deployment to the touched instances.
+    #[serde(default)]
+    pub rollback_on_failure: bool,
+}
+
+/// Counts of a release's instances by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InstanceCounts {
+    pub total: u32,
+    pub pending: u32,
+    pub running: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub cancelled: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Release {
+    /// `r-` followed by 16 hex characters.
+    pub id: String,
+    pub app: String,
+    pub group: String,
+    pub deployment: String,
+    /// `pending`, `running`, `paused`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    /// `release`, `rollback` or `catch-up`.
+    pub kind: String,
+    pub pause: String,
+    pub batch_count: u32,
+    pub batch_interval_secs: u32,
+    pub max_failures: u32,
+    pub rollback_on_failure: bool,
+    /// The failed release this one rolls back, if any.
+    pub rollback_of: Option<String>,
+    /// Why the release failed or was cancelled.
+    pub message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub counts: InstanceCounts,
+    /// Filled by `show`; empty in lists.
+    pub batches: Vec<ReleaseBatch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseBatch {
+    /// 1-based, as people count batches.
+    pub number: u32,
+    /// `pending`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    pub instances: Vec<ReleaseInstance>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseInstance {
+    pub id: String,
+    pub name: String,
+    /// `pending`, `dispatched`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub image_digest: Option<String>,
+    pub message: Option<String>,
+    pub steps: Vec<ReleaseStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseStep {
+    /// `fetch`, `prepare`, `pull`, `stop`, `start` or `verify`.
+    pub name: String,
+    /// `running`, `succeeded` or `failed`.
+    pub state: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub dropped_bytes: u64,
+    pub message: Option<String>,
+}
+
+/// The output of one step of one instance (`GET /api/v1/releases/{id}/logs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StepLog {
+    pub instance_id: String,
+    pub instance_name: String,
+    pub step: String,
+    pub state: String,
+    pub exit_code: Option<i32>,
+    /// The retained tail of the output (at most 1 MiB).
+    pub output: String,
+    /// Bytes of output that were dropped to keep it bounded.
+    pub dropped_bytes: u64,
+    pub message: Option<String>,
+}
+
+// ---------------------------------------------------------------- agent side
+
+/// What an agent needs to pull an image. The password travels only in this answer
+/// and lives only in the agent's memory; `Debug` does not show it.
+#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PullSpec {
+    /// `ENDPOINT/NAMESPACE/REPOSITORY:TAG`.
+    pub address: String,
+    /// `ENDPOINT`, the server address for the registry login.
+    pub registry: String,
+    pub insecure: bool,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for PullSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullSpec")
+            .field("address", &self.address)
+            .field("registry", &self.registry)
+            .field("insecure", &self.insecure)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VerifyWork {
+    pub url: String,
+    pub expect_status: u16,
+    pub expect_body: Option<String>,
+}
+
+/// `GET /agent/v1/work`: the work of one release on the calling instance. The
+/// `fetch` step is already recorded as done when the agent receives this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkAssignment {
+    pub release_id: String,
+    pub instance_id: String,
+    pub app: String,
+    pub group: String,
+    pub deployment: String,
+    /// `docker-image` or `command`.
+    pub kind: String,
+    pub image: Option<PullSpec>,
+    pub workdir: String,
+    pub start_script: String,
+    pub stop_script: String,
+    pub verify: Option<VerifyWork>,
+    pub timeouts: Timeouts,
+    /// The steps to run, in order, after `fetch`.
+    pub steps: Vec<String>,
+}
+
+/// `POST /agent/v1/releases/{release}/events`: what an agent reports about a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StepEvent {
+    /// The step started.
+    Begin { step: String },
+    /// More output of a running step (whole lines). `dropped_bytes` counts output the
+    /// agent dropped since the previous chunk.
+    Output {
+        step: String,
+        chunk: String,
+        #[serde(default)]
+        dropped_bytes: u64,
+    },
+    /// The step ended.
+    End {
+        step: String,
+        succeeded: bool,
+        #[serde(default)]
+        exit_code: Option<i32>,
+        /// Why it failed, when the output does not say (timeout, pull error ...).
+        #[serde(default)]
+        message: Option<String>,
+        /// For `pull`: the digest of the pulled image.
+        #[serde(default)]
+        image_digest: Option<String>,
+    },
+}
+
+/// The server's answer to a step event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StepEventAck {
+    /// False when the server has already ended this instance's task (it passed its
+    /// deadline, or the instance was counted offline): the agent runs no further
+    /// steps. A cancelled release lets tasks already running finish, so that no
+    /// host is left between its stop and start scripts.
+    pub proceed: bool,
+}

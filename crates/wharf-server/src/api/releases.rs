@@ -1,0 +1,276 @@
+//! `/api/v1/.../releases`: publishing a deployment to a group, following it, and
+//! the `continue`, `cancel` and `rollback` actions.
+
+use crate::auth::Admin;
+use crate::engine::create::{create_release, NewRelease, ReleaseKind};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath};
+use crate::state::AppState;
+use crate::views;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use wharf_api::{ErrorBody, Release, ReleaseCreate, StepLog};
+use wharf_domain::release::{PauseMode, ReleaseState, StepName};
+
+/// Releases listed when no limit is given, and the most a list returns.
+const DEFAULT_LIST_LIMIT: u32 = 50;
+const MAX_LIST_LIMIT: u32 = 1000;
+
+async fn full_view(state: &AppState, id: &str) -> ApiResult<Release> {
+    let release = state.store.release_fetch(id).await?;
+    let tasks = state.store.task_list(id).await?;
+    let steps = state.store.step_list(id, None).await?;
+    Ok(views::release(release, &tasks, Some(&steps)))
+}
+
+#[utoipa::path(post, path = "/api/v1/apps/{app}/groups/{group}/releases", params(("app" = String, Path), ("group" = String, Path)),
+    request_body = ReleaseCreate,
+    responses((status = 201, body = Release), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath((app, group)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<ReleaseCreate>,
+) -> ApiResult<(StatusCode, Json<Release>)> {
+    let pause = match body.pause.as_deref() {
+        None => PauseMode::Auto,
+        Some(text) => PauseMode::parse(text)?,
+    };
+    let new = NewRelease {
+        app,
+        group,
+        deployment: body.deployment,
+        batches: body.batches.unwrap_or(1),
+        pause,
+        batch_interval_secs: body.batch_interval_secs.unwrap_or(0),
+        max_failures: body.max_failures.unwrap_or(0),
+        rollback_on_failure: body.rollback_on_failure,
+        kind: ReleaseKind::Release,
+        rollback_of: None,
+        only_instances: None,
+    };
+    let release = create_release(&state, new).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(full_view(&state, &release.id).await?),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/apps/{app}/groups/{group}/rollback", params(("app" = String, Path), ("group" = String, Path)),
+    responses((status = 201, body = Release), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn rollback(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath((app, group)): ApiPath<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Release>)> {
+    let record = state.store.group_fetch(&app, &group).await?;
+    let Some(previous) = record.previous_deployment else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing_to_roll_back",
+            format!(
+                "group {group:?} of application {app:?} has no earlier deployment to roll back to"
+            ),
+        ));
+    };
+    let new = NewRelease {
+        app,
+        group,
+        deployment: previous,
+        batches: 1,
+        pause: PauseMode::Auto,
+        batch_interval_secs: 0,
+        max_failures: 0,
+        rollback_on_failure: false,
+        kind: ReleaseKind::Rollback,
+        rollback_of: None,
+        only_instances: None,
+    };
+    let release = create_release(&state, new).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(full_view(&state, &release.id).await?),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    app: Option<String>,
+    group: Option<String>,
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/releases", params(ListQuery),
+    responses((status = 200, body = Vec<Release>)), security(("bearer" = [])))]
+pub async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Release>>> {
+    if query.group.is_some() && query.app.is_none() {
+        return Err(ApiError::invalid(
+            "group",
+            "group: name the application too",
+        ));
+    }
+    let limit = query
+        .limit
+        .unwrap_or(DEFAULT_LIST_LIMIT)
+        .clamp(1, MAX_LIST_LIMIT);
+    let releases = state
+        .store
+        .release_list(query.app.as_deref(), query.group.as_deref(), limit)
+        .await?;
+    let mut views = Vec::with_capacity(releases.len());
+    for release in releases {
+        let tasks = state.store.task_list(&release.id).await?;
+        views.push(views::release(release, &tasks, None));
+    }
+    Ok(Json(views))
+}
+
+#[utoipa::path(get, path = "/api/v1/releases/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Release), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Release>> {
+    Ok(Json(full_view(&state, &id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/releases/{id}/continue", params(("id" = String, Path)),
+    responses((status = 200, body = Release), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn continue_release(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Release>> {
+    let release = state.store.release_fetch(&id).await?;
+    if release.state != ReleaseState::Paused {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_paused",
+            format!("release {id} is {}, not paused", release.state.as_str()),
+        ));
+    }
+    // The next batch is the lowest one with a task that has not ended.
+    let tasks = state.store.task_list(&id).await?;
+    let next = tasks
+        .iter()
+        .filter(|t| !t.state.is_terminal())
+        .map(|t| t.batch)
+        .min()
+        .unwrap_or(release.batch_count);
+    if !state.store.release_continue(&id, next + 1).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_paused",
+            format!("release {id} is no longer paused"),
+        ));
+    }
+    tracing::info!(release = %id, batch = next + 1, "release continued");
+    state.wakeups.wake_driver();
+    Ok(Json(full_view(&state, &id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/releases/{id}/cancel", params(("id" = String, Path)),
+    responses((status = 200, body = Release), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn cancel(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Release>> {
+    let now = chrono::Utc::now();
+    let moved = state
+        .store
+        .release_transition(
+            &id,
+            &[
+                ReleaseState::Pending,
+                ReleaseState::Running,
+                ReleaseState::Paused,
+            ],
+            ReleaseState::Cancelled,
+            Some("cancelled by an operator"),
+            now,
+        )
+        .await?;
+    if !moved {
+        let release = state.store.release_fetch(&id).await?;
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_finished",
+            format!("release {id} already ended: {}", release.state.as_str()),
+        ));
+    }
+    state
+        .store
+        .task_cancel_unstarted(
+            &id,
+            "the release was cancelled before this instance's turn",
+            now,
+        )
+        .await?;
+    tracing::info!(release = %id, "release cancelled");
+    state.wakeups.wake_driver();
+    Ok(Json(full_view(&state, &id).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    /// An instance id or name.
+    instance: Option<String>,
+    /// A step name.
+    step: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/releases/{id}/logs", params(("id" = String, Path), LogsQuery),
+    responses((status = 200, body = Vec<StepLog>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn logs(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    Query(query): Query<LogsQuery>,
+) -> ApiResult<Json<Vec<StepLog>>> {
+    let tasks = state.store.task_list(&id).await?;
+    state.store.release_fetch(&id).await?;
+    let instance_id = match &query.instance {
+        None => None,
+        Some(wanted) => Some(
+            tasks
+                .iter()
+                .find(|t| &t.instance_id == wanted || &t.instance_name == wanted)
+                .map(|t| t.instance_id.clone())
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "instance",
+                        format!("instance: {wanted:?} is not part of release {id}"),
+                    )
+                })?,
+        ),
+    };
+    let step = match &query.step {
+        None => None,
+        Some(name) => Some(StepName::parse(name).ok_or_else(|| {
+            ApiError::invalid(
+                "step",
+                format!("step: {name:?} is not a step (fetch, prepare, pull, stop, start, verify)"),
+            )
+        })?),
+    };
+    let steps = state.store.step_list(&id, instance_id.as_deref()).await?;
+    Ok(Json(
+        steps
+            .into_iter()
+            .filter(|s| step.is_none_or(|wanted| s.step == wanted))
+            .map(|s| views::step_log(s, &tasks))
+            .collect(),
+    ))
+}

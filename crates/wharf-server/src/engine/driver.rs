@@ -1,0 +1,356 @@
+//! The release driver: a reconciler. On every pass it re-reads each active release
+//! from the store and takes the next step — start it, fail tasks whose instance went
+//! offline or whose deadline passed, dispatch the next batch, pause, succeed or fail.
+//! Every step is a conditional update in the store, so a pass may be repeated, or
+//! run after a restart, without doing anything twice.
+
+use crate::engine::create::{create_release, NewRelease, ReleaseKind};
+use crate::state::AppState;
+use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
+use wharf_domain::release::{PauseMode, ReleaseState};
+use wharf_store::{ReleaseRecord, StoreError, TaskRecord, TaskState};
+
+/// How often the driver looks at active releases when nothing wakes it: the
+/// resolution of deadlines, batch intervals and offline detection.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// Runs until the server shuts down.
+pub async fn run(state: AppState) {
+    let wake = state.wakeups.driver();
+    loop {
+        if let Err(err) = reconcile_all(&state).await {
+            tracing::error!(error = ?err, "release driver pass failed; retrying");
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(TICK) => {}
+            _ = state.wakeups.shutting_down() => return,
+        }
+    }
+}
+
+/// One pass over every active release.
+pub async fn reconcile_all(state: &AppState) -> Result<(), StoreError> {
+    for release in state.store.release_list_active().await? {
+        let id = release.id.clone();
+        if let Err(err) = reconcile(state, release).await {
+            tracing::error!(release = %id, error = ?err, "reconciling a release failed");
+        }
+    }
+    Ok(())
+}
+
+async fn reconcile(state: &AppState, release: ReleaseRecord) -> Result<(), StoreError> {
+    let now = Utc::now();
+    match release.state {
+        ReleaseState::Pending => {
+            state
+                .store
+                .release_transition(
+                    &release.id,
+                    &[ReleaseState::Pending],
+                    ReleaseState::Running,
+                    None,
+                    now,
+                )
+                .await?;
+            tracing::info!(release = %release.id, "release running");
+            state.wakeups.wake_driver();
+            Ok(())
+        }
+        ReleaseState::Running => drive_running(state, &release, now).await,
+        // A paused release waits for `continue`; cancel is done by the API.
+        _ => Ok(()),
+    }
+}
+
+async fn drive_running(
+    state: &AppState,
+    release: &ReleaseRecord,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut tasks = state.store.task_list(&release.id).await?;
+    if fail_lost_tasks(state, release, &tasks, now).await? {
+        tasks = state.store.task_list(&release.id).await?;
+    }
+    let failed = tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Failed)
+        .count() as u32;
+    if failed > release.max_failures {
+        return fail_release(state, release, &tasks, failed, now).await;
+    }
+    let Some(batch) = tasks
+        .iter()
+        .filter(|t| !t.state.is_terminal())
+        .map(|t| t.batch)
+        .min()
+    else {
+        return succeed_release(state, release, now).await;
+    };
+    let in_batch = || tasks.iter().filter(move |t| t.batch == batch);
+    if in_batch().any(|t| t.state != TaskState::Pending) {
+        // The batch is under way; reports and deadlines move it on.
+        return Ok(());
+    }
+    if batch > 0
+        && release
+            .pause
+            .pauses_after(batch as usize - 1, release.batch_count as usize)
+        && release.continued_through < batch
+    {
+        if state
+            .store
+            .release_transition(
+                &release.id,
+                &[ReleaseState::Running],
+                ReleaseState::Paused,
+                None,
+                now,
+            )
+            .await?
+        {
+            tracing::info!(release = %release.id, after_batch = batch, "release paused; waiting for continue");
+        }
+        return Ok(());
+    }
+    if batch > 0 && release.pause == PauseMode::Auto && release.batch_interval_secs > 0 {
+        let previous_end = tasks
+            .iter()
+            .filter(|t| t.batch == batch - 1)
+            .filter_map(|t| t.finished_at)
+            .max();
+        if let Some(end) = previous_end {
+            if now < end + Duration::seconds(release.batch_interval_secs as i64) {
+                return Ok(());
+            }
+        }
+    }
+    dispatch_batch(state, release, batch, now).await
+}
+
+async fn dispatch_batch(
+    state: &AppState,
+    release: &ReleaseRecord,
+    batch: u32,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let deployment = state
+        .store
+        .deployment_fetch(&release.app, &release.deployment)
+        .await?;
+    let budget = deployment
+        .timeouts
+        .task_budget_secs(deployment.image.is_some(), deployment.verify.is_some());
+    let deadline = now + Duration::seconds(i64::from(budget));
+    let dispatched = state
+        .store
+        .task_dispatch_batch(&release.id, batch, now, deadline)
+        .await?;
+    tracing::info!(release = %release.id, batch = batch + 1, instances = dispatched.len(), "batch dispatched");
+    for instance in &dispatched {
+        state.wakeups.wake_agent(instance);
+    }
+    Ok(())
+}
+
+/// Fails dispatched or running tasks whose instance is offline or gone, or whose
+/// deadline passed. Returns whether any task changed.
+async fn fail_lost_tasks(
+    state: &AppState,
+    release: &ReleaseRecord,
+    tasks: &[TaskRecord],
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let live: Vec<&TaskRecord> = tasks
+        .iter()
+        .filter(|t| matches!(t.state, TaskState::Dispatched | TaskState::Running))
+        .collect();
+    if live.is_empty() {
+        return Ok(false);
+    }
+    let instances: HashMap<String, Option<DateTime<Utc>>> = state
+        .store
+        .instance_list()
+        .await?
+        .into_iter()
+        .map(|i| (i.id, i.last_heartbeat_at))
+        .collect();
+    let mut changed = false;
+    for task in live {
+        let reason = match instances.get(&task.instance_id) {
+            None => Some("the instance was deleted".to_owned()),
+            Some(heartbeat) if state.liveness.status(*heartbeat, now) == "offline" => {
+                Some(format!(
+                    "the instance went offline (no heartbeat for {} s)",
+                    state.liveness.offline_after.as_secs()
+                ))
+            }
+            _ => match task.deadline {
+                Some(deadline) if now > deadline => {
+                    Some("the instance did not finish its steps within their timeouts".to_owned())
+                }
+                _ => None,
+            },
+        };
+        if let Some(reason) = reason {
+            fail_open_step(state, task, &reason, now).await?;
+            if state
+                .store
+                .task_finish(
+                    &release.id,
+                    &task.instance_id,
+                    TaskState::Failed,
+                    None,
+                    Some(&reason),
+                    now,
+                )
+                .await?
+            {
+                tracing::warn!(release = %release.id, instance = %task.instance_id, reason, "instance failed");
+                changed = true;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Closes the step a lost task was running, so the record says where it stopped.
+pub async fn fail_open_step(
+    state: &AppState,
+    task: &TaskRecord,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let steps = state
+        .store
+        .step_list(&task.release_id, Some(&task.instance_id))
+        .await?;
+    for step in steps
+        .iter()
+        .filter(|s| s.state == wharf_store::StepState::Running)
+    {
+        state
+            .store
+            .step_finish(
+                &task.release_id,
+                &task.instance_id,
+                step.step,
+                wharf_store::StepState::Failed,
+                None,
+                Some(reason),
+                now,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+async fn succeed_release(
+    state: &AppState,
+    release: &ReleaseRecord,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    // The group's deployment is recorded first: if the server stops in between, the
+    // next pass finds the release still running and records it again, harmlessly.
+    state
+        .store
+        .group_set_current_deployment(&release.app, &release.group, &release.deployment)
+        .await?;
+    if state
+        .store
+        .release_transition(
+            &release.id,
+            &[ReleaseState::Running],
+            ReleaseState::Succeeded,
+            None,
+            now,
+        )
+        .await?
+    {
+        tracing::info!(release = %release.id, "release succeeded");
+    }
+    Ok(())
+}
+
+async fn fail_release(
+    state: &AppState,
+    release: &ReleaseRecord,
+    tasks: &[TaskRecord],
+    failed: u32,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let message = format!(
+        "{failed} instance(s) failed, more than the {} tolerated",
+        release.max_failures
+    );
+    state
+        .store
+        .task_cancel_unstarted(
+            &release.id,
+            "the release failed before this instance's turn",
+            now,
+        )
+        .await?;
+    if !state
+        .store
+        .release_transition(
+            &release.id,
+            &[ReleaseState::Running],
+            ReleaseState::Failed,
+            Some(&message),
+            now,
+        )
+        .await?
+    {
+        return Ok(());
+    }
+    tracing::warn!(release = %release.id, message, "release failed");
+    if release.rollback_on_failure {
+        start_automatic_rollback(state, release, tasks).await;
+    }
+    Ok(())
+}
+
+/// Publishes the group's current (last successful) deployment to the instances the
+/// failed release touched.
+async fn start_automatic_rollback(state: &AppState, release: &ReleaseRecord, tasks: &[TaskRecord]) {
+    let group = match state.store.group_fetch(&release.app, &release.group).await {
+        Ok(group) => group,
+        Err(err) => {
+            tracing::error!(release = %release.id, error = ?err, "cannot roll back");
+            return;
+        }
+    };
+    let Some(previous) = group.current_deployment else {
+        tracing::warn!(release = %release.id, "no earlier successful deployment to roll back to");
+        return;
+    };
+    let touched: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.started_at.is_some() || t.state == TaskState::Succeeded)
+        .map(|t| t.instance_id.clone())
+        .collect();
+    let new = NewRelease {
+        app: release.app.clone(),
+        group: release.group.clone(),
+        deployment: previous,
+        batches: 1,
+        pause: PauseMode::Auto,
+        batch_interval_secs: 0,
+        max_failures: touched.len() as u32,
+        rollback_on_failure: false,
+        kind: ReleaseKind::Rollback,
+        rollback_of: Some(release.id.clone()),
+        only_instances: Some(touched),
+    };
+    match create_release(state, new).await {
+        Ok(rollback) => {
+            tracing::info!(release = %release.id, rollback = %rollback.id, "automatic rollback started")
+        }
+        Err(err) => {
+            tracing::error!(release = %release.id, error = ?err, "automatic rollback could not start")
+        }
+    }
+}

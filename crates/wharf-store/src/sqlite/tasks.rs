@@ -1,0 +1,333 @@
+//! Tasks: the `release_tasks` table, the work of one release on one instance.
+//! A task moves pending -> dispatched (its batch started) -> running (its agent
+//! claimed it) -> succeeded | failed, or to cancelled before it ran; each move is
+//! a conditional UPDATE, so a late or repeated call changes nothing. Errors name a
+//! task as `release/instance`.
+
+use super::convert::{millis, optional_time, unsigned};
+use super::failure::{already_exists, not_found};
+use super::{releases, steps};
+use crate::{StoreError, StoreResult, TaskRecord, TaskState};
+use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
+use wharf_domain::release::StepName;
+
+/// The states of a task that has not ended, as an SQL list.
+const OPEN_STATES: &str = "('pending', 'dispatched', 'running')";
+
+/// The columns of a [`TaskRow`]; every query that reads them reads `release_tasks`
+/// alone, so they need no table name.
+const TASK_COLUMNS: &str = "release_id, instance_id, instance_name, batch, state, \
+     dispatched_at, started_at, finished_at, deadline_at, image_digest, message";
+
+#[derive(sqlx::FromRow)]
+struct TaskRow {
+    release_id: String,
+    instance_id: String,
+    instance_name: String,
+    batch: i64,
+    state: String,
+    dispatched_at: Option<i64>,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    deadline_at: Option<i64>,
+    image_digest: Option<String>,
+    message: Option<String>,
+}
+
+impl TryFrom<TaskRow> for TaskRecord {
+    type Error = StoreError;
+
+    fn try_from(row: TaskRow) -> StoreResult<Self> {
+        let state = TaskState::parse(&row.state).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "task {}: {:?} is not a task state",
+                name(&row.release_id, &row.instance_id),
+                row.state
+            ))
+        })?;
+        Ok(TaskRecord {
+            state,
+            batch: unsigned("release_tasks.batch", row.batch)?,
+            dispatched_at: optional_time("release_tasks.dispatched_at", row.dispatched_at)?,
+            started_at: optional_time("release_tasks.started_at", row.started_at)?,
+            finished_at: optional_time("release_tasks.finished_at", row.finished_at)?,
+            deadline: optional_time("release_tasks.deadline_at", row.deadline_at)?,
+            release_id: row.release_id,
+            instance_id: row.instance_id,
+            instance_name: row.instance_name,
+            image_digest: row.image_digest,
+            message: row.message,
+        })
+    }
+}
+
+/// How errors name a task.
+pub(super) fn name(release_id: &str, instance_id: &str) -> String {
+    format!("{release_id}/{instance_id}")
+}
+
+/// Fails with `NotFound` unless the release has a task for the instance.
+pub(super) async fn require(
+    conn: &mut SqliteConnection,
+    release_id: &str,
+    instance_id: &str,
+) -> StoreResult<()> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM release_tasks WHERE release_id = ? AND instance_id = ?)",
+    )
+    .bind(release_id)
+    .bind(instance_id)
+    .fetch_one(conn)
+    .await?;
+    if exists {
+        Ok(())
+    } else {
+        Err(not_found("task", &name(release_id, instance_id)))
+    }
+}
+
+/// Inserts a task of a release being created (by `releases::create`, which has
+/// checked the release).
+pub(super) async fn insert(conn: &mut SqliteConnection, task: &TaskRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO release_tasks (release_id, instance_id, instance_name, batch, state, \
+         dispatched_at, started_at, finished_at, deadline_at, image_digest, message) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&task.release_id)
+    .bind(&task.instance_id)
+    .bind(&task.instance_name)
+    .bind(i64::from(task.batch))
+    .bind(task.state.as_str())
+    .bind(task.dispatched_at.map(millis))
+    .bind(task.started_at.map(millis))
+    .bind(task.finished_at.map(millis))
+    .bind(task.deadline.map(millis))
+    .bind(&task.image_digest)
+    .bind(&task.message)
+    .execute(conn)
+    .await
+    .map_err(|err| match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            already_exists("task", &name(&task.release_id, &task.instance_id))
+        }
+        _ => StoreError::Backend(err),
+    })?;
+    Ok(())
+}
+
+/// The tasks of a release, by batch then instance name.
+pub(super) async fn list(
+    conn: &mut SqliteConnection,
+    release_id: &str,
+) -> StoreResult<Vec<TaskRecord>> {
+    releases::require(conn, release_id).await?;
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM release_tasks WHERE release_id = ? \
+         ORDER BY batch, instance_name, instance_id"
+    );
+    sqlx::query_as::<_, TaskRow>(&sql)
+        .bind(release_id)
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(TaskRecord::try_from)
+        .collect()
+}
+
+pub(super) async fn fetch(
+    conn: &mut SqliteConnection,
+    release_id: &str,
+    instance_id: &str,
+) -> StoreResult<TaskRecord> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM release_tasks WHERE release_id = ? AND instance_id = ?"
+    );
+    sqlx::query_as::<_, TaskRow>(&sql)
+        .bind(release_id)
+        .bind(instance_id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| not_found("task", &name(release_id, instance_id)))?
+        .try_into()
+}
+
+/// Pending -> Dispatched for the tasks of one batch, but only while the release
+/// is running (checked in the same statement). Returns the instance ids
+/// dispatched, in the order of [`list`].
+pub(super) async fn dispatch_batch(
+    conn: &mut SqliteConnection,
+    release_id: &str,
+    batch: u32,
+    now: DateTime<Utc>,
+    deadline: DateTime<Utc>,
+) -> StoreResult<Vec<String>> {
+    releases::require(conn, release_id).await?;
+    let mut dispatched: Vec<(String, String)> = sqlx::query_as(
+        "UPDATE release_tasks SET state = 'dispatched', dispatched_at = ?1, deadline_at = ?2 \
+         WHERE release_id = ?3 AND batch = ?4 AND state = 'pending' \
+         AND EXISTS (SELECT 1 FROM releases WHERE id = ?3 AND state = 'running') \
+         RETURNING instance_name, instance_id",
+    )
+    .bind(millis(now))
+    .bind(millis(deadline))
+    .bind(release_id)
+    .bind(i64::from(batch))
+    .fetch_all(conn)
+    .await?;
+    dispatched.sort();
+    Ok(dispatched.into_iter().map(|(_, id)| id).collect())
+}
+
+/// Takes the instance's oldest dispatched task of a running release: it becomes
+/// running, and its `fetch` step is recorded as succeeded.
+pub(super) async fn claim(
+    conn: &mut SqliteConnection,
+    instance_id: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<TaskRecord>> {
+    let next: Option<String> = sqlx::query_scalar(
+        "SELECT t.release_id FROM release_tasks t JOIN releases r ON r.id = t.release_id \
+         WHERE t.instance_id = ? AND t.state = 'dispatched' AND r.state = 'running' \
+         ORDER BY t.dispatched_at, r.created_at, t.release_id LIMIT 1",
+    )
+    .bind(instance_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(release_id) = next else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "UPDATE release_tasks SET state = 'running', started_at = ? \
+         WHERE release_id = ? AND instance_id = ? AND state = 'dispatched' \
+         RETURNING {TASK_COLUMNS}"
+    );
+    let claimed = sqlx::query_as::<_, TaskRow>(&sql)
+        .bind(millis(now))
+        .bind(&release_id)
+        .bind(instance_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(claimed) = claimed else {
+        // Cannot happen inside the write transaction; answer "no work" if it does.
+        return Ok(None);
+    };
+    steps::record_finished(conn, &release_id, instance_id, StepName::Fetch, now).await?;
+    claimed.try_into().map(Some)
+}
+
+/// The instance's running tasks, oldest start first.
+pub(super) async fn list_running_for_instance(
+    conn: &mut SqliteConnection,
+    instance_id: &str,
+) -> StoreResult<Vec<TaskRecord>> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM release_tasks \
+         WHERE instance_id = ? AND state = 'running' ORDER BY started_at, release_id"
+    );
+    sqlx::query_as::<_, TaskRow>(&sql)
+        .bind(instance_id)
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(TaskRecord::try_from)
+        .collect()
+}
+
+/// Ends a task that has not ended; `Ok(false)` if it had. On success the
+/// instance's membership of the release's group (if it is still a member)
+/// records the release's deployment and the task's digest.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn finish(
+    conn: &mut SqliteConnection,
+    release_id: &str,
+    instance_id: &str,
+    state: TaskState,
+    digest: Option<&str>,
+    message: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    if !state.is_terminal() {
+        return Err(StoreError::Conflict(format!(
+            "a task cannot be finished as {}",
+            state.as_str()
+        )));
+    }
+    require(conn, release_id, instance_id).await?;
+    let sql = format!(
+        "UPDATE release_tasks SET state = ?, finished_at = ?, \
+         image_digest = COALESCE(?, image_digest), message = COALESCE(?, message) \
+         WHERE release_id = ? AND instance_id = ? AND state IN {OPEN_STATES} \
+         RETURNING image_digest"
+    );
+    let finished: Option<Option<String>> = sqlx::query_scalar(&sql)
+        .bind(state.as_str())
+        .bind(millis(now))
+        .bind(digest)
+        .bind(message)
+        .bind(release_id)
+        .bind(instance_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(recorded_digest) = finished else {
+        return Ok(false);
+    };
+    if state == TaskState::Succeeded {
+        sqlx::query(
+            "UPDATE group_members SET deployment = r.deployment, image_digest = ?1 \
+             FROM releases r \
+             WHERE r.id = ?2 AND group_members.app = r.app \
+             AND group_members.group_name = r.group_name AND group_members.instance_id = ?3",
+        )
+        .bind(recorded_digest)
+        .bind(release_id)
+        .bind(instance_id)
+        .execute(conn)
+        .await?;
+    }
+    Ok(true)
+}
+
+/// Pending and dispatched tasks of a release -> cancelled; returns how many.
+pub(super) async fn cancel_unstarted(
+    conn: &mut SqliteConnection,
+    release_id: &str,
+    message: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
+    releases::require(conn, release_id).await?;
+    let cancelled = sqlx::query(
+        "UPDATE release_tasks SET state = 'cancelled', finished_at = ?, message = ? \
+         WHERE release_id = ? AND state IN ('pending', 'dispatched')",
+    )
+    .bind(millis(now))
+    .bind(message)
+    .bind(release_id)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(cancelled)
+}
+
+/// Records the digest the pull step reported.
+pub(super) async fn set_digest(
+    conn: &mut SqliteConnection,
+    release_id: &str,
+    instance_id: &str,
+    digest: &str,
+) -> StoreResult<()> {
+    let updated = sqlx::query(
+        "UPDATE release_tasks SET image_digest = ? WHERE release_id = ? AND instance_id = ?",
+    )
+    .bind(digest)
+    .bind(release_id)
+    .bind(instance_id)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Err(not_found("task", &name(release_id, instance_id)));
+    }
+    Ok(())
+}

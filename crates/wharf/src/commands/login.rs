@@ -1,0 +1,47 @@
+//! `wharf login`: checks that a server accepts a token, then saves both for later
+//! commands in a file only the user can read.
+
+use super::CommandContext;
+use crate::config::{self, SavedLogin};
+use crate::error::CommandError;
+use crate::output::clean;
+use wharf_client::Client;
+
+/// Takes the global `--server` and `--token` (or WHARF_SERVER and WHARF_TOKEN).
+#[derive(clap::Args)]
+pub struct LoginArgs {}
+
+pub async fn cmd_login(ctx: &CommandContext, _args: LoginArgs) -> Result<(), CommandError> {
+    let (Some(server), Some(token)) = (given(&ctx.global.server), given(&ctx.global.token)) else {
+        return Err(CommandError::usage(
+            "`wharf login` needs --server URL and --token TOKEN (or WHARF_SERVER and WHARF_TOKEN)",
+        ));
+    };
+    let client = Client::new(server, Some(token.to_owned()))?;
+    // Listing applications needs a valid token and changes nothing.
+    client.app_list().await?;
+
+    let path = config::config_path()?;
+    config::save(
+        &path,
+        &SavedLogin {
+            server: client.base_url().to_owned(),
+            token: token.to_owned(),
+        },
+    )?;
+    let summary = serde_json::json!({
+        "server": client.base_url(),
+        "config_file": path.display().to_string(),
+    });
+    ctx.ui.print(&summary, |_| {
+        format!(
+            "Logged in to {}; saved in {}",
+            clean(client.base_url()),
+            clean(&path.display().to_string())
+        )
+    })
+}
+
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}

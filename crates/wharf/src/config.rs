@@ -1,0 +1,244 @@
+//! Which server and token a client command uses: `--server`/`--token` flags, then
+//! `WHARF_SERVER`/`WHARF_TOKEN`, then the file `wharf login` writes at
+//! `CONFIG_DIR/wharf/config.json` (`$XDG_CONFIG_HOME`, else `~/.config`, on Linux).
+
+use crate::error::CommandError;
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// What `wharf login` saves. Not `Debug`, so the token cannot end up in a log line.
+#[derive(Serialize, Deserialize)]
+pub struct SavedLogin {
+    pub server: String,
+    pub token: String,
+}
+
+/// The server and token a command talks with.
+pub struct Connection {
+    pub server: String,
+    pub token: String,
+}
+
+/// The path of the configuration file.
+pub fn config_path() -> Result<PathBuf, CommandError> {
+    let dir = dirs::config_dir().ok_or_else(|| {
+        CommandError::Config(
+            "cannot find the configuration directory: set XDG_CONFIG_HOME or HOME".to_owned(),
+        )
+    })?;
+    Ok(dir.join("wharf").join("config.json"))
+}
+
+/// Reads the saved login; `None` when there is no file.
+pub fn load(path: &Path) -> Result<Option<SavedLogin>, CommandError> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => {
+            return Err(anyhow::Error::new(err)
+                .context(format!("cannot read {}", path.display()))
+                .into())
+        }
+    };
+    // serde_json's message names a line and column, never the content.
+    let saved = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid wharf configuration file", path.display()))?;
+    Ok(Some(saved))
+}
+
+/// Writes the login so that only its owner can read it: the directory is made 0700
+/// and the file 0600 from its creation (written to a temporary file, then renamed,
+/// so a crash leaves either the old file or the new one).
+pub fn save(path: &Path, login: &SavedLogin) -> Result<(), CommandError> {
+    let dir = path
+        .parent()
+        .context("the configuration path has no directory")?;
+    create_private_dir(dir)?;
+    let text = serde_json::to_string_pretty(login).context("cannot encode the configuration")?;
+    let tmp = dir.join(format!(".config.json.{}.tmp", std::process::id()));
+    let result = write_private_file(&tmp, text.as_bytes()).and_then(|()| {
+        fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    });
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    Ok(result?)
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    // The directory may have existed with a wider mode; it is ours, so narrow it.
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot set the permissions of {}", dir.display()))
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+fn write_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Picks the server and the token: each from its flag or environment variable when
+/// given, else from the saved login.
+///
+/// The saved token is only used with the saved server: when `--server` or
+/// `WHARF_SERVER` names another server, sending it the token saved for the first
+/// would hand that credential to a server it was never meant for.
+pub fn resolve(
+    server: Option<&str>,
+    token: Option<&str>,
+    path: &Path,
+) -> Result<Connection, CommandError> {
+    let given = |v: Option<&str>| {
+        v.map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let (server, token) = (given(server), given(token));
+    if let (Some(server), Some(token)) = (&server, &token) {
+        return Ok(Connection {
+            server: server.clone(),
+            token: token.clone(),
+        });
+    }
+    let saved = load(path)?;
+    let server = match (server, &saved) {
+        (Some(server), _) => server,
+        (None, Some(saved)) => saved.server.clone(),
+        (None, None) => {
+            return Err(CommandError::Config(format!(
+                "no Wharf server configured: run `wharf login --server URL --token TOKEN`, \
+                 or set WHARF_SERVER and WHARF_TOKEN (or pass --server and --token); \
+                 no login saved in {}",
+                path.display()
+            )))
+        }
+    };
+    let token = match (token, saved) {
+        (Some(token), _) => token,
+        (None, Some(saved)) if same_server(&saved.server, &server) => saved.token,
+        (None, Some(saved)) => {
+            return Err(CommandError::Config(format!(
+                "no token for {server}: the saved login is for {}; pass --token or set \
+                 WHARF_TOKEN, or run `wharf login --server {server} --token TOKEN`",
+                saved.server
+            )))
+        }
+        (None, None) => {
+            return Err(CommandError::Config(
+                "no API token configured: run `wharf login --server URL --token TOKEN`, \
+                 or set WHARF_TOKEN (or pass --token)"
+                    .to_owned(),
+            ))
+        }
+    };
+    Ok(Connection { server, token })
+}
+
+fn same_server(a: &str, b: &str) -> bool {
+    a.trim().trim_end_matches('/') == b.trim().trim_end_matches('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved(dir: &Path, server: &str, token: &str) -> PathBuf {
+        let path = dir.join("wharf").join("config.json");
+        save(
+            &path,
+            &SavedLogin {
+                server: server.into(),
+                token: token.into(),
+            },
+        )
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn flags_win_over_the_saved_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = saved(dir.path(), "http://a:1", "saved");
+        let c = resolve(Some("http://b:2"), Some("given"), &path).unwrap();
+        assert_eq!(
+            (c.server.as_str(), c.token.as_str()),
+            ("http://b:2", "given")
+        );
+        let c = resolve(None, Some("given"), &path).unwrap();
+        assert_eq!(
+            (c.server.as_str(), c.token.as_str()),
+            ("http://a:1", "given")
+        );
+        let c = resolve(Some("http://a:1/"), None, &path).unwrap();
+        assert_eq!(c.token, "saved");
+    }
+
+    #[test]
+    fn the_saved_token_is_not_sent_to_another_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = saved(dir.path(), "http://a:1", "saved");
+        let err = resolve(Some("http://evil:2"), None, &path).err().unwrap();
+        assert!(matches!(err, CommandError::Config(_)));
+        assert!(!err.message().unwrap().contains("saved\""));
+    }
+
+    #[test]
+    fn nothing_configured_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = resolve(None, None, &dir.path().join("none.json"))
+            .err()
+            .unwrap();
+        let message = err.message().unwrap();
+        assert!(message.contains("wharf login"), "{message}");
+        assert!(message.contains("WHARF_SERVER"), "{message}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_file_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = saved(dir.path(), "http://a:1", "t");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        // Saving again replaces the file.
+        let path = saved(dir.path(), "http://b:1", "u");
+        assert_eq!(load(&path).unwrap().unwrap().server, "http://b:1");
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn a_broken_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        fs::write(&path, "{not json").unwrap();
+        let err = load(&path).err().unwrap();
+        assert!(err.message().unwrap().contains("config.json"));
+    }
+}
