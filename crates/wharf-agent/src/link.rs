@@ -15,7 +15,6 @@ use std::time::Duration;
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use wharf_api::agent::{
     AgentHeartbeat, AgentHeartbeatAck, AgentRegister, AgentRegistered, AGENT_PROTOCOL_VERSION,
     PROTOCOL_HEADER,
@@ -335,11 +334,6 @@ fn snippet(body: &[u8], status: StatusCode) -> String {
     let ellipsis = if cut < text.len() { "..." } else { "" };
     format!("status {status}: {}{ellipsis}", &text[..cut])
 }
-
-/// Serialises a value for a test or a log without its secrets is the caller's job; this
-/// only exists so that the request-building code above stays generic.
-#[allow(dead_code)]
-fn _assert_serialize<T: Serialize>() {}
 
 #[cfg(test)]
 mod tests {

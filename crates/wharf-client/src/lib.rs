@@ -10,7 +10,7 @@ mod path;
 
 pub use error::ClientError;
 
-use path::segment;
+use path::{query, segment};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::{Method, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -20,7 +20,7 @@ use std::time::Duration;
 use wharf_api::{
     App, AppCreate, Deployment, DeploymentCreate, ErrorBody, Group, GroupCreate, GroupInstances,
     Health, Instance, RegistrationToken, RegistrationTokenCreate, Registry, RegistryCreate,
-    API_PREFIX,
+    Release, ReleaseCreate, StepLog, API_PREFIX,
 };
 
 /// The result of every client call.
@@ -333,6 +333,68 @@ impl Client {
         self.delete(deployment_path(app, name)?).await
     }
 
+    // ------------------------------------------------------------ releases
+
+    /// Publishes a deployment to a group; the answer is the new release with its
+    /// batches. A group with an active release answers 409 `active_release`, an
+    /// empty group 409 `empty_group`.
+    pub async fn release_create(
+        &self,
+        app: &str,
+        group: &str,
+        body: &ReleaseCreate,
+    ) -> ClientResult<Release> {
+        self.post(group_path(app, group, "/releases")?, body).await
+    }
+
+    /// Publishes the group's previous deployment again; 409 `nothing_to_roll_back`
+    /// when there is none.
+    pub async fn release_rollback(&self, app: &str, group: &str) -> ClientResult<Release> {
+        self.post_empty(group_path(app, group, "/rollback")?).await
+    }
+
+    /// Lists releases, newest first, optionally of one application or one group
+    /// (a group needs its application). Listed releases have no batches.
+    pub async fn release_list(
+        &self,
+        app: Option<&str>,
+        group: Option<&str>,
+        limit: Option<u32>,
+    ) -> ClientResult<Vec<Release>> {
+        let limit = limit.map(|l| l.to_string());
+        let query = query(&[("app", app), ("group", group), ("limit", limit.as_deref())]);
+        self.get(api(&format!("/releases{query}"))).await
+    }
+
+    /// Fetches a release with its batches, instances and steps.
+    pub async fn release_fetch(&self, id: &str) -> ClientResult<Release> {
+        self.get(release_path(id, "")?).await
+    }
+
+    /// Resumes a paused release; 409 `not_paused` otherwise.
+    pub async fn release_continue(&self, id: &str) -> ClientResult<Release> {
+        self.post_empty(release_path(id, "/continue")?).await
+    }
+
+    /// Cancels a release: no further work is dispatched. 409 `already_finished`
+    /// when it has ended.
+    pub async fn release_cancel(&self, id: &str) -> ClientResult<Release> {
+        self.post_empty(release_path(id, "/cancel")?).await
+    }
+
+    /// The output of a release's steps, optionally of one instance (id or name)
+    /// and one step. Each log holds the retained tail of the output; its
+    /// `dropped_bytes` counts the bytes dropped before that tail.
+    pub async fn release_logs(
+        &self,
+        id: &str,
+        instance: Option<&str>,
+        step: Option<&str>,
+    ) -> ClientResult<Vec<StepLog>> {
+        let query = query(&[("instance", instance), ("step", step)]);
+        self.get(release_path(id, &format!("/logs{query}"))?).await
+    }
+
     // ------------------------------------------------------------ plumbing
 
     async fn get<T: DeserializeOwned>(&self, path: String) -> ClientResult<T> {
@@ -346,6 +408,12 @@ impl Client {
         body: &B,
     ) -> ClientResult<T> {
         let (url, response) = self.send(Method::POST, path, Some(body)).await?;
+        self.decode(&url, response).await
+    }
+
+    /// A POST without a body, for actions such as `continue`.
+    async fn post_empty<T: DeserializeOwned>(&self, path: String) -> ClientResult<T> {
+        let (url, response) = self.send(Method::POST, path, None::<&()>).await?;
         self.decode(&url, response).await
     }
 
@@ -467,6 +535,13 @@ fn deployment_path(app: &str, name: &str) -> ClientResult<String> {
         app,
         &format!("/deployments/{}", segment("deployment", name)?),
     )
+}
+
+fn release_path(id: &str, rest: &str) -> ClientResult<String> {
+    Ok(api(&format!(
+        "/releases/{}{rest}",
+        segment("release id", id)?
+    )))
 }
 
 #[cfg(test)]

@@ -23,6 +23,27 @@ pub(crate) fn segment(what: &'static str, value: &str) -> Result<String, ClientE
             reason,
         });
     }
+    Ok(percent_encode(value))
+}
+
+/// A query string (`?a=1&b=x%20y`, or nothing when every value is `None`) from
+/// `(key, value)` pairs; values are percent-encoded like path segments, so `&`, `=`
+/// and `#` stay inside them.
+pub(crate) fn query(pairs: &[(&str, Option<&str>)]) -> String {
+    let mut out = String::new();
+    for (key, value) in pairs {
+        if let Some(value) = value {
+            out.push(if out.is_empty() { '?' } else { '&' });
+            out.push_str(key);
+            out.push('=');
+            out.push_str(&percent_encode(value));
+        }
+    }
+    out
+}
+
+/// Encodes every byte outside RFC 3986's unreserved set.
+fn percent_encode(value: &str) -> String {
     let mut encoded = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
@@ -32,12 +53,12 @@ pub(crate) fn segment(what: &'static str, value: &str) -> Result<String, ClientE
             let _ = write!(encoded, "%{byte:02X}");
         }
     }
-    Ok(encoded)
+    encoded
 }
 
 #[cfg(test)]
 mod tests {
-    use super::segment;
+    use super::{query, segment};
 
     #[test]
     fn keeps_unreserved_characters() {
@@ -57,5 +78,18 @@ mod tests {
             assert!(segment("app", value).is_err(), "{value:?}");
         }
         assert_eq!(segment("app", "...").unwrap(), "...");
+    }
+
+    #[test]
+    fn query_strings_skip_absent_values_and_encode_the_rest() {
+        assert_eq!(query(&[("app", None), ("limit", None)]), "");
+        assert_eq!(
+            query(&[("app", Some("web")), ("group", None), ("limit", Some("5"))]),
+            "?app=web&limit=5"
+        );
+        assert_eq!(
+            query(&[("instance", Some("a&b=c#d e"))]),
+            "?instance=a%26b%3Dc%23d%20e"
+        );
     }
 }

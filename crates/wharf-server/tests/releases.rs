@@ -1,0 +1,870 @@
+//! The release engine end to end over real HTTP: a real server on port 0 with its
+//! SQLite store in a temp dir, and simulated agents that speak the agent protocol
+//! (register, long-poll, step events) without running anything. This tier covers
+//! the state machine's edges quickly; the real agent is tested in wharf-agent and
+//! the CLI tests.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use wharf_server::{bind_with, Liveness, ServerConfig};
+
+struct Server {
+    url: String,
+    admin: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    async fn start(dir: &Path) -> Server {
+        Self::start_with(dir, Liveness::default()).await
+    }
+
+    async fn start_with(dir: &Path, liveness: Liveness) -> Server {
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.to_path_buf(),
+        };
+        let bound = bind_with(config, liveness).await.unwrap();
+        let url = format!("http://{}", bound.local_addr());
+        let admin = std::fs::read_to_string(bound.admin_token_path()).unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            bound
+                .serve(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Server {
+            url,
+            admin,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the server shuts down promptly")
+                .unwrap();
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.admin);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    async fn release(&self, id: &str) -> Value {
+        self.get(&format!("/api/v1/releases/{id}")).await
+    }
+
+    /// Waits until the release is in `state` (the driver moves it on its own).
+    async fn wait_state(&self, id: &str, state: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let release = self.release(id).await;
+            if release["state"] == state {
+                return release;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "release never became {state}: {release:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn create_release(&self, group: &str, body: Value) -> String {
+        let (status, release) = self
+            .post(&format!("/api/v1/apps/shop/groups/{group}/releases"), body)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{release}");
+        release["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// An agent that speaks the protocol and reports whatever the test tells it to.
+struct SimAgent {
+    url: std::sync::Mutex<String>,
+    id: String,
+    credential: String,
+    http: reqwest::Client,
+}
+
+impl SimAgent {
+    async fn register(server: &Server, name: &str) -> SimAgent {
+        let (_, token) = server.post("/api/v1/registration-tokens", json!({})).await;
+        let http = reqwest::Client::new();
+        let reply: Value = http
+            .post(format!("{}/agent/v1/register", server.url))
+            .header("x-wharf-agent-protocol", "1")
+            .json(
+                &json!({"registration_token": token["token"], "name": name, "hostname": name,
+                          "os": "linux", "arch": "x86_64", "agent_version": "test"}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        SimAgent {
+            url: std::sync::Mutex::new(server.url.clone()),
+            id: reply["instance_id"].as_str().unwrap().to_owned(),
+            credential: reply["credential"].as_str().unwrap().to_owned(),
+            http,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.url.lock().unwrap().clone()
+    }
+
+    /// Points the agent at a restarted server (which listens on a new port).
+    fn retarget(&self, server: &Server) {
+        *self.url.lock().unwrap() = server.url.clone();
+    }
+
+    async fn heartbeat(&self) {
+        let status = self
+            .http
+            .post(format!("{}/agent/v1/heartbeat", self.url()))
+            .header("x-wharf-agent-protocol", "1")
+            .bearer_auth(&self.credential)
+            .json(&json!({"agent_version": "test"}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    /// One long poll; the assignment, or None when no work came within `wait_secs`.
+    async fn poll(&self, wait_secs: u64) -> Option<Value> {
+        let response = self
+            .http
+            .get(format!(
+                "{}/agent/v1/work?wait_secs={wait_secs}",
+                self.url()
+            ))
+            .header("x-wharf-agent-protocol", "1")
+            .bearer_auth(&self.credential)
+            .send()
+            .await
+            .unwrap();
+        match response.status() {
+            StatusCode::OK => Some(response.json().await.unwrap()),
+            StatusCode::NO_CONTENT => None,
+            other => panic!("poll answered {other}: {}", response.text().await.unwrap()),
+        }
+    }
+
+    async fn work(&self) -> Value {
+        self.poll(10)
+            .await
+            .expect("work was dispatched to this agent")
+    }
+
+    async fn event(&self, release: &str, event: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}/agent/v1/releases/{release}/events", self.url()))
+            .header("x-wharf-agent-protocol", "1")
+            .bearer_auth(&self.credential)
+            .json(&event)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Runs every step of an assignment, failing at `fail_at` if given.
+    async fn run(&self, work: &Value, fail_at: Option<&str>) {
+        let release = work["release_id"].as_str().unwrap();
+        for step in work["steps"].as_array().unwrap() {
+            let step = step.as_str().unwrap();
+            let (status, _) = self
+                .event(release, json!({"event": "begin", "step": step}))
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            self.event(
+                release,
+                json!({"event": "output", "step": step, "chunk": format!("{step} says hello\n")}),
+            )
+            .await;
+            let failed = fail_at == Some(step);
+            let digest = (step == "pull").then_some("sha256:feedface");
+            let (status, ack) = self
+                .event(release, json!({"event": "end", "step": step, "succeeded": !failed,
+                                       "exit_code": if failed { 3 } else { 0 }, "image_digest": digest}))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{ack}");
+            if failed {
+                return;
+            }
+        }
+    }
+}
+
+/// An application `shop` with a registry, a group `prod` of `n` simulated agents,
+/// and docker-image deployments v1 and v2.
+async fn fleet(server: &Server, n: usize) -> Vec<SimAgent> {
+    assert_eq!(
+        server.post("/api/v1/apps", json!({"name": "shop"})).await.0,
+        StatusCode::CREATED
+    );
+    let registry = json!({"name": "main", "endpoint": "127.0.0.1:5000", "username": "u", "password": "p?a>s/s+w=o\"r' d"});
+    assert_eq!(
+        server.post("/api/v1/registries", registry).await.0,
+        StatusCode::CREATED
+    );
+    for version in ["v1", "v2"] {
+        let deployment = json!({"name": version, "type": "docker-image",
+            "image": {"registry": "main", "namespace": "shop", "repository": "web", "tag": version},
+            "workdir": "/srv/shop", "start_script": "docker run ...", "stop_script": "docker rm -f web || true"});
+        assert_eq!(
+            server
+                .post("/api/v1/apps/shop/deployments", deployment)
+                .await
+                .0,
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(
+        server
+            .post("/api/v1/apps/shop/groups", json!({"name": "prod"}))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let mut agents = Vec::new();
+    for i in 1..=n {
+        agents.push(SimAgent::register(server, &format!("web-{i}")).await);
+    }
+    let ids: Vec<&str> = agents.iter().map(|a| a.id.as_str()).collect();
+    let (status, body) = server
+        .post(
+            "/api/v1/apps/shop/groups/prod/instances",
+            json!({"instances": ids}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    agents
+}
+
+fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    (dir, path)
+}
+
+#[tokio::test]
+async fn a_first_pause_release_waits_for_continue_then_succeeds() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 4).await;
+    let id = server
+        .create_release(
+            "prod",
+            json!({"deployment": "v1", "batches": 2, "pause": "first"}),
+        )
+        .await;
+    let release = server.release(&id).await;
+    assert_eq!(release["batch_count"], 2);
+    let batch = |n: usize| -> Vec<String> {
+        release["batches"][n]["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (first, second) = (batch(0), batch(1));
+    assert_eq!((first.len(), second.len()), (2, 2));
+    let agent = |id: &str| agents.iter().find(|a| a.id == id).unwrap();
+
+    // Only batch 1 gets work; the assignment carries the pull spec.
+    for id in &first {
+        let work = agent(id).work().await;
+        assert_eq!(work["steps"], json!(["prepare", "pull", "stop", "start"]));
+        assert_eq!(work["image"]["address"], "127.0.0.1:5000/shop/web:v1");
+        assert_eq!(work["image"]["password"], "p?a>s/s+w=o\"r' d");
+        agent(id).run(&work, None).await;
+    }
+    assert!(
+        agent(&second[0]).poll(1).await.is_none(),
+        "batch 2 started before batch 1 ended"
+    );
+    let paused = server.wait_state(&id, "paused").await;
+    assert_eq!(paused["counts"]["succeeded"], 2);
+    assert_eq!(paused["batches"][0]["state"], "succeeded");
+    assert!(
+        agent(&second[1]).poll(1).await.is_none(),
+        "a paused release dispatched work"
+    );
+
+    let (status, _) = server
+        .post(&format!("/api/v1/releases/{id}/continue"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for id in &second {
+        let work = agent(id).work().await;
+        agent(id).run(&work, None).await;
+    }
+    let done = server.wait_state(&id, "succeeded").await;
+    assert_eq!(done["counts"]["succeeded"], 4);
+    let steps: Vec<&str> = done["batches"][0]["instances"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["fetch", "prepare", "pull", "stop", "start"]);
+    let group = server.get("/api/v1/apps/shop/groups/prod").await;
+    assert_eq!(group["current_deployment"], "v1");
+    for member in group["instances"].as_array().unwrap() {
+        assert_eq!(member["deployment"], "v1");
+        assert_eq!(member["image_digest"], "sha256:feedface");
+    }
+    // Continue on a finished release is refused.
+    let (status, body) = server
+        .post(&format!("/api/v1/releases/{id}/continue"), json!({}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not_paused"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_step_fails_the_release_and_nothing_more_is_dispatched() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 2).await;
+    let id = server
+        .create_release("prod", json!({"deployment": "v1", "batches": 2}))
+        .await;
+    let release = server.release(&id).await;
+    let first = release["batches"][0]["instances"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = release["batches"][1]["instances"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let agent = |id: &str| agents.iter().find(|a| a.id == id).unwrap();
+    let work = agent(&first).work().await;
+    agent(&first).run(&work, Some("start")).await;
+    let failed = server.wait_state(&id, "failed").await;
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 instance(s) failed"),
+        "{failed}"
+    );
+    let instance = &failed["batches"][0]["instances"][0];
+    assert_eq!(instance["state"], "failed");
+    assert!(
+        instance["message"]
+            .as_str()
+            .unwrap()
+            .contains("step start failed with exit code 3"),
+        "{instance}"
+    );
+    assert_eq!(failed["batches"][1]["instances"][0]["state"], "cancelled");
+    assert!(agent(&second).poll(1).await.is_none());
+    let logs = server
+        .get(&format!(
+            "/api/v1/releases/{id}/logs?instance=web-1&step=start"
+        ))
+        .await;
+    let logs = if logs.as_array().unwrap().is_empty() {
+        server
+            .get(&format!(
+                "/api/v1/releases/{id}/logs?instance=web-2&step=start"
+            ))
+            .await
+    } else {
+        logs
+    };
+    assert_eq!(logs[0]["output"], "start says hello\n");
+    assert_eq!(logs[0]["exit_code"], 3);
+    // The group's deployment did not change.
+    assert_eq!(
+        server.get("/api/v1/apps/shop/groups/prod").await["current_deployment"],
+        Value::Null
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn max_failures_tolerates_failed_instances() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 2).await;
+    let id = server
+        .create_release("prod", json!({"deployment": "v1", "max_failures": 1}))
+        .await;
+    let w0 = agents[0].work().await;
+    agents[0].run(&w0, Some("pull")).await;
+    let w1 = agents[1].work().await;
+    agents[1].run(&w1, None).await;
+    let done = server.wait_state(&id, "succeeded").await;
+    assert_eq!(
+        (
+            done["counts"]["succeeded"].as_u64(),
+            done["counts"]["failed"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_active_release_per_group_and_cancel_dispatches_nothing_more() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 2).await;
+    let id = server
+        .create_release(
+            "prod",
+            json!({"deployment": "v1", "batches": 2, "pause": "first"}),
+        )
+        .await;
+    let (status, body) = server
+        .post(
+            "/api/v1/apps/shop/groups/prod/releases",
+            json!({"deployment": "v2"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "active_release");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(&id),
+        "{body}"
+    );
+
+    let first = server.release(&id).await["batches"][0]["instances"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let agent = agents.iter().find(|a| a.id == first).unwrap();
+    let other = agents.iter().find(|a| a.id != first).unwrap();
+    let work = agent.work().await;
+    agent.run(&work, None).await;
+    server.wait_state(&id, "paused").await;
+    let (status, body) = server
+        .post(&format!("/api/v1/releases/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "cancelled");
+    assert_eq!(body["batches"][1]["instances"][0]["state"], "cancelled");
+    assert!(other.poll(1).await.is_none());
+    let (status, body) = server
+        .post(&format!("/api/v1/releases/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("already_finished"))
+    );
+    // With the release ended, the group takes a new one.
+    server
+        .create_release("prod", json!({"deployment": "v2"}))
+        .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_release_requests_are_refused_and_create_nothing() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    fleet(&server, 1).await;
+    assert_eq!(
+        server
+            .post("/api/v1/apps/shop/groups", json!({"name": "empty"}))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let cases = [
+        (
+            "prod",
+            json!({"deployment": "v9"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "prod",
+            json!({"deployment": "v1", "batches": 0}),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "prod",
+            json!({"deployment": "v1", "batches": 101}),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "prod",
+            json!({"deployment": "v1", "pause": "never"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "prod",
+            json!({"deployment": "v1", "batch_interval_secs": 90000}),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "prod",
+            json!({"deployment": "v1", "batches": -1}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "prod",
+            json!({"deployment": "v1", "turbo": true}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "empty",
+            json!({"deployment": "v1"}),
+            StatusCode::CONFLICT,
+            "empty_group",
+        ),
+        (
+            "nope",
+            json!({"deployment": "v1"}),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (group, body, status, code) in cases {
+        let (got, reply) = server
+            .post(
+                &format!("/api/v1/apps/shop/groups/{group}/releases"),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(
+            (got, reply["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {reply}"
+        );
+    }
+    assert_eq!(server.get("/api/v1/releases").await, json!([]));
+    let (status, reply) = server
+        .post("/api/v1/apps/shop/groups/prod/rollback", json!({}))
+        .await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("nothing_to_roll_back"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn agents_cannot_touch_other_instances_work() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 2).await;
+    // Only web-1 is in the release.
+    server
+        .post(
+            "/api/v1/apps/shop/groups/prod/instances/remove",
+            json!({"instances": [agents[1].id]}),
+        )
+        .await;
+    let id = server
+        .create_release("prod", json!({"deployment": "v1"}))
+        .await;
+    assert!(agents[1].poll(1).await.is_none());
+    let (status, body) = agents[1]
+        .event(&id, json!({"event": "begin", "step": "prepare"}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let work = agents[0].work().await;
+    let (status, body) = agents[0]
+        .event(&id, json!({"event": "begin", "step": "fetch"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("step"))
+    );
+    let (status, _) = agents[0]
+        .event(&id, json!({"event": "begin", "step": "reboot"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    agents[0].run(&work, None).await;
+    server.wait_state(&id, "succeeded").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_that_restarts_mid_step_fails_that_step_precisely() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 1).await;
+    let id = server
+        .create_release("prod", json!({"deployment": "v1"}))
+        .await;
+    let work = agents[0].work().await;
+    let release_id = work["release_id"].as_str().unwrap();
+    agents[0]
+        .event(release_id, json!({"event": "begin", "step": "prepare"}))
+        .await;
+    agents[0]
+        .event(
+            release_id,
+            json!({"event": "end", "step": "prepare", "succeeded": true}),
+        )
+        .await;
+    agents[0]
+        .event(release_id, json!({"event": "begin", "step": "pull"}))
+        .await;
+    // The agent comes back and polls: the pull it was running is lost.
+    assert!(agents[0].poll(1).await.is_none());
+    let failed = server.wait_state(&id, "failed").await;
+    let instance = &failed["batches"][0]["instances"][0];
+    assert_eq!(
+        instance["message"],
+        "the agent restarted while step pull was running"
+    );
+    let pull = instance["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "pull")
+        .unwrap();
+    assert_eq!(pull["state"], "failed");
+    // A late report changes nothing and tells the agent to stop.
+    let (status, ack) = agents[0]
+        .event(
+            release_id,
+            json!({"event": "end", "step": "pull", "succeeded": true}),
+        )
+        .await;
+    assert_eq!(
+        (status, ack["proceed"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    assert_eq!(server.release(&id).await["state"], "failed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_offline_instance_fails_its_task() {
+    let (_tmp, dir) = data_dir();
+    let liveness = Liveness {
+        heartbeat_interval: Duration::from_secs(1),
+        offline_after: Duration::from_secs(2),
+    };
+    let server = Server::start_with(&dir, liveness).await;
+    let agents = fleet(&server, 2).await;
+    let id = server
+        .create_release("prod", json!({"deployment": "v1", "max_failures": 1}))
+        .await;
+    let w0 = agents[0].work().await;
+    let w1 = agents[1].work().await;
+    // web-1 keeps its heartbeats going and finishes; web-2 goes silent mid-release.
+    agents[0].run(&w0, None).await;
+    let _ = w1;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let release = loop {
+        agents[0].heartbeat().await;
+        let release = server.release(&id).await;
+        if release["state"] == "succeeded" || tokio::time::Instant::now() > deadline {
+            break release;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(release["state"], "succeeded", "{release:#}");
+    let silent = release["batches"][0]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == agents[1].id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(silent["state"], "failed");
+    assert!(
+        silent["message"].as_str().unwrap().contains("offline"),
+        "{silent}"
+    );
+    let instance = server
+        .get(&format!("/api/v1/instances/{}", agents[1].id))
+        .await;
+    assert_eq!(instance["status"], "offline");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_release_survives_a_server_restart_without_rerunning_finished_work() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 2).await;
+    let id = server
+        .create_release("prod", json!({"deployment": "v1", "batches": 2}))
+        .await;
+    let release = server.release(&id).await;
+    let first = release["batches"][0]["instances"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let agent = |id: &str| agents.iter().find(|a| a.id == id).unwrap();
+    let second = agents.iter().find(|a| a.id != first).unwrap();
+    let work = agent(&first).work().await;
+    agent(&first).run(&work, None).await;
+    server.stop().await;
+
+    let server = Server::start(&dir).await;
+    agents.iter().for_each(|a| a.retarget(&server));
+    let work = second.work().await;
+    assert_eq!(work["release_id"], id.as_str());
+    assert!(
+        agent(&first).poll(1).await.is_none(),
+        "a finished instance got its work again"
+    );
+    second.run(&work, None).await;
+    let done = server.wait_state(&id, "succeeded").await;
+    assert_eq!(done["counts"]["succeeded"], 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rollback_publishes_the_previous_deployment() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 1).await;
+    for version in ["v1", "v2"] {
+        let id = server
+            .create_release("prod", json!({"deployment": version}))
+            .await;
+        let work = agents[0].work().await;
+        agents[0].run(&work, None).await;
+        server.wait_state(&id, "succeeded").await;
+    }
+    let group = server.get("/api/v1/apps/shop/groups/prod").await;
+    assert_eq!(
+        (
+            group["current_deployment"].as_str(),
+            group["previous_deployment"].as_str()
+        ),
+        (Some("v2"), Some("v1"))
+    );
+    let (status, rollback) = server
+        .post("/api/v1/apps/shop/groups/prod/rollback", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rollback}");
+    assert_eq!(
+        (rollback["deployment"].as_str(), rollback["kind"].as_str()),
+        (Some("v1"), Some("rollback"))
+    );
+    let work = agents[0].work().await;
+    assert_eq!(work["image"]["address"], "127.0.0.1:5000/shop/web:v1");
+    agents[0].run(&work, None).await;
+    server
+        .wait_state(rollback["id"].as_str().unwrap(), "succeeded")
+        .await;
+    let group = server.get("/api/v1/apps/shop/groups/prod").await;
+    assert_eq!(
+        (
+            group["current_deployment"].as_str(),
+            group["previous_deployment"].as_str()
+        ),
+        (Some("v1"), Some("v2"))
+    );
+    let releases = server.get("/api/v1/releases?app=shop&group=prod").await;
+    assert_eq!(releases.as_array().unwrap().len(), 3);
+    assert_eq!(releases[0]["kind"], "rollback");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rollback_on_failure_starts_a_linked_rollback_of_touched_instances() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 2).await;
+    let id = server
+        .create_release("prod", json!({"deployment": "v1"}))
+        .await;
+    for agent in &agents {
+        let work = agent.work().await;
+        agent.run(&work, None).await;
+    }
+    server.wait_state(&id, "succeeded").await;
+    let id = server
+        .create_release(
+            "prod",
+            json!({"deployment": "v2", "batches": 2, "rollback_on_failure": true}),
+        )
+        .await;
+    let release = server.release(&id).await;
+    let first = release["batches"][0]["instances"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let agent = agents.iter().find(|a| a.id == first).unwrap();
+    let work = agent.work().await;
+    agent.run(&work, Some("start")).await;
+    server.wait_state(&id, "failed").await;
+    let releases = server.get("/api/v1/releases?app=shop&group=prod").await;
+    let rollback = &releases[0];
+    assert_eq!(
+        (rollback["kind"].as_str(), rollback["rollback_of"].as_str()),
+        (Some("rollback"), Some(id.as_str()))
+    );
+    assert_eq!(rollback["deployment"], "v1");
+    assert_eq!(
+        rollback["counts"]["total"], 1,
+        "only the touched instance is rolled back"
+    );
+    let work = agent.work().await;
+    assert_eq!(work["deployment"], "v1");
+    agent.run(&work, None).await;
+    server
+        .wait_state(rollback["id"].as_str().unwrap(), "succeeded")
+        .await;
+    server.stop().await;
+}
