@@ -201,7 +201,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<u64>;
 
     /// Starts (or restarts, if it is Running) a step; refused with `Conflict` when the
-    /// step is already finished — a step never runs twice.
+    /// step is already finished — a step never runs twice — or when the task is not
+    /// running.
     async fn step_begin(
         &self,
         release_id: &str,

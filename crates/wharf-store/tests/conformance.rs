@@ -2498,6 +2498,25 @@ pub mod suite {
                 (b.id.clone(), StepName::Stop, StepState::Failed),
             ]
         );
+
+        // Once the task has ended (say its deadline passed), no step begins.
+        assert!(store
+            .task_finish(
+                &r.id,
+                &b.id,
+                TaskState::Failed,
+                None,
+                Some("deadline"),
+                at(390)
+            )
+            .await
+            .unwrap());
+        expect_conflict(
+            store
+                .step_begin(&r.id, &b.id, StepName::Start, at(391))
+                .await,
+            "the task is failed; step start cannot begin",
+        );
         let of_b: Vec<StepName> = store
             .step_list(&r.id, Some(&b.id))
             .await

@@ -213,9 +213,12 @@ pub async fn event(
                     "step: fetch is recorded by the server",
                 ));
             }
-            store
-                .step_begin(&release_id, &instance.id, step, now)
-                .await?;
+            match store.step_begin(&release_id, &instance.id, step, now).await {
+                Ok(()) => {}
+                // The task ended meanwhile, or the step already ran: run no more.
+                Err(StoreError::Conflict(_)) => return Ok(Json(StepEventAck { proceed: false })),
+                Err(err) => return Err(err.into()),
+            }
         }
         StepEvent::Output {
             step,

@@ -165,6 +165,22 @@ pub(super) async fn begin(
         ))),
         None => {
             tasks::require(conn, release_id, instance_id).await?;
+            // Checked in the same transaction as the insert: the driver may have
+            // ended the task (deadline, offline) since the server read it, and a
+            // step must not begin on an ended task.
+            let task_state: String = sqlx::query_scalar(
+                "SELECT state FROM release_tasks WHERE release_id = ? AND instance_id = ?",
+            )
+            .bind(release_id)
+            .bind(instance_id)
+            .fetch_one(&mut *conn)
+            .await?;
+            if task_state != "running" {
+                return Err(StoreError::Conflict(format!(
+                    "the task is {task_state}; step {} cannot begin",
+                    step.as_str()
+                )));
+            }
             sqlx::query(
                 "INSERT INTO release_steps (release_id, instance_id, step, ordinal, state, \
                  started_at) VALUES (?, ?, ?, ?, 'running', ?)",
