@@ -4,7 +4,7 @@
 # it, since no image can be pulled), and checks that a Docker Engine answers.
 set -euo pipefail
 
-packages=(docker-registry busybox-static ca-certificates)
+packages=(docker-registry busybox-static apache2-utils curl ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
