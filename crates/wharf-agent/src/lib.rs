@@ -1,11 +1,20 @@
-//! Wharf's host agent library: the executor pieces that run one deployment step on an
+//! Wharf's host agent library: the agent itself ([`run`]: registration, heartbeats, the
+//! long poll for work, running an assignment's steps while reporting them), the protocol
+//! client it uses ([`link`]), and the executor pieces that run one deployment step on an
 //! instance — the working directory, the image pull through the Docker Engine, the
 //! stop/start/verify scripts — and the bounded output every step produces.
 
+pub mod agent;
 pub mod docker;
+pub mod link;
 pub mod output;
 pub mod process;
+pub mod state;
+pub mod steps;
 
+pub use agent::{
+    run, run_with, AgentConfig, AgentError, DEFAULT_STATE_DIR, RESTARTED_MESSAGE, VERSION,
+};
 pub use docker::{
     ContainerRuntime, DockerError, DockerRuntime, EngineVersion, RegistryCredentials,
 };

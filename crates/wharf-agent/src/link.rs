@@ -299,7 +299,10 @@ impl Link {
     }
 
     async fn json<T: DeserializeOwned>(&self, response: Response) -> Result<T, LinkError> {
-        let body = response.bytes().await.map_err(|err| self.unreachable(err))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|err| self.unreachable(err))?;
         serde_json::from_slice(&body).map_err(|err| {
             LinkError::Unexpected(format!(
                 "the answer is not what this agent understands ({err}); are agent and server versions compatible?"

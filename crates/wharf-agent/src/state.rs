@@ -110,12 +110,11 @@ pub fn load_state(path: &Path) -> Result<Option<AgentState>, StateFileError> {
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
     }
-    let state: AgentState =
-        serde_json::from_str(&text).map_err(|err| StateFileError::Invalid {
-            path: path.to_owned(),
-            // serde_json's messages name the position and the field, never the values.
-            reason: err.to_string(),
-        })?;
+    let state: AgentState = serde_json::from_str(&text).map_err(|err| StateFileError::Invalid {
+        path: path.to_owned(),
+        // serde_json's messages name the position and the field, never the values.
+        reason: err.to_string(),
+    })?;
     if state.credential.is_empty() || state.instance_id.is_empty() {
         return Err(StateFileError::Invalid {
             path: path.to_owned(),
@@ -251,7 +250,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let state_dir = dir.path().join("a/b");
         prepare_state_dir(&state_dir).expect("state dir");
-        let mode = std::fs::metadata(&state_dir).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(&state_dir)
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700);
 
         let path = state_dir.join(STATE_FILE);

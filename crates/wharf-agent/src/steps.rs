@@ -288,7 +288,10 @@ async fn verify_once(
     let mut response = match http.get(url).timeout(timeout).send().await {
         Ok(response) => response,
         Err(err) if err.is_timeout() => {
-            return (false, format!("no answer within {} s", timeout.as_secs_f32()))
+            return (
+                false,
+                format!("no answer within {} s", timeout.as_secs_f32()),
+            )
         }
         Err(err) => return (false, crate::error_chain(&err.without_url())),
     };
@@ -367,7 +370,12 @@ mod tests {
                 script_secs: 600,
                 verify_secs: 60,
             },
-            steps: vec!["prepare".into(), "pull".into(), "stop".into(), "start".into()],
+            steps: vec![
+                "prepare".into(),
+                "pull".into(),
+                "stop".into(),
+                "start".into(),
+            ],
         }
     }
 
@@ -400,11 +408,20 @@ mod tests {
             expect_body: None,
         };
         let out = OutputSink::default();
-        let result =
-            verify_http(&reqwest::Client::new(), &verify, Duration::from_secs(5), &out).await;
+        let result = verify_http(
+            &reqwest::Client::new(),
+            &verify,
+            Duration::from_secs(5),
+            &out,
+        )
+        .await;
         assert!(!result.succeeded);
         assert!(
-            result.message.as_deref().unwrap_or_default().contains("scheme"),
+            result
+                .message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("scheme"),
             "{result:?}"
         );
     }
@@ -418,8 +435,13 @@ mod tests {
         };
         let out = OutputSink::default();
         let started = std::time::Instant::now();
-        let result =
-            verify_http(&reqwest::Client::new(), &verify, Duration::from_secs(2), &out).await;
+        let result = verify_http(
+            &reqwest::Client::new(),
+            &verify,
+            Duration::from_secs(2),
+            &out,
+        )
+        .await;
         assert!(!result.succeeded);
         assert!(started.elapsed() < Duration::from_secs(5));
         let message = result.message.unwrap_or_default();

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wharf_api::{AppCreate, GroupInstances, RegistrationTokenCreate};
+use wharf_api::{AppCreate, GroupInstances, RegistrationTokenCreate, ReleaseCreate};
 use wharf_client::{Client, ClientError};
 
 /// One request as the fake server saw it.
@@ -174,6 +174,119 @@ async fn every_route_has_its_method_and_path() {
         .rev()
         .take(6)
         .all(|s| s.method == Method::DELETE));
+}
+
+const RELEASE: &str = r#"{"id":"r-0123456789abcdef","app":"web","group":"prod","deployment":"v1",
+"state":"running","kind":"release","pause":"first","batch_count":2,"batch_interval_secs":0,
+"max_failures":0,"rollback_on_failure":false,"rollback_of":null,"message":null,
+"created_at":"2024-05-01T10:00:00Z","started_at":"2024-05-01T10:00:01Z","finished_at":null,
+"counts":{"total":2,"pending":1,"running":1,"succeeded":0,"failed":0,"cancelled":0},
+"batches":[{"number":1,"state":"running","instances":[{"id":"i-0123456789abcdef","name":"web-1",
+"state":"running","started_at":"2024-05-01T10:00:01Z","finished_at":null,"image_digest":null,
+"message":null,"steps":[{"name":"start","state":"running","started_at":"2024-05-01T10:00:02Z",
+"finished_at":null,"exit_code":null,"dropped_bytes":0,"message":null}]}]}]}"#;
+
+const LOGS: &str = r#"[{"instance_id":"i-0123456789abcdef","instance_name":"web-1","step":"start",
+"state":"succeeded","exit_code":0,"output":"hello\n","dropped_bytes":7,"message":null}]"#;
+
+#[tokio::test]
+async fn release_routes_have_their_method_path_and_query() {
+    let (fake, url) = start().await;
+    let client = Client::new(&url, Some("t".into())).unwrap();
+
+    fake.reply(201, RELEASE);
+    let release = client
+        .release_create(
+            "web",
+            "prod",
+            &ReleaseCreate {
+                deployment: "v1".into(),
+                batches: Some(2),
+                pause: Some("first".into()),
+                batch_interval_secs: None,
+                max_failures: None,
+                rollback_on_failure: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(release.batches[0].instances[0].steps[0].name, "start");
+    let seen = fake.last();
+    assert_eq!(
+        (seen.method, seen.uri.as_str()),
+        (Method::POST, "/api/v1/apps/web/groups/prod/releases")
+    );
+    let body: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
+    assert_eq!(body["deployment"], "v1");
+    assert_eq!(body["batches"], 2);
+    assert_eq!(body["rollback_on_failure"], true);
+
+    client.release_rollback("web", "prod").await.unwrap();
+    let seen = fake.last();
+    assert_eq!(
+        (seen.method, seen.uri.as_str(), seen.body.as_str()),
+        (Method::POST, "/api/v1/apps/web/groups/prod/rollback", "")
+    );
+
+    fake.reply(200, RELEASE);
+    for (call, path) in [
+        ("fetch", "/api/v1/releases/r-1"),
+        ("continue", "/api/v1/releases/r-1/continue"),
+        ("cancel", "/api/v1/releases/r-1/cancel"),
+    ] {
+        let release = match call {
+            "fetch" => client.release_fetch("r-1").await,
+            "continue" => client.release_continue("r-1").await,
+            _ => client.release_cancel("r-1").await,
+        }
+        .unwrap();
+        assert_eq!(release.id, "r-0123456789abcdef");
+        let seen = fake.last();
+        let method = if call == "fetch" {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        assert_eq!((seen.method, seen.uri.as_str()), (method, path), "{call}");
+        assert_eq!(seen.body, "", "{call}");
+    }
+
+    fake.reply(200, &format!("[{RELEASE}]"));
+    client.release_list(None, None, None).await.unwrap();
+    assert_eq!(fake.last().uri, "/api/v1/releases");
+    let releases = client
+        .release_list(Some("web"), Some("a b&c"), Some(5))
+        .await
+        .unwrap();
+    assert_eq!(releases.len(), 1);
+    assert_eq!(
+        fake.last().uri,
+        "/api/v1/releases?app=web&group=a%20b%26c&limit=5"
+    );
+
+    fake.reply(200, LOGS);
+    let logs = client.release_logs("r-1", None, None).await.unwrap();
+    assert_eq!(
+        (logs[0].output.as_str(), logs[0].dropped_bytes),
+        ("hello\n", 7)
+    );
+    assert_eq!(fake.last().uri, "/api/v1/releases/r-1/logs");
+    client
+        .release_logs("r-1", Some("web-1"), Some("start"))
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.last().uri,
+        "/api/v1/releases/r-1/logs?instance=web-1&step=start"
+    );
+
+    // A release id is a path segment like any name.
+    client.release_fetch("r-1/cancel").await.unwrap_err();
+    assert_eq!(fake.last().uri, "/api/v1/releases/r-1%2Fcancel");
+    assert!(matches!(
+        client.release_cancel("..").await,
+        Err(ClientError::InvalidArgument { .. })
+    ));
 }
 
 #[tokio::test]

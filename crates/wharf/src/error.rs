@@ -3,7 +3,9 @@
 //!
 //! Exit codes: 0 success; 2 usage errors (bad flags or arguments, which clap reports
 //! itself, and missing server or token configuration); 1 everything else (the server
-//! refused the request, the server cannot be reached, a file cannot be read).
+//! refused the request, the server cannot be reached, a file cannot be read, a
+//! followed release did not succeed); 130 when Ctrl-C stopped the following of a
+//! release.
 
 use crate::output::clean;
 use std::error::Error as _;
@@ -19,6 +21,12 @@ pub enum CommandError {
     Config(String),
     /// A call to the server failed.
     Client(ClientError),
+    /// The thing the command waited for did not succeed, such as a followed release
+    /// that failed or was cancelled; exit code 1. The details are already printed.
+    Failed(String),
+    /// Ctrl-C ended the command; what to do next is already printed. Exit code 130,
+    /// as a shell reports a command killed by SIGINT.
+    Interrupted,
     /// Anything else, with its context chain.
     Internal(anyhow::Error),
     /// Stdout or stderr was closed (as by `wharf app list | head -1`): stop quietly.
@@ -48,7 +56,8 @@ impl CommandError {
                 | ClientError::InvalidToken
                 | ClientError::InvalidArgument { .. },
             ) => ExitCode::from(2),
-            Self::Client(_) | Self::Internal(_) => ExitCode::from(1),
+            Self::Client(_) | Self::Failed(_) | Self::Internal(_) => ExitCode::from(1),
+            Self::Interrupted => ExitCode::from(130),
             Self::BrokenPipe => ExitCode::SUCCESS,
         }
     }
@@ -57,8 +66,8 @@ impl CommandError {
     /// text from the server.
     pub fn message(&self) -> Option<String> {
         let raw = match self {
-            Self::BrokenPipe => return None,
-            Self::Usage(message) | Self::Config(message) => message.clone(),
+            Self::BrokenPipe | Self::Interrupted => return None,
+            Self::Usage(message) | Self::Config(message) | Self::Failed(message) => message.clone(),
             Self::Client(err) => client_message(err),
             Self::Internal(err) => format!("{err:#}"),
         };

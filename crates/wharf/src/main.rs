@@ -1,8 +1,11 @@
-//! The `wharf` binary: the control-plane server (`wharf server`), and the client
-//! commands that drive it over HTTP. All printing of the workspace lives here.
+//! The `wharf` binary: the control-plane server (`wharf server`), the host agent
+//! (`wharf agent`), and the client commands that drive the server over HTTP. All
+//! printing of the workspace lives here.
 //!
 //! Exit codes: 0 success; 2 usage errors, including a missing server or token
-//! configuration; 1 every other failure, with one `error: ...` line on stderr.
+//! configuration; 1 every other failure, with one `error: ...` line on stderr
+//! (a followed release that failed or was cancelled included); 130 when Ctrl-C
+//! stopped following a release.
 
 mod commands;
 mod config;

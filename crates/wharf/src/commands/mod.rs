@@ -1,12 +1,14 @@
 //! The command line: global flags, the `Command` enum with one variant per
 //! subcommand group (one file each), and the context every command runs with.
 
+pub mod agent;
 pub mod app;
 pub mod deployment;
 pub mod group;
 pub mod instance;
 pub mod login;
 pub mod registry;
+pub mod release;
 pub mod server;
 
 use crate::config;
@@ -21,7 +23,8 @@ Server and token come from --server/--token, else WHARF_SERVER/WHARF_TOKEN, else
 file written by `wharf login` (in $XDG_CONFIG_HOME/wharf/config.json).
 
 Exit codes: 0 success; 2 usage error or missing server/token configuration;
-1 any other failure (the server refused the request or cannot be reached).";
+1 any other failure (the server refused the request or cannot be reached, a followed
+release failed or was cancelled); 130 when Ctrl-C stopped following a release.";
 
 /// Wharf publishes Docker images onto fleets of Linux hosts.
 #[derive(Parser)]
@@ -81,8 +84,15 @@ pub enum Command {
     /// Deployments: immutable revisions of an application.
     #[command(subcommand)]
     Deployment(deployment::DeploymentCommand),
+    /// Releases: publishing a deployment to a group, in batches.
+    #[command(subcommand)]
+    Release(release::ReleaseCommand),
     /// Run the control-plane server.
     Server(server::ServerArgs),
+    /// Run the host agent (Linux only), which registers this host with a server and
+    /// runs the steps of releases on it.
+    #[command(version = wharf_agent::VERSION, after_help = agent::AGENT_HELP)]
+    Agent(agent::AgentArgs),
 }
 
 /// What a command runs with: the global flags and the output.
@@ -117,7 +127,9 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Group(command) => group::cmd_group(&ctx, command).await,
         Command::Registry(command) => registry::cmd_registry(&ctx, command).await,
         Command::Deployment(command) => deployment::cmd_deployment(&ctx, command).await,
+        Command::Release(command) => release::cmd_release(&ctx, command).await,
         Command::Server(args) => server::cmd_server(&ctx, args).await,
+        Command::Agent(args) => agent::cmd_agent(&ctx, args).await,
     }
 }
 

@@ -51,7 +51,7 @@ pub async fn cmd_server(ctx: &CommandContext, args: ServerArgs) -> Result<(), Co
 }
 
 /// Logs to stderr; `RUST_LOG` filters, `info` by default.
-fn init_logging() {
+pub(super) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Only fails if a subscriber is already set, which leaves logging working.
@@ -65,7 +65,8 @@ fn init_logging() {
 /// A future that completes on the first Ctrl-C (SIGINT) or SIGTERM. The handlers
 /// are installed when this function returns, not when the future is first polled.
 #[cfg(unix)]
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+pub(super) fn shutdown_signal(
+) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -79,7 +80,8 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
 }
 
 #[cfg(not(unix))]
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+pub(super) fn shutdown_signal(
+) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     Ok(async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");

@@ -1,7 +1,8 @@
 //! Process management for the CLI tests: a real `wharf server` on port 0 in a
-//! temporary data directory (stopped with SIGTERM, killed on drop), and a runner for
-//! the real `wharf` binary with its own configuration directory, which keeps every
-//! output it saw so a test can search them all.
+//! temporary data directory and real `wharf agent`s (each stopped with SIGTERM,
+//! killed on drop), and a runner for the real `wharf` binary with its own
+//! configuration directory, which keeps every output it saw so a test can search
+//! them all; it can also start a command in the background and wait for it later.
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
@@ -95,12 +96,93 @@ impl TestServer {
     /// Sends SIGTERM and waits for the server to exit; returns its exit status.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("the server is running");
-        let sent = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
-        wait_with_deadline(&mut child).expect("the server did not stop after SIGTERM")
+        terminate(&mut child).expect("the server did not stop after SIGTERM")
+    }
+}
+
+/// Sends SIGTERM to `child` and waits for it (killing it at the deadline).
+fn terminate(child: &mut Child) -> Option<ExitStatus> {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -TERM failed");
+    wait_with_deadline(child)
+}
+
+/// A running `wharf agent`, started with its registration token in
+/// `WHARF_REGISTRATION_TOKEN` and its own state directory.
+pub struct TestAgent {
+    child: Option<Child>,
+    pub name: String,
+    /// The agent's stderr (its log).
+    pub log_path: PathBuf,
+}
+
+impl TestAgent {
+    /// Starts `wharf agent --server URL --name NAME --state-dir DIR`, logging to
+    /// `DIR.log`. The Docker socket points at nothing, so that the tests do not
+    /// depend on a Docker Engine (`command` deployments need none).
+    pub fn start(server_url: &str, registration_token: &str, name: &str, state_dir: &Path) -> Self {
+        let no_docker = state_dir.with_extension("no-docker.sock");
+        Self::start_with_docker(server_url, registration_token, name, state_dir, &no_docker)
+    }
+
+    /// Like [`TestAgent::start`], with the Docker Engine at `docker_socket`.
+    pub fn start_with_docker(
+        server_url: &str,
+        registration_token: &str,
+        name: &str,
+        state_dir: &Path,
+        docker_socket: &Path,
+    ) -> Self {
+        let log_path = state_dir.with_extension("log");
+        let log = File::create(&log_path).expect("create the agent log");
+        let child = Command::new(BIN)
+            .args([
+                "agent",
+                "--server",
+                server_url,
+                "--name",
+                name,
+                "--state-dir",
+            ])
+            .arg(state_dir)
+            .arg("--docker-socket")
+            .arg(docker_socket)
+            .env_remove("WHARF_SERVER")
+            .env_remove("WHARF_TOKEN")
+            .env("WHARF_REGISTRATION_TOKEN", registration_token)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn wharf agent");
+        TestAgent {
+            child: Some(child),
+            name: name.to_owned(),
+            log_path,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the agent to exit; returns its exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the agent is running");
+        terminate(&mut child).expect("the agent did not stop after SIGTERM")
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -209,12 +291,23 @@ impl Cli {
         self.run_with_stdin(args, Some(stdin))
     }
 
-    fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Run {
-        // Output goes to files rather than pipes, so that a child that never exits
-        // can be killed at the deadline without a reader thread blocking.
+    /// Starts `wharf ARGS` in the background; [`Background::wait`] collects it.
+    pub fn spawn(&self, args: &[&str]) -> Background<'_> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let out_path = dir.path().join("stdout");
-        let err_path = dir.path().join("stderr");
+        let child = self
+            .command(args, &dir, false)
+            .spawn()
+            .expect("spawn wharf");
+        Background {
+            cli: self,
+            child: Some(child),
+            dir,
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    /// The command for one run, with stdout and stderr going to files in `dir`.
+    fn command(&self, args: &[&str], dir: &tempfile::TempDir, stdin: bool) -> Command {
         let mut command = Command::new(BIN);
         command
             .args(args)
@@ -223,40 +316,109 @@ impl Cli {
             .env_remove("RUST_LOG")
             .env("XDG_CONFIG_HOME", self.config_home.path())
             .env("HOME", self.config_home.path())
-            .stdout(File::create(&out_path).expect("stdout file"))
-            .stderr(File::create(&err_path).expect("stderr file"))
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            });
+            .stdout(File::create(dir.path().join("stdout")).expect("stdout file"))
+            .stderr(File::create(dir.path().join("stderr")).expect("stderr file"))
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() });
         for (key, value) in &self.env {
             command.env(key, value);
         }
-        let mut child = command.spawn().expect("spawn wharf");
+        command
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        // Output goes to files rather than pipes, so that a child that never exits
+        // can be killed at the deadline without a reader thread blocking.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = self
+            .command(args, &dir, stdin.is_some())
+            .spawn()
+            .expect("spawn wharf");
         if let Some(input) = stdin {
             let mut pipe = child.stdin.take().expect("stdin");
             pipe.write_all(input.as_bytes()).expect("write stdin");
         }
         let status = wait_with_deadline(&mut child)
             .unwrap_or_else(|| panic!("wharf {args:?} did not finish in {DEADLINE:?}"));
-        let read = |path: &Path| {
-            let mut text = String::new();
-            File::open(path)
-                .and_then(|mut f| f.read_to_string(&mut text))
-                .expect("read output");
-            text
-        };
+        self.collect(args.iter().map(|a| a.to_string()).collect(), status, &dir)
+    }
+
+    fn collect(&self, args: Vec<String>, status: ExitStatus, dir: &tempfile::TempDir) -> Run {
         let run = Run {
-            args: args.iter().map(|a| a.to_string()).collect(),
+            args,
             // No code means a signal killed it: a crash, never an expected outcome.
             code: status.code().unwrap_or(-1),
-            stdout: read(&out_path),
-            stderr: read(&err_path),
+            stdout: read_file(&dir.path().join("stdout")),
+            stderr: read_file(&dir.path().join("stderr")),
         };
         assert!(!run.stderr.contains("panicked"), "wharf panicked: {run:#?}");
         self.history.lock().unwrap().push(run.clone());
         run
+    }
+}
+
+fn read_file(path: &Path) -> String {
+    let mut text = String::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .expect("read output");
+    text
+}
+
+/// A `wharf` command running in the background (killed on drop).
+pub struct Background<'a> {
+    cli: &'a Cli,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+impl Background<'_> {
+    /// What the command has written on stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        read_file(&self.dir.path().join("stderr"))
+    }
+
+    /// Waits until stderr contains `text`; panics at the deadline.
+    #[track_caller]
+    pub fn wait_for_stderr(&self, text: &str) {
+        let start = Instant::now();
+        while !self.stderr_so_far().contains(text) {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "wharf {:?} never wrote {text:?} on stderr; it wrote:\n{}",
+                self.args,
+                self.stderr_so_far()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGINT, as Ctrl-C in a terminal does.
+    pub fn interrupt(&self) {
+        let child = self.child.as_ref().expect("running");
+        let sent = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -INT failed");
+    }
+
+    /// Waits for the command to end (killing it at the deadline) and returns the run.
+    pub fn wait(mut self) -> Run {
+        let mut child = self.child.take().expect("running");
+        let status = wait_with_deadline(&mut child)
+            .unwrap_or_else(|| panic!("wharf {:?} did not finish in {DEADLINE:?}", self.args));
+        self.cli
+            .collect(std::mem::take(&mut self.args), status, &self.dir)
+    }
+}
+
+impl Drop for Background<'_> {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
