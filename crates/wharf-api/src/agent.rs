@@ -13,7 +13,8 @@ pub const AGENT_PROTOCOL_VERSION: u32 = 1;
 pub const PROTOCOL_HEADER: &str = "x-wharf-agent-protocol";
 
 /// `POST /agent/v1/register`, authenticated by the registration token in the body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// `Debug` hides the token.
+#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentRegister {
     pub registration_token: String,
@@ -31,8 +32,8 @@ pub struct AgentRegister {
 }
 
 /// The answer to a registration: the agent keeps `credential` in its state dir and
-/// presents it as a bearer token from then on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// presents it as a bearer token from then on. `Debug` hides the credential.
+#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentRegistered {
     pub instance_id: String,
     pub name: String,
@@ -51,4 +52,57 @@ pub struct AgentHeartbeat {
 pub struct AgentHeartbeatAck {
     pub instance_id: String,
     pub heartbeat_interval_secs: u64,
+}
+
+impl std::fmt::Debug for AgentRegister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentRegister")
+            .field("registration_token", &"<redacted>")
+            .field("name", &self.name)
+            .field("hostname", &self.hostname)
+            .field("os", &self.os)
+            .field("arch", &self.arch)
+            .field("agent_version", &self.agent_version)
+            .field("labels", &self.labels)
+            .field("scaling_group", &self.scaling_group)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AgentRegistered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentRegistered")
+            .field("instance_id", &self.instance_id)
+            .field("name", &self.name)
+            .field("credential", &"<redacted>")
+            .field("heartbeat_interval_secs", &self.heartbeat_interval_secs)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let register = AgentRegister {
+            registration_token: "wharf_reg_secret".into(),
+            name: None,
+            hostname: "h".into(),
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            agent_version: "0".into(),
+            labels: BTreeMap::new(),
+            scaling_group: None,
+        };
+        assert!(!format!("{register:?}").contains("wharf_reg_secret"));
+        let registered = AgentRegistered {
+            instance_id: "i-0".into(),
+            name: "h".into(),
+            credential: "wharf_agt_secret".into(),
+            heartbeat_interval_secs: 10,
+        };
+        assert!(!format!("{registered:?}").contains("wharf_agt_secret"));
+    }
 }
