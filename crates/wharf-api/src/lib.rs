@@ -7,10 +7,12 @@ pub mod agent;
 pub mod error;
 pub mod releases;
 pub mod resources;
+pub mod scaling;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use releases::*;
 pub use resources::*;
+pub use scaling::*;
 
 /// The version of the HTTP API, part of every path.
 pub const API_PREFIX: &str = "/api/v1";

@@ -58,6 +58,10 @@ pub struct Release {
     pub rollback_on_failure: bool,
     /// The failed release this one rolls back, if any.
     pub rollback_of: Option<String>,
+    /// The automatic rollback started when this release failed, if any (filled
+    /// by `show`).
+    #[serde(default)]
+    pub rolled_back_by: Option<String>,
     /// Why the release failed or was cancelled.
     pub message: Option<String>,
     pub created_at: DateTime<Utc>,

@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+mod console;
 mod engine;
 mod error;
 mod extract;

@@ -204,6 +204,7 @@ pub fn release(
         max_failures: record.max_failures,
         rollback_on_failure: record.rollback_on_failure,
         rollback_of: record.rollback_of,
+        rolled_back_by: None,
         message: record.message,
         created_at: record.created_at,
         started_at: record.started_at,

@@ -256,4 +256,61 @@ pub trait Store: Send + Sync + 'static {
         instance_id: &str,
         digest: &str,
     ) -> StoreResult<()>;
+
+    // ------------------------------------------------------------ scaling groups
+
+    /// Fails with `NotFound` if the application or group does not exist.
+    async fn scaling_group_create(&self, record: &ScalingGroupRecord) -> StoreResult<()>;
+    async fn scaling_group_list(&self) -> StoreResult<Vec<ScalingGroupRecord>>;
+    async fn scaling_group_fetch(&self, name: &str) -> StoreResult<ScalingGroupRecord>;
+    /// Refused with `InUse` while suspended or while instances are held.
+    async fn scaling_group_delete(&self, name: &str) -> StoreResult<()>;
+    /// Registers an instance (as [`Store::instance_register`]) for its scaling
+    /// group, in one transaction: `NotFound` (kind `scaling group`) if it does not
+    /// exist; otherwise the instance joins the bound group, or is held while the
+    /// scaling group is suspended. Records the activity.
+    async fn instance_register_scaling(
+        &self,
+        token_hash: &str,
+        instance: &InstanceRecord,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ScalingJoin>;
+    /// Takes the lease for `release`: an active group becomes suspended (returns
+    /// true; the on-suspend hook becomes pending); a group suspended by another
+    /// release passes the lease to this one (returns false, no hook).
+    async fn scaling_group_suspend(
+        &self,
+        name: &str,
+        release: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Ends the lease if `release` holds it: the group becomes active, held
+    /// instances join the bound group (marked joined, awaiting catch-up) and the
+    /// on-resume hook becomes pending. Returns whether it moved.
+    async fn scaling_group_resume(
+        &self,
+        name: &str,
+        release: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Instances held or joined-awaiting-catch-up, by instance name.
+    async fn scaling_group_held(&self, name: &str) -> StoreResult<Vec<ScalingHeldRecord>>;
+    /// Forgets joined instances once their catch-up release exists.
+    async fn scaling_group_caught_up(&self, name: &str, ids: &[String]) -> StoreResult<()>;
+    /// Records a hook run and what follows: the suspend hook is done; a resume
+    /// hook is done on success, or retried at `retry_at`, or given up when `None`.
+    async fn scaling_hook_record(
+        &self,
+        name: &str,
+        run: &HookRunRecord,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<()>;
+    /// Hook runs, oldest first, the last `limit`.
+    async fn scaling_hook_runs(&self, name: &str, limit: u32) -> StoreResult<Vec<HookRunRecord>>;
+    /// Activities, oldest first, the last `limit`.
+    async fn scaling_activities(
+        &self,
+        name: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ScalingActivityRecord>>;
 }

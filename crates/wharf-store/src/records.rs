@@ -235,3 +235,95 @@ pub struct StepRecord {
     /// A one-line reason for a failure that is not in the output.
     pub message: Option<String>,
 }
+
+/// Whether a scaling group lets instances join its group now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalingState {
+    Active,
+    /// A release of the bound group holds the lease; registrations are held.
+    Suspended,
+}
+
+impl ScalingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Active, Self::Suspended]
+            .into_iter()
+            .find(|s| s.as_str() == value)
+    }
+}
+
+/// A scaling group: agents register for it by name and join its application group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalingGroupRecord {
+    pub name: String,
+    pub app: String,
+    pub group: String,
+    pub on_suspend: Option<String>,
+    pub on_resume: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub state: ScalingState,
+    /// The release holding the lease while suspended.
+    pub held_by: Option<String>,
+    pub suspended_at: Option<DateTime<Utc>>,
+    /// The release that held the lease last (kept after resume).
+    pub last_release: Option<String>,
+    pub suspend_hook_pending: bool,
+    pub resume_hook_pending: bool,
+    /// Failed attempts of the current on-resume command.
+    pub resume_attempts: u32,
+    /// When a failed on-resume command may be tried again.
+    pub next_hook_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+/// What registering for a scaling group did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalingJoin {
+    /// The instance joined the bound group.
+    Joined,
+    /// The scaling group is suspended: the instance waits for the resume.
+    Held,
+}
+
+/// An instance that registered while its scaling group was suspended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalingHeldRecord {
+    pub instance_id: String,
+    pub instance_name: String,
+    pub held_at: DateTime<Utc>,
+    /// Joined on resume, waiting for its catch-up release to be created.
+    pub joined: bool,
+}
+
+/// One scaling activity: `join`, `held` or `leave`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalingActivityRecord {
+    pub instance_id: String,
+    pub instance_name: String,
+    pub kind: String,
+    pub at: DateTime<Utc>,
+}
+
+/// One run of an on-suspend or on-resume command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookRunRecord {
+    /// `suspend` or `resume`.
+    pub hook: String,
+    pub release_id: Option<String>,
+    /// 1 for the first try.
+    pub attempt: u32,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub exit_code: Option<i32>,
+    /// The bounded tail of stdout and stderr.
+    pub output: String,
+    /// Why it failed (exit status, timeout, could not start); `None` on success.
+    pub error: Option<String>,
+}

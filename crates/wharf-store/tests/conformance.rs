@@ -58,6 +58,9 @@ macro_rules! conformance {
             released_groups_and_deployments_are_kept_but_instances_may_go,
             everything_survives_reopening,
             releases_survive_reopening,
+            scaling_groups_are_created_listed_and_deleted,
+            registration_for_a_scaling_group_joins_or_is_held,
+            hook_runs_are_recorded_and_failures_retried,
         );
     };
     ($make:expr; $($check:ident),* $(,)?) => {
@@ -2974,6 +2977,196 @@ pub mod suite {
             "1 instance",
         );
     }
+
+    // ------------------------------------------------------------ scaling groups
+
+    fn scaling_group(name: &str, app: &str, group: &str) -> ScalingGroupRecord {
+        ScalingGroupRecord {
+            name: name.into(),
+            app: app.into(),
+            group: group.into(),
+            on_suspend: Some("echo suspend".into()),
+            on_resume: Some("echo resume".into()),
+            created_at: at(3),
+            state: ScalingState::Active,
+            held_by: None,
+            suspended_at: None,
+            last_release: None,
+            suspend_hook_pending: false,
+            resume_hook_pending: false,
+            resume_attempts: 0,
+            next_hook_at: None,
+            last_error: None,
+        }
+    }
+
+    async fn register_for(store: &dyn Store, n: u64, name: &str, sg: &str) -> ScalingJoin {
+        let token = registration_token(&format!("sg-{n}"), 1, at(1000));
+        store.registration_token_create(&token).await.unwrap();
+        let mut record = instance(n, name);
+        record.scaling_group = Some(sg.into());
+        store
+            .instance_register_scaling(&token.hash, &record, at(20))
+            .await
+            .unwrap()
+    }
+
+    pub async fn scaling_groups_are_created_listed_and_deleted(backend: &dyn Backend) {
+        let store = backend.open().await;
+        store.app_create(&app("shop")).await.unwrap();
+        store.group_create(&group("shop", "web")).await.unwrap();
+        let asg = scaling_group("asg", "shop", "web");
+        store.scaling_group_create(&asg).await.unwrap();
+        assert_eq!(store.scaling_group_fetch("asg").await.unwrap(), asg);
+        assert_eq!(store.scaling_group_list().await.unwrap(), vec![asg.clone()]);
+        expect_already_exists(
+            store.scaling_group_create(&asg).await,
+            "scaling group",
+            "asg",
+        );
+        expect_not_found(
+            store
+                .scaling_group_create(&scaling_group("x", "nope", "web"))
+                .await,
+            "application",
+            "nope",
+        );
+        expect_not_found(
+            store
+                .scaling_group_create(&scaling_group("x", "shop", "nope"))
+                .await,
+            "group",
+            "shop/nope",
+        );
+        store.scaling_group_delete("asg").await.unwrap();
+        expect_not_found(store.scaling_group_fetch("asg").await, "scaling group", "asg");
+        expect_not_found(store.scaling_group_delete("asg").await, "scaling group", "asg");
+    }
+
+    pub async fn registration_for_a_scaling_group_joins_or_is_held(backend: &dyn Backend) {
+        let store = backend.open().await;
+        store.app_create(&app("shop")).await.unwrap();
+        store.group_create(&group("shop", "web")).await.unwrap();
+        store
+            .scaling_group_create(&scaling_group("asg", "shop", "web"))
+            .await
+            .unwrap();
+        // An unknown scaling group refuses the registration whole.
+        let token = registration_token("bad", 1, at(1000));
+        store.registration_token_create(&token).await.unwrap();
+        let mut stray = instance(9, "stray");
+        stray.scaling_group = Some("nope".into());
+        expect_not_found(
+            store.instance_register_scaling(&token.hash, &stray, at(20)).await,
+            "scaling group",
+            "nope",
+        );
+        expect_not_found(store.instance_fetch("stray").await, "instance", "stray");
+        assert_eq!(uses_left(&*store, "bad").await, 1);
+
+        assert_eq!(register_for(&*store, 1, "a", "asg").await, ScalingJoin::Joined);
+        assert_eq!(member_ids(&*store, "shop", "web").await, ids(&[1]));
+
+        assert!(store.scaling_group_suspend("asg", "r-1", at(30)).await.unwrap());
+        let suspended = store.scaling_group_fetch("asg").await.unwrap();
+        assert_eq!(suspended.state, ScalingState::Suspended);
+        assert_eq!(suspended.held_by.as_deref(), Some("r-1"));
+        assert!(suspended.suspend_hook_pending);
+        // Taking it again is a no-op; another release takes the lease over.
+        assert!(!store.scaling_group_suspend("asg", "r-1", at(31)).await.unwrap());
+        assert!(!store.scaling_group_suspend("asg", "r-2", at(31)).await.unwrap());
+        assert!(!store.scaling_group_resume("asg", "r-1", at(32)).await.unwrap());
+
+        assert_eq!(register_for(&*store, 2, "b", "asg").await, ScalingJoin::Held);
+        assert_eq!(member_ids(&*store, "shop", "web").await, ids(&[1]));
+        let held = store.scaling_group_held("asg").await.unwrap();
+        assert_eq!(held.len(), 1);
+        assert!(!held[0].joined);
+        expect_in_use(
+            store.scaling_group_delete("asg").await,
+            "scaling group",
+            "asg",
+            "release r-2 (it is suspended until the release ends)",
+        );
+
+        assert!(store.scaling_group_resume("asg", "r-2", at(40)).await.unwrap());
+        let resumed = store.scaling_group_fetch("asg").await.unwrap();
+        assert_eq!(resumed.state, ScalingState::Active);
+        assert_eq!(resumed.held_by, None);
+        assert_eq!(resumed.last_release.as_deref(), Some("r-2"));
+        assert!(resumed.resume_hook_pending);
+        assert_eq!(member_ids(&*store, "shop", "web").await, ids(&[1, 2]));
+        let held = store.scaling_group_held("asg").await.unwrap();
+        assert!(held[0].joined, "joined, awaiting its catch-up");
+        store
+            .scaling_group_caught_up("asg", &ids(&[2]))
+            .await
+            .unwrap();
+        assert!(store.scaling_group_held("asg").await.unwrap().is_empty());
+
+        store.instance_delete(&instance_id(1)).await.unwrap();
+        let kinds: Vec<String> = store
+            .scaling_activities("asg", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| format!("{} {}", a.kind, a.instance_name))
+            .collect();
+        assert_eq!(kinds, ["join a", "held b", "join b", "leave a"]);
+    }
+
+    pub async fn hook_runs_are_recorded_and_failures_retried(backend: &dyn Backend) {
+        let store = backend.open().await;
+        store.app_create(&app("shop")).await.unwrap();
+        store.group_create(&group("shop", "web")).await.unwrap();
+        store
+            .scaling_group_create(&scaling_group("asg", "shop", "web"))
+            .await
+            .unwrap();
+        store.scaling_group_suspend("asg", "r-1", at(30)).await.unwrap();
+        let run = |hook: &str, attempt: u32, error: Option<&str>| HookRunRecord {
+            hook: hook.into(),
+            release_id: Some("r-1".into()),
+            attempt,
+            started_at: at(31),
+            finished_at: at(32),
+            exit_code: Some(if error.is_some() { 1 } else { 0 }),
+            output: format!("{hook} output"),
+            error: error.map(str::to_owned),
+        };
+        store
+            .scaling_hook_record("asg", &run("suspend", 1, None), None)
+            .await
+            .unwrap();
+        assert!(!store.scaling_group_fetch("asg").await.unwrap().suspend_hook_pending);
+        store.scaling_group_resume("asg", "r-1", at(40)).await.unwrap();
+        store
+            .scaling_hook_record("asg", &run("resume", 1, Some("exit 1")), Some(at(50)))
+            .await
+            .unwrap();
+        let failing = store.scaling_group_fetch("asg").await.unwrap();
+        assert!(failing.resume_hook_pending);
+        assert_eq!(failing.resume_attempts, 1);
+        assert_eq!(failing.next_hook_at, Some(at(50)));
+        assert_eq!(failing.last_error.as_deref(), Some("exit 1"));
+        store
+            .scaling_hook_record("asg", &run("resume", 2, Some("exit 1")), None)
+            .await
+            .unwrap();
+        let gave_up = store.scaling_group_fetch("asg").await.unwrap();
+        assert!(!gave_up.resume_hook_pending);
+        assert_eq!(gave_up.resume_attempts, 2);
+        assert_eq!(gave_up.last_error.as_deref(), Some("exit 1"));
+        let runs = store.scaling_hook_runs("asg", 2).await.unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!((runs[0].hook.as_str(), runs[0].attempt), ("resume", 1));
+        assert_eq!(runs[1].output, "resume output");
+        // Everything survives a reopen.
+        let store = backend.open().await;
+        assert_eq!(store.scaling_group_fetch("asg").await.unwrap(), gave_up);
+        assert_eq!(store.scaling_hook_runs("asg", 10).await.unwrap().len(), 3);
+    }
+
 }
 
 /// The SQLite backend: a fresh file in a temporary directory per check.

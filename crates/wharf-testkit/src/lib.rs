@@ -1,10 +1,15 @@
-//! Test support for Wharf: a real registry, the sample image and Docker Engine helpers.
+//! Test support for Wharf: a real registry, the sample image, Docker Engine helpers and
+//! a real fleet of Docker-in-Docker hosts running `wharf agent` ([`fleet`]; see FLEET.md).
 //!
 //! Everything here talks to real software on the test machine: the Docker Engine at
 //! `/var/run/docker.sock` (or `DOCKER_HOST=unix://…`) and Debian's `docker-registry`
 //! binary. Nothing is pulled from the internet; images are built locally.
 
 pub mod docker;
+pub mod fleet;
+mod fleet_docker;
+pub mod fleet_server;
+pub mod host_image;
 pub mod registry;
 pub mod sample_image;
 

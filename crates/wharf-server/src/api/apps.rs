@@ -12,7 +12,7 @@ use wharf_api::{App, AppCreate, ErrorBody};
 use wharf_domain::names::{validate_description, validate_name};
 use wharf_store::AppRecord;
 
-async fn view(state: &AppState, record: AppRecord) -> ApiResult<App> {
+pub(crate) async fn view(state: &AppState, record: AppRecord) -> ApiResult<App> {
     let groups = state.store.group_list(&record.name).await?;
     let deployments = state.store.deployment_list(&record.name).await?;
     Ok(views::app(
@@ -30,6 +30,11 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<AppCreate>,
 ) -> ApiResult<(StatusCode, Json<App>)> {
+    Ok((StatusCode::CREATED, Json(create_app(&state, body).await?)))
+}
+
+/// Checks and stores a new application (the API and the console).
+pub(crate) async fn create_app(state: &AppState, body: AppCreate) -> ApiResult<App> {
     validate_name("name", &body.name)?;
     let description = body.description.unwrap_or_default();
     validate_description(&description)?;
@@ -39,7 +44,7 @@ pub async fn create(
         created_at: chrono::Utc::now(),
     };
     state.store.app_create(&record).await?;
-    Ok((StatusCode::CREATED, Json(view(&state, record).await?)))
+    view(state, record).await
 }
 
 #[utoipa::path(get, path = "/api/v1/apps", responses((status = 200, body = Vec<App>)), security(("bearer" = [])))]

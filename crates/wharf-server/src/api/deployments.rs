@@ -82,10 +82,22 @@ pub async fn create(
     ApiPath(app): ApiPath<String>,
     ApiJson(body): ApiJson<DeploymentCreate>,
 ) -> ApiResult<(StatusCode, Json<Deployment>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(create_deployment(&state, app, body).await?),
+    ))
+}
+
+/// Checks and stores a new deployment of `app` (the API and the console).
+pub(crate) async fn create_deployment(
+    state: &AppState,
+    app: String,
+    body: DeploymentCreate,
+) -> ApiResult<Deployment> {
     let spec = spec_from(body)?;
     spec.validate()?;
     state.store.app_fetch(&app).await?;
-    let registry = registry_for(&state, &spec).await?;
+    let registry = registry_for(state, &spec).await?;
     let record = DeploymentRecord {
         app,
         name: spec.name,
@@ -99,10 +111,7 @@ pub async fn create(
         created_at: chrono::Utc::now(),
     };
     state.store.deployment_create(&record).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(views::deployment(record, registry.as_ref())),
-    ))
+    Ok(views::deployment(record, registry.as_ref()))
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app}/deployments", params(("app" = String, Path)),
@@ -112,7 +121,12 @@ pub async fn list(
     State(state): State<AppState>,
     ApiPath(app): ApiPath<String>,
 ) -> ApiResult<Json<Vec<Deployment>>> {
-    state.store.app_fetch(&app).await?;
+    Ok(Json(list_views(&state, &app).await?))
+}
+
+/// The deployments of `app` with their registry addresses.
+pub(crate) async fn list_views(state: &AppState, app: &str) -> ApiResult<Vec<Deployment>> {
+    state.store.app_fetch(app).await?;
     let registries: HashMap<String, RegistryRecord> = state
         .store
         .registry_list()
@@ -120,16 +134,14 @@ pub async fn list(
         .into_iter()
         .map(|r| (r.name.clone(), r))
         .collect();
-    let records = state.store.deployment_list(&app).await?;
-    Ok(Json(
-        records
-            .into_iter()
-            .map(|d| {
-                let registry = d.image.as_ref().and_then(|i| registries.get(&i.registry));
-                views::deployment(d, registry)
-            })
-            .collect(),
-    ))
+    let records = state.store.deployment_list(app).await?;
+    Ok(records
+        .into_iter()
+        .map(|d| {
+            let registry = d.image.as_ref().and_then(|i| registries.get(&i.registry));
+            views::deployment(d, registry)
+        })
+        .collect())
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app}/deployments/{name}", params(("app" = String, Path), ("name" = String, Path)),
@@ -139,12 +151,17 @@ pub async fn show(
     State(state): State<AppState>,
     ApiPath((app, name)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Deployment>> {
-    let record = state.store.deployment_fetch(&app, &name).await?;
+    Ok(Json(show_view(&state, &app, &name).await?))
+}
+
+/// One deployment with its registry address.
+pub(crate) async fn show_view(state: &AppState, app: &str, name: &str) -> ApiResult<Deployment> {
+    let record = state.store.deployment_fetch(app, name).await?;
     let registry = match &record.image {
         Some(image) => Some(state.store.registry_fetch(&image.registry).await?),
         None => None,
     };
-    Ok(Json(views::deployment(record, registry.as_ref())))
+    Ok(views::deployment(record, registry.as_ref()))
 }
 
 #[utoipa::path(delete, path = "/api/v1/apps/{app}/deployments/{name}", params(("app" = String, Path), ("name" = String, Path)),

@@ -16,7 +16,7 @@ use wharf_store::GroupRecord;
 /// The most instances one add or remove request may name.
 const MAX_INSTANCES_PER_REQUEST: usize = 10_000;
 
-async fn view(state: &AppState, record: GroupRecord) -> ApiResult<Group> {
+pub(crate) async fn view(state: &AppState, record: GroupRecord) -> ApiResult<Group> {
     let members = state.store.group_members(&record.app, &record.name).await?;
     Ok(views::group(
         record,
@@ -35,6 +35,18 @@ pub async fn create(
     ApiPath(app): ApiPath<String>,
     ApiJson(body): ApiJson<GroupCreate>,
 ) -> ApiResult<(StatusCode, Json<Group>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(create_group(&state, app, body).await?),
+    ))
+}
+
+/// Checks and stores a new group of `app` (the API and the console).
+pub(crate) async fn create_group(
+    state: &AppState,
+    app: String,
+    body: GroupCreate,
+) -> ApiResult<Group> {
     validate_name("name", &body.name)?;
     let record = GroupRecord {
         app,
@@ -44,7 +56,7 @@ pub async fn create(
         previous_deployment: None,
     };
     state.store.group_create(&record).await?;
-    Ok((StatusCode::CREATED, Json(view(&state, record).await?)))
+    view(state, record).await
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app}/groups", params(("app" = String, Path)),
@@ -127,10 +139,20 @@ pub async fn add_instances(
     ApiPath((app, group)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<GroupInstances>,
 ) -> ApiResult<Json<Group>> {
-    let record = state.store.group_fetch(&app, &group).await?;
-    let ids = resolve_all(&state, &body).await?;
-    state.store.group_add_instances(&app, &group, &ids).await?;
-    Ok(Json(view(&state, record).await?))
+    Ok(Json(add_members(&state, &app, &group, &body).await?))
+}
+
+/// Adds instances (ids or names) to a group, all or none (the API and the console).
+pub(crate) async fn add_members(
+    state: &AppState,
+    app: &str,
+    group: &str,
+    body: &GroupInstances,
+) -> ApiResult<Group> {
+    let record = state.store.group_fetch(app, group).await?;
+    let ids = resolve_all(state, body).await?;
+    state.store.group_add_instances(app, group, &ids).await?;
+    view(state, record).await
 }
 
 #[utoipa::path(post, path = "/api/v1/apps/{app}/groups/{group}/instances/remove", params(("app" = String, Path), ("group" = String, Path)),
@@ -142,11 +164,19 @@ pub async fn remove_instances(
     ApiPath((app, group)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<GroupInstances>,
 ) -> ApiResult<Json<Group>> {
-    let record = state.store.group_fetch(&app, &group).await?;
-    let ids = resolve_all(&state, &body).await?;
-    state
-        .store
-        .group_remove_instances(&app, &group, &ids)
-        .await?;
-    Ok(Json(view(&state, record).await?))
+    Ok(Json(remove_members(&state, &app, &group, &body).await?))
+}
+
+/// Removes instances (ids or names) from a group, all or none (the API and the
+/// console).
+pub(crate) async fn remove_members(
+    state: &AppState,
+    app: &str,
+    group: &str,
+    body: &GroupInstances,
+) -> ApiResult<Group> {
+    let record = state.store.group_fetch(app, group).await?;
+    let ids = resolve_all(state, body).await?;
+    state.store.group_remove_instances(app, group, &ids).await?;
+    view(state, record).await
 }

@@ -25,6 +25,15 @@ pub async fn token_create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RegistrationTokenCreate>,
 ) -> ApiResult<(StatusCode, Json<RegistrationToken>)> {
+    Ok((StatusCode::CREATED, Json(create_token(&state, body).await?)))
+}
+
+/// Checks the request and stores a new registration token; the answer is the only
+/// place its secret appears (the API and the console).
+pub(crate) async fn create_token(
+    state: &AppState,
+    body: RegistrationTokenCreate,
+) -> ApiResult<RegistrationToken> {
     let ttl = body.ttl_secs.unwrap_or(DEFAULT_TTL_SECS);
     if ttl == 0 || ttl > MAX_TTL_SECS {
         return Err(ApiError::invalid(
@@ -50,10 +59,7 @@ pub async fn token_create(
         uses_left: uses,
     };
     state.store.registration_token_create(&record).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(views::registration_token(record, Some(token))),
-    ))
+    Ok(views::registration_token(record, Some(token)))
 }
 
 #[utoipa::path(get, path = "/api/v1/registration-tokens", responses((status = 200, body = Vec<RegistrationToken>)), security(("bearer" = [])))]
@@ -83,13 +89,18 @@ pub async fn token_delete(
 
 #[utoipa::path(get, path = "/api/v1/instances", responses((status = 200, body = Vec<Instance>)), security(("bearer" = [])))]
 pub async fn list(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Vec<Instance>>> {
+    Ok(Json(list_views(&state).await?))
+}
+
+/// Every instance with its status and memberships.
+pub(crate) async fn list_views(state: &AppState) -> ApiResult<Vec<Instance>> {
     let now = chrono::Utc::now();
     let mut instances = Vec::new();
     for record in state.store.instance_list().await? {
         let memberships = state.store.instance_memberships(&record.id).await?;
         instances.push(views::instance(record, memberships, &state.liveness, now));
     }
-    Ok(Json(instances))
+    Ok(instances)
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{instance}", params(("instance" = String, Path, description = "id or name")),
@@ -99,14 +110,19 @@ pub async fn show(
     State(state): State<AppState>,
     ApiPath(instance): ApiPath<String>,
 ) -> ApiResult<Json<Instance>> {
-    let record = state.store.instance_fetch(&instance).await?;
+    Ok(Json(show_view(&state, &instance).await?))
+}
+
+/// One instance (by id or name) with its status and memberships.
+pub(crate) async fn show_view(state: &AppState, id_or_name: &str) -> ApiResult<Instance> {
+    let record = state.store.instance_fetch(id_or_name).await?;
     let memberships = state.store.instance_memberships(&record.id).await?;
-    Ok(Json(views::instance(
+    Ok(views::instance(
         record,
         memberships,
         &state.liveness,
         chrono::Utc::now(),
-    )))
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/instances/{instance}", params(("instance" = String, Path, description = "id or name")),

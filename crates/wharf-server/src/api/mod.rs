@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/agent/v1", agent)
         .route("/healthz", get(system::healthz))
         .route("/metrics", get(system::metrics))
+        .merge(crate::console::routes())
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

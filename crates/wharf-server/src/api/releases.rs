@@ -2,7 +2,7 @@
 //! the `continue`, `cancel` and `rollback` actions.
 
 use crate::auth::Admin;
-use crate::engine::create::{create_release, NewRelease, ReleaseKind};
+use crate::engine::actions;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
@@ -12,17 +12,14 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use wharf_api::{ErrorBody, Release, ReleaseCreate, StepLog};
-use wharf_domain::release::{PauseMode, ReleaseState, StepName};
+use wharf_domain::release::StepName;
 
 /// Releases listed when no limit is given, and the most a list returns.
 const DEFAULT_LIST_LIMIT: u32 = 50;
 const MAX_LIST_LIMIT: u32 = 1000;
 
 async fn full_view(state: &AppState, id: &str) -> ApiResult<Release> {
-    let release = state.store.release_fetch(id).await?;
-    let tasks = state.store.task_list(id).await?;
-    let steps = state.store.step_list(id, None).await?;
-    Ok(views::release(release, &tasks, Some(&steps)))
+    actions::release_view(state, id).await
 }
 
 #[utoipa::path(post, path = "/api/v1/apps/{app}/groups/{group}/releases", params(("app" = String, Path), ("group" = String, Path)),
@@ -35,24 +32,7 @@ pub async fn create(
     ApiPath((app, group)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<ReleaseCreate>,
 ) -> ApiResult<(StatusCode, Json<Release>)> {
-    let pause = match body.pause.as_deref() {
-        None => PauseMode::Auto,
-        Some(text) => PauseMode::parse(text)?,
-    };
-    let new = NewRelease {
-        app,
-        group,
-        deployment: body.deployment,
-        batches: body.batches.unwrap_or(1),
-        pause,
-        batch_interval_secs: body.batch_interval_secs.unwrap_or(0),
-        max_failures: body.max_failures.unwrap_or(0),
-        rollback_on_failure: body.rollback_on_failure,
-        kind: ReleaseKind::Release,
-        rollback_of: None,
-        only_instances: None,
-    };
-    let release = create_release(&state, new).await?;
+    let release = actions::create_from_request(&state, app, group, body).await?;
     Ok((
         StatusCode::CREATED,
         Json(full_view(&state, &release.id).await?),
@@ -67,30 +47,7 @@ pub async fn rollback(
     State(state): State<AppState>,
     ApiPath((app, group)): ApiPath<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<Release>)> {
-    let record = state.store.group_fetch(&app, &group).await?;
-    let Some(previous) = record.previous_deployment else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "nothing_to_roll_back",
-            format!(
-                "group {group:?} of application {app:?} has no earlier deployment to roll back to"
-            ),
-        ));
-    };
-    let new = NewRelease {
-        app,
-        group,
-        deployment: previous,
-        batches: 1,
-        pause: PauseMode::Auto,
-        batch_interval_secs: 0,
-        max_failures: 0,
-        rollback_on_failure: false,
-        kind: ReleaseKind::Rollback,
-        rollback_of: None,
-        only_instances: None,
-    };
-    let release = create_release(&state, new).await?;
+    let release = actions::rollback_group(&state, app, group).await?;
     Ok((
         StatusCode::CREATED,
         Json(full_view(&state, &release.id).await?),
@@ -122,16 +79,25 @@ pub async fn list(
         .limit
         .unwrap_or(DEFAULT_LIST_LIMIT)
         .clamp(1, MAX_LIST_LIMIT);
-    let releases = state
-        .store
-        .release_list(query.app.as_deref(), query.group.as_deref(), limit)
-        .await?;
+    Ok(Json(
+        list_views(&state, query.app.as_deref(), query.group.as_deref(), limit).await?,
+    ))
+}
+
+/// Releases, newest first, with their counts (no batches).
+pub(crate) async fn list_views(
+    state: &AppState,
+    app: Option<&str>,
+    group: Option<&str>,
+    limit: u32,
+) -> ApiResult<Vec<Release>> {
+    let releases = state.store.release_list(app, group, limit).await?;
     let mut views = Vec::with_capacity(releases.len());
     for release in releases {
         let tasks = state.store.task_list(&release.id).await?;
         views.push(views::release(release, &tasks, None));
     }
-    Ok(Json(views))
+    Ok(views)
 }
 
 #[utoipa::path(get, path = "/api/v1/releases/{id}", params(("id" = String, Path)),
@@ -151,31 +117,7 @@ pub async fn continue_release(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Release>> {
-    let release = state.store.release_fetch(&id).await?;
-    if release.state != ReleaseState::Paused {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_paused",
-            format!("release {id} is {}, not paused", release.state.as_str()),
-        ));
-    }
-    // The next batch is the lowest one with a task that has not ended.
-    let tasks = state.store.task_list(&id).await?;
-    let next = tasks
-        .iter()
-        .filter(|t| !t.state.is_terminal())
-        .map(|t| t.batch)
-        .min()
-        .unwrap_or(release.batch_count);
-    if !state.store.release_continue(&id, next + 1).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_paused",
-            format!("release {id} is no longer paused"),
-        ));
-    }
-    tracing::info!(release = %id, batch = next + 1, "release continued");
-    state.wakeups.wake_driver();
+    actions::continue_release(&state, &id).await?;
     Ok(Json(full_view(&state, &id).await?))
 }
 
@@ -186,39 +128,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Release>> {
-    let now = chrono::Utc::now();
-    let moved = state
-        .store
-        .release_transition(
-            &id,
-            &[
-                ReleaseState::Pending,
-                ReleaseState::Running,
-                ReleaseState::Paused,
-            ],
-            ReleaseState::Cancelled,
-            Some("cancelled by an operator"),
-            now,
-        )
-        .await?;
-    if !moved {
-        let release = state.store.release_fetch(&id).await?;
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "already_finished",
-            format!("release {id} already ended: {}", release.state.as_str()),
-        ));
-    }
-    state
-        .store
-        .task_cancel_unstarted(
-            &id,
-            "the release was cancelled before this instance's turn",
-            now,
-        )
-        .await?;
-    tracing::info!(release = %id, "release cancelled");
-    state.wakeups.wake_driver();
+    actions::cancel_release(&state, &id).await?;
     Ok(Json(full_view(&state, &id).await?))
 }
 

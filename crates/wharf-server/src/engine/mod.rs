@@ -3,6 +3,7 @@
 //! waiting agents. All state lives in the store; the engine keeps only wake-up
 //! handles in memory, so a restarted server simply reconciles again.
 
+pub mod actions;
 pub mod create;
 pub mod driver;
 pub mod notify;

@@ -229,7 +229,10 @@ pub(super) async fn heartbeat(
 /// rather than left to `ON DELETE CASCADE` so that the outcome does not hang on
 /// the connection's foreign-key setting.
 pub(super) async fn delete(conn: &mut SqliteConnection, id: &str) -> StoreResult<()> {
-    require(conn, id).await?;
+    let instance = find_where(conn, "id", id)
+        .await?
+        .ok_or_else(|| not_found("instance", id))?;
+    super::scaling::leave(conn, &instance, Utc::now()).await?;
     sqlx::query("DELETE FROM group_members WHERE instance_id = ?")
         .bind(id)
         .execute(&mut *conn)

@@ -15,6 +15,7 @@ mod groups;
 mod instances;
 mod registries;
 mod releases;
+mod scaling;
 mod steps;
 mod tasks;
 mod tokens;
@@ -23,6 +24,9 @@ use crate::{
     ApiTokenRecord, AppRecord, DeploymentRecord, GroupRecord, InstanceRecord, MemberRecord,
     MembershipRecord, RegistrationTokenRecord, RegistryRecord, ReleaseRecord, StepRecord,
     StepState, Store, StoreError, StoreResult, TaskRecord, TaskState,
+};
+use crate::{
+    HookRunRecord, ScalingActivityRecord, ScalingGroupRecord, ScalingHeldRecord, ScalingJoin,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -496,5 +500,94 @@ impl Store for SqliteStore {
         let mut tx = self.write().await?;
         tasks::set_digest(&mut tx, release_id, instance_id, digest).await?;
         commit(tx).await
+    }
+
+    async fn scaling_group_create(&self, record: &ScalingGroupRecord) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        scaling::create(&mut tx, record).await?;
+        commit(tx).await
+    }
+
+    async fn scaling_group_list(&self) -> StoreResult<Vec<ScalingGroupRecord>> {
+        scaling::list(&mut *self.read().await?).await
+    }
+
+    async fn scaling_group_fetch(&self, name: &str) -> StoreResult<ScalingGroupRecord> {
+        scaling::fetch(&mut *self.read().await?, name).await
+    }
+
+    async fn scaling_group_delete(&self, name: &str) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        scaling::delete(&mut tx, name).await?;
+        commit(tx).await
+    }
+
+    async fn instance_register_scaling(
+        &self,
+        token_hash: &str,
+        instance: &InstanceRecord,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ScalingJoin> {
+        let mut tx = self.write().await?;
+        let join = scaling::register(&mut tx, token_hash, instance, now).await?;
+        commit(tx).await?;
+        Ok(join)
+    }
+
+    async fn scaling_group_suspend(
+        &self,
+        name: &str,
+        release: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let moved = scaling::suspend(&mut tx, name, release, now).await?;
+        commit(tx).await?;
+        Ok(moved)
+    }
+
+    async fn scaling_group_resume(
+        &self,
+        name: &str,
+        release: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let moved = scaling::resume(&mut tx, name, release, now).await?;
+        commit(tx).await?;
+        Ok(moved)
+    }
+
+    async fn scaling_group_held(&self, name: &str) -> StoreResult<Vec<ScalingHeldRecord>> {
+        scaling::held(&mut *self.read().await?, name).await
+    }
+
+    async fn scaling_group_caught_up(&self, name: &str, ids: &[String]) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        scaling::caught_up(&mut tx, name, ids).await?;
+        commit(tx).await
+    }
+
+    async fn scaling_hook_record(
+        &self,
+        name: &str,
+        run: &HookRunRecord,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        scaling::hook_record(&mut tx, name, run, retry_at).await?;
+        commit(tx).await
+    }
+
+    async fn scaling_hook_runs(&self, name: &str, limit: u32) -> StoreResult<Vec<HookRunRecord>> {
+        scaling::hook_runs(&mut *self.read().await?, name, limit).await
+    }
+
+    async fn scaling_activities(
+        &self,
+        name: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ScalingActivityRecord>> {
+        scaling::activities(&mut *self.read().await?, name, limit).await
     }
 }

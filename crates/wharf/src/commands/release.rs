@@ -869,7 +869,10 @@ fn render_release(r: &Release, now: DateTime<Utc>) -> String {
         .add("Deployment", &r.deployment)
         .add("Kind", &r.kind);
     if let Some(of) = &r.rollback_of {
-        fields.add("Rolls back", of);
+        fields.add("Rollback of", of);
+    }
+    if let Some(by) = &r.rolled_back_by {
+        fields.add("Rolled back by", by);
     }
     fields.add("State", &r.state);
     if let Some(message) = &r.message {
@@ -1300,6 +1303,7 @@ mod tests {
             max_failures: 0,
             rollback_on_failure: false,
             rollback_of: None,
+            rolled_back_by: None,
             message: None,
             created_at: at(0),
             started_at: Some(at(0)),

@@ -1,0 +1,447 @@
+//! The fleet host image: a Debian bookworm root filesystem with its own Docker Engine,
+//! built offline with `debootstrap` and imported into the local engine.
+//!
+//! [`ensure`] returns the image's reference, building it only when the local engine has
+//! no image with the expected tag. The tag is a hash of everything that goes into the
+//! image (suite, variant, package list, the two scripts from `scripts/fleet/` and the
+//! image config), so a change to any of them builds a new image and an unchanged recipe
+//! reuses the cached one. Builds are serialized across threads and processes by a lock
+//! directory next to the system's temporary files; a lock whose owner died is broken.
+//!
+//! Environment:
+//! - `WHARF_FLEET_HOST_IMAGE`: use this image reference as it is (no build, no check).
+//! - `WHARF_FLEET_DEBIAN_MIRROR`: the Debian mirror debootstrap downloads from (default
+//!   `http://deb.debian.org/debian`); not part of the tag.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use sha2::{Digest as _, Sha256};
+
+use crate::fleet_docker::{docker, docker_output, owner_id, owner_is_gone};
+
+/// The repository of the host image in the local engine.
+pub const IMAGE_REPOSITORY: &str = "wharf-fleet-host";
+
+/// The Debian suite of the host's root filesystem.
+pub const SUITE: &str = "bookworm";
+
+/// debootstrap's variant: only the essential packages and apt.
+pub const VARIANT: &str = "minbase";
+
+/// Packages installed on top of the variant: the engine, a shell for the deployment
+/// scripts, and tools for checks from inside a host.
+pub const PACKAGES: &[&str] = &["docker.io", "bash", "curl", "iproute2", "ca-certificates"];
+
+/// The mirror used when `WHARF_FLEET_DEBIAN_MIRROR` is not set.
+pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// The host's main process (run by tini): starts the engine, then waits.
+pub const HOST_INIT_SCRIPT: &str = include_str!("../../../scripts/fleet/host-init.sh");
+
+/// Starts the host's engine in the background; also used to restart it after a test
+/// stopped it.
+pub const HOST_DOCKERD_SCRIPT: &str = include_str!("../../../scripts/fleet/host-dockerd.sh");
+
+/// Where the two scripts are installed in the image.
+pub const HOST_INIT_PATH: &str = "/usr/local/sbin/wharf-host-init";
+/// See [`HOST_INIT_PATH`].
+pub const HOST_DOCKERD_PATH: &str = "/usr/local/sbin/wharf-host-dockerd";
+
+/// Bump to force a rebuild when something not captured below changes.
+const RECIPE_REVISION: u32 = 1;
+
+/// `docker import --change` instructions: the image config.
+const IMAGE_CHANGES: &[&str] = &[
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENTRYPOINT [\"/usr/bin/docker-init\", \"--\", \"/usr/local/sbin/wharf-host-init\"]",
+    "LABEL org.opencontainers.image.title=wharf-fleet-host",
+];
+
+/// How long debootstrap may take (about a minute with a nearby mirror).
+const DEBOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
+/// How long to wait for another process's build before giving up.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(25 * 60);
+
+/// Serializes builds between the tests of one process; holds the last reference found.
+static BUILD: tokio::sync::Mutex<Option<String>> = tokio::sync::Mutex::const_new(None);
+
+/// The recipe's hash: what the tag is made of.
+pub fn recipe_hash() -> String {
+    let mut hasher = Sha256::new();
+    let mut part = |name: &str, value: &str| {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(value.len().to_le_bytes());
+        hasher.update(value.as_bytes());
+    };
+    part("revision", &RECIPE_REVISION.to_string());
+    part("arch", std::env::consts::ARCH);
+    part("suite", SUITE);
+    part("variant", VARIANT);
+    part("packages", &PACKAGES.join(","));
+    part("init", HOST_INIT_SCRIPT);
+    part("dockerd", HOST_DOCKERD_SCRIPT);
+    part("changes", &IMAGE_CHANGES.join("\n"));
+    hex::encode(&hasher.finalize()[..8])
+}
+
+/// The reference the current recipe builds: `wharf-fleet-host:HASH`.
+pub fn expected_reference() -> String {
+    format!("{IMAGE_REPOSITORY}:{}", recipe_hash())
+}
+
+/// Whether the local engine has an image called `reference`.
+pub async fn exists(reference: &str) -> anyhow::Result<bool> {
+    let output = docker_output(
+        &["image", "inspect", "--format", "{{.Id}}", reference],
+        Duration::from_secs(60),
+    )
+    .await?;
+    Ok(output.success())
+}
+
+/// Returns the host image's reference, building and importing it first if the local
+/// engine does not have it (about a minute; needs root and `debootstrap`).
+pub async fn ensure() -> anyhow::Result<String> {
+    if let Ok(reference) = std::env::var("WHARF_FLEET_HOST_IMAGE") {
+        if !reference.is_empty() {
+            return Ok(reference);
+        }
+    }
+    let mut cached = BUILD.lock().await;
+    let reference = expected_reference();
+    if cached.as_deref() == Some(reference.as_str()) && exists(&reference).await? {
+        return Ok(reference);
+    }
+    if !exists(&reference).await? {
+        let build_reference = reference.clone();
+        tokio::task::spawn_blocking(move || build_locked(&build_reference))
+            .await
+            .context("the host image build task panicked")??;
+    }
+    *cached = Some(reference.clone());
+    Ok(reference)
+}
+
+/// Builds under the cross-process lock, unless another process built it meanwhile.
+fn build_locked(reference: &str) -> anyhow::Result<()> {
+    let _lock = BuildLock::acquire(&recipe_hash())?;
+    let present = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", reference])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running docker image inspect")?
+        .success();
+    if present {
+        return Ok(());
+    }
+    build(reference)
+}
+
+/// Builds the root filesystem with debootstrap and imports it as `reference`.
+pub fn build(reference: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    check_prerequisites()?;
+    let workdir = tempfile::Builder::new()
+        .prefix("wharf-fleet-rootfs-")
+        .tempdir()
+        .context("creating the root filesystem's build directory")?;
+    let rootfs = workdir.path().join("rootfs");
+    let log_path = workdir.path().join("debootstrap.log");
+    let mirror = std::env::var("WHARF_FLEET_DEBIAN_MIRROR")
+        .ok()
+        .filter(|mirror| !mirror.is_empty())
+        .unwrap_or_else(|| DEFAULT_MIRROR.to_owned());
+    eprintln!(
+        "wharf-testkit: building the fleet host image {reference} with debootstrap \
+         ({SUITE}, {VARIANT}, from {mirror}); about a minute"
+    );
+    run_debootstrap(&rootfs, &mirror, &log_path)?;
+    finish_rootfs(&rootfs)?;
+    import(&rootfs, reference)?;
+    remove_older_tags(reference);
+    eprintln!(
+        "wharf-testkit: built {reference} in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn check_prerequisites() -> anyhow::Result<()> {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .context("running id -u")?;
+    anyhow::ensure!(
+        String::from_utf8_lossy(&uid.stdout).trim() == "0",
+        "building the fleet host image needs root (debootstrap creates device nodes and \
+         root-owned files); run the fleet tests as root or set WHARF_FLEET_HOST_IMAGE"
+    );
+    anyhow::ensure!(
+        Path::new("/usr/sbin/debootstrap").exists(),
+        "/usr/sbin/debootstrap is missing: install Debian's debootstrap package \
+         (scripts/setup.sh does)"
+    );
+    Ok(())
+}
+
+fn run_debootstrap(rootfs: &Path, mirror: &str, log_path: &Path) -> anyhow::Result<()> {
+    let log = std::fs::File::create(log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let log_err = log.try_clone().context("duplicating the log handle")?;
+    let mut child = Command::new("/usr/sbin/debootstrap")
+        .arg(format!("--variant={VARIANT}"))
+        .arg(format!("--include={}", PACKAGES.join(",")))
+        .arg(SUITE)
+        .arg(rootfs)
+        .arg(mirror)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .context("starting debootstrap")?;
+    let deadline = Instant::now() + DEBOOTSTRAP_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().context("waiting for debootstrap")? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "debootstrap did not finish within {DEBOOTSTRAP_TIMEOUT:?}; the end of its log:\n{}",
+                tail(log_path, 40)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    if !status.success() {
+        // debootstrap's own log inside the target says more than its output.
+        let inner = rootfs.join("debootstrap/debootstrap.log");
+        bail!(
+            "debootstrap failed ({status}); the end of its output:\n{}\nthe end of {}:\n{}",
+            tail(log_path, 30),
+            inner.display(),
+            tail(&inner, 30)
+        );
+    }
+    Ok(())
+}
+
+/// Trims the package caches and installs the host scripts.
+fn finish_rootfs(rootfs: &Path) -> anyhow::Result<()> {
+    for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+        let dir = rootfs.join(dir);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_file() {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+    }
+    for (path, text) in [
+        (HOST_INIT_PATH, HOST_INIT_SCRIPT),
+        (HOST_DOCKERD_PATH, HOST_DOCKERD_SCRIPT),
+    ] {
+        let target = rootfs.join(path.trim_start_matches('/'));
+        write_executable(&target, text)?;
+    }
+    std::fs::write(rootfs.join("etc/wharf-fleet-host"), recipe_hash())
+        .context("writing /etc/wharf-fleet-host")?;
+    Ok(())
+}
+
+fn write_executable(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} executable", path.display()))
+}
+
+/// `tar -C ROOTFS -c . | docker import --change ... - REFERENCE`.
+fn import(rootfs: &Path, reference: &str) -> anyhow::Result<()> {
+    let mut tar = Command::new("tar")
+        .arg("-C")
+        .arg(rootfs)
+        .args(["--numeric-owner", "-cf", "-", "."])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting tar")?;
+    let tar_out = tar.stdout.take().context("tar has no stdout pipe")?;
+    let mut import = Command::new("docker");
+    import.arg("import");
+    for change in IMAGE_CHANGES {
+        import.arg("--change").arg(change);
+    }
+    let imported = import
+        .args(["-", reference])
+        .stdin(Stdio::from(tar_out))
+        .output()
+        .context("running docker import")?;
+    let tar_result = tar.wait_with_output().context("waiting for tar")?;
+    anyhow::ensure!(
+        tar_result.status.success(),
+        "tar of {} failed ({}): {}",
+        rootfs.display(),
+        tar_result.status,
+        String::from_utf8_lossy(&tar_result.stderr).trim()
+    );
+    anyhow::ensure!(
+        imported.status.success(),
+        "docker import as {reference} failed ({}): {}",
+        imported.status,
+        String::from_utf8_lossy(&imported.stderr).trim()
+    );
+    Ok(())
+}
+
+/// Removes tags of earlier recipes. An image still used by a container (another run on
+/// an older checkout) stays: `docker rmi` without `--force` refuses it.
+fn remove_older_tags(current: &str) {
+    let Ok(output) = Command::new("docker")
+        .args([
+            "images",
+            IMAGE_REPOSITORY,
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    for reference in String::from_utf8_lossy(&output.stdout).lines() {
+        if reference != current && !reference.ends_with(":<none>") {
+            let _ = Command::new("docker")
+                .args(["rmi", reference])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// The last `lines` lines of a file, or a note that it cannot be read.
+fn tail(path: &Path, lines: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(error) => format!("({} cannot be read: {error})", path.display()),
+    }
+}
+
+/// A directory whose creation is the lock; it holds an `owner` file with the
+/// [`owner_id`] of the holder, so a lock left by a dead process is broken.
+struct BuildLock {
+    dir: PathBuf,
+}
+
+impl BuildLock {
+    fn acquire(hash: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("{IMAGE_REPOSITORY}-{hash}.lock"));
+        let deadline = Instant::now() + LOCK_TIMEOUT;
+        let mut announced = false;
+        loop {
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {
+                    std::fs::write(dir.join("owner"), owner_id())
+                        .with_context(|| format!("writing the owner of {}", dir.display()))?;
+                    return Ok(Self { dir });
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(error) => {
+                    return Err(error).with_context(|| format!("creating {}", dir.display()))
+                }
+            }
+            // The owner file is written right after the directory; give it a moment.
+            match std::fs::read_to_string(dir.join("owner")) {
+                Ok(owner) if owner_is_gone(&owner) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    continue;
+                }
+                Err(_) if lock_age(&dir) > Duration::from_secs(30) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    continue;
+                }
+                _ => {}
+            }
+            if !announced {
+                eprintln!(
+                    "wharf-testkit: waiting for another process building the fleet host image \
+                     (lock {})",
+                    dir.display()
+                );
+                announced = true;
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "another process held {} for more than {LOCK_TIMEOUT:?}",
+                    dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+fn lock_age(dir: &Path) -> Duration {
+    std::fs::metadata(dir)
+        .and_then(|meta| meta.modified())
+        .ok()
+        .and_then(|modified| modified.elapsed().ok())
+        .unwrap_or_default()
+}
+
+impl Drop for BuildLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Checks that the docker CLI answers; used before anything else so that a machine
+/// without an engine fails with one clear message.
+pub async fn check_engine() -> anyhow::Result<()> {
+    docker(&["version", "--format", "{{.Server.Version}}"])
+        .await
+        .context("the Docker Engine does not answer (is dockerd running?)")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tag_is_a_stable_hash_of_the_recipe() {
+        assert_eq!(recipe_hash(), recipe_hash());
+        assert_eq!(recipe_hash().len(), 16);
+        assert!(expected_reference().starts_with("wharf-fleet-host:"));
+    }
+
+    #[test]
+    fn the_scripts_are_part_of_the_image() {
+        assert!(HOST_INIT_SCRIPT.contains(HOST_DOCKERD_PATH.rsplit('/').next().unwrap()));
+        assert!(IMAGE_CHANGES.iter().any(|c| c.contains(HOST_INIT_PATH)));
+    }
+}
