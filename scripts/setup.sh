@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what Wharf's demo and tests need on a fresh Debian/Ubuntu machine:
-# Debian's Distribution registry, a static busybox (the sample image is built from
-# it, since no image can be pulled), and checks that a Docker Engine answers.
+# Debian's Distribution registry and htpasswd (bcrypt), a static busybox (the sample
+# image is built from it, since no image can be pulled), Chromium and chromedriver
+# (the console's browser tests), debootstrap (the fleet tests' host image), and
+# checks that a Docker Engine answers.
 set -euo pipefail
 
-packages=(docker-registry busybox-static apache2-utils curl ca-certificates)
+packages=(docker-registry busybox-static apache2-utils curl ca-certificates chromium chromium-driver debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
