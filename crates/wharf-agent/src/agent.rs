@@ -40,7 +40,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use wharf_api::agent::AgentRegister;
+use wharf_api::agent::{AgentRegister, DockerStatus};
 use wharf_api::{StepEvent, WorkAssignment};
 
 use crate::docker::{ContainerRuntime, DockerError, DockerRuntime, DEFAULT_DOCKER_SOCKET};
@@ -163,6 +163,46 @@ pub enum AgentError {
     /// The Docker Engine client could not be set up.
     #[error("cannot set up the Docker Engine client")]
     Docker(#[source] DockerError),
+    /// `--deregister`: the server did not take the deregistration.
+    #[error("cannot deregister from {server}: {message}")]
+    Deregister { server: String, message: String },
+}
+
+/// Deregisters this agent (`wharf agent --deregister`, on shutdown): asks the
+/// server to delete the instance, which leaves its groups and its scaling group,
+/// then removes `state.json`, so that a next start registers afresh. Returns
+/// whether there was a registration with this server to end.
+pub async fn deregister(config: &AgentConfig) -> Result<bool, AgentError> {
+    let server =
+        normalize_server_url(&config.server).map_err(|reason| AgentError::InvalidServer {
+            url: config.server.clone(),
+            reason,
+        })?;
+    let state_file = config.state_dir.join(STATE_FILE);
+    let Some(state) = load_state(&state_file)
+        .map_err(AgentError::State)?
+        .filter(|state| state.server == server)
+    else {
+        return Ok(false);
+    };
+    let failed = |message: String| AgentError::Deregister {
+        server: server.clone(),
+        message,
+    };
+    let link = Link::new(&server, &format!("wharf-agent/{VERSION}"))
+        .and_then(|link| link.with_credential(&state.credential))
+        .map_err(|err| AgentError::HttpClient(err.to_string()))?;
+    link.deregister()
+        .await
+        .map_err(|err| failed(err.to_string()))?;
+    std::fs::remove_file(&state_file).map_err(|err| {
+        failed(format!(
+            "deregistered, but cannot remove {}: {err}",
+            state_file.display()
+        ))
+    })?;
+    tracing::info!(instance = %state.instance_id, "deregistered from the server");
+    Ok(true)
 }
 
 /// Runs the agent with the real Docker Engine (at `config.docker_socket`) and `bash`,
@@ -365,6 +405,7 @@ async fn agent_main(
         link.clone(),
         interval,
         Arc::clone(&stop_tx),
+        Arc::clone(&runtime),
     )));
 
     let agent = Agent {
@@ -501,11 +542,13 @@ async fn heartbeat_loop(
     link: Link,
     mut interval: Duration,
     stop_tx: Arc<watch::Sender<StopCause>>,
+    runtime: Arc<dyn ContainerRuntime>,
 ) {
     let mut failures = 0u32;
     loop {
         let started = Instant::now();
-        match link.heartbeat(VERSION).await {
+        let docker = docker_status(runtime.as_ref()).await;
+        match link.heartbeat(VERSION, Some(docker)).await {
             Ok(ack) => {
                 if failures > 0 {
                     tracing::info!(after_failures = failures, "heartbeats are delivered again");
@@ -521,7 +564,7 @@ async fn heartbeat_loop(
             Err(err) => {
                 failures += 1;
                 // The first failure, then about once a minute.
-                if failures == 1 || failures % 6 == 0 {
+                if failures == 1 || failures.is_multiple_of(6) {
                     tracing::warn!(error = %err, failures, "heartbeat failed");
                 }
             }
@@ -529,6 +572,31 @@ async fn heartbeat_loop(
         tokio::time::sleep_until(started + interval).await;
     }
 }
+
+/// Asks the Docker Engine for its version, for the heartbeat: the server shows it
+/// with the instance, and an operator sees which hosts still need Docker.
+async fn docker_status(runtime: &dyn ContainerRuntime) -> DockerStatus {
+    match tokio::time::timeout(DOCKER_PING_TIMEOUT, runtime.ping()).await {
+        Ok(Ok(engine)) => DockerStatus {
+            version: Some(engine.version),
+            error: None,
+        },
+        Ok(Err(err)) => DockerStatus {
+            version: None,
+            error: Some(crate::error_chain(&err)),
+        },
+        Err(_elapsed) => DockerStatus {
+            version: None,
+            error: Some(format!(
+                "Docker Engine did not answer within {} s",
+                DOCKER_PING_TIMEOUT.as_secs()
+            )),
+        },
+    }
+}
+
+/// The longest the heartbeat waits for the Docker Engine's answer.
+const DOCKER_PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Leftover private run directories of scripts of an agent that was killed.
 fn remove_stale_run_dirs(run_root: &Path) {
@@ -591,7 +659,7 @@ impl Agent {
                     failures += 1;
                     let delay = backoff.next_delay();
                     // The first failures, then about once a minute.
-                    if failures <= 3 || failures % 4 == 0 {
+                    if failures <= 3 || failures.is_multiple_of(4) {
                         tracing::warn!(error = %err, failures, retry_in = ?delay, "polling for work failed; retrying");
                     }
                     tokio::select! {
@@ -849,7 +917,7 @@ impl Agent {
                 }
             }
             let delay = backoff.next_delay();
-            if failures == 1 || failures % 4 == 0 {
+            if failures == 1 || failures.is_multiple_of(4) {
                 tracing::warn!(release, event = event_kind(event), error = %err, failures, retry_in = ?delay, "cannot deliver a report; retrying");
             }
             let wake = give_up_at.map_or(now + delay, |at| (now + delay).min(at));

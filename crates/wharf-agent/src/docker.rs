@@ -80,7 +80,9 @@ pub struct EngineVersion {
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
     /// Nothing answers on the engine's socket.
-    #[error("Docker Engine not reachable at {socket}: {cause} — is docker running?")]
+    #[error(
+        "Docker Engine not reachable at {socket}: {cause} — is docker running? Install and start Docker Engine on this host"
+    )]
     EngineUnreachable { socket: String, cause: String },
     /// The registry has no such repository, tag or digest.
     #[error("image {image} not found: {message}")]

@@ -13,7 +13,8 @@ pub mod state;
 pub mod steps;
 
 pub use agent::{
-    run, run_with, AgentConfig, AgentError, DEFAULT_STATE_DIR, RESTARTED_MESSAGE, VERSION,
+    deregister, run, run_with, AgentConfig, AgentError, DEFAULT_STATE_DIR, RESTARTED_MESSAGE,
+    VERSION,
 };
 pub use docker::{
     ContainerRuntime, DockerError, DockerRuntime, EngineVersion, RegistryCredentials,

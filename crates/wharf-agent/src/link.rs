@@ -16,8 +16,8 @@ use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use wharf_api::agent::{
-    AgentHeartbeat, AgentHeartbeatAck, AgentRegister, AgentRegistered, AGENT_PROTOCOL_VERSION,
-    PROTOCOL_HEADER,
+    AgentHeartbeat, AgentHeartbeatAck, AgentRegister, AgentRegistered, DockerStatus,
+    AGENT_PROTOCOL_VERSION, PROTOCOL_HEADER,
 };
 use wharf_api::{ErrorBody, StepEvent, StepEventAck, WorkAssignment};
 
@@ -194,10 +194,15 @@ impl Link {
         self.json(response).await
     }
 
-    /// `POST /agent/v1/heartbeat`.
-    pub async fn heartbeat(&self, agent_version: &str) -> Result<AgentHeartbeatAck, LinkError> {
+    /// `POST /agent/v1/heartbeat`, with the host's Docker Engine status when known.
+    pub async fn heartbeat(
+        &self,
+        agent_version: &str,
+        docker: Option<DockerStatus>,
+    ) -> Result<AgentHeartbeatAck, LinkError> {
         let body = AgentHeartbeat {
             agent_version: agent_version.to_owned(),
+            docker,
         };
         let request = self
             .request(Method::POST, &["heartbeat"])
@@ -205,6 +210,15 @@ impl Link {
             .json(&body);
         let response = self.send(request).await?;
         self.json(response).await
+    }
+
+    /// `POST /agent/v1/deregister`: the instance is deleted on the server.
+    pub async fn deregister(&self) -> Result<(), LinkError> {
+        let request = self
+            .request(Method::POST, &["deregister"])
+            .timeout(REQUEST_TIMEOUT);
+        self.send(request).await?;
+        Ok(())
     }
 
     /// `GET /agent/v1/work?wait_secs=N`: the next task, or `None` when none came within
@@ -398,7 +412,7 @@ mod tests {
     async fn an_unreachable_server_is_retryable() {
         // Port 1 on loopback: nothing listens there.
         let link = Link::new("http://127.0.0.1:1", "test").expect("link");
-        let err = link.heartbeat("0.0.0").await.expect_err("no server");
+        let err = link.heartbeat("0.0.0", None).await.expect_err("no server");
         assert!(err.is_retryable(), "{err}");
         assert!(!err.is_unauthorized());
         assert!(err.to_string().contains("http://127.0.0.1:1"), "{err}");

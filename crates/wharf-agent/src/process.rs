@@ -10,6 +10,14 @@
 //! from it; the script's stdin is `/dev/null` instead. The run directory is deliberately
 //! not the working directory, which belongs to the application.
 //!
+//! Running as another user ([`ScriptSpec::user`], group execs' `--as-user`): that
+//! user cannot enter the agent's private run root, so the run directory is made
+//! under the system's temporary directory instead, still mode 0700 with the file
+//! 0600, and both are handed to the user (chown) before the script runs as
+//! `setpriv --reuid U --regid G --init-groups bash <path>`. setpriv execs bash, so
+//! the process group, the exit status and the timeout handling are bash's as
+//! usual. Only an agent running as root can do this; otherwise the run is refused.
+//!
 //! Process lifetime: the script runs in its own process group. When it times out the whole
 //! group gets SIGTERM and, after a grace period, SIGKILL. When the main process exits, the
 //! group gets the same treatment, because a background child left behind (`sleep 1000 &`)
@@ -82,6 +90,9 @@ pub struct ScriptSpec {
     pub env: BTreeMap<String, String>,
     /// How long the script may run before its process group is stopped.
     pub timeout: Duration,
+    /// Run the script as this user instead of the agent's (needs an agent running
+    /// as root).
+    pub user: Option<String>,
 }
 
 /// How the script's main process ended.
@@ -143,6 +154,12 @@ pub enum ProcessError {
         #[source]
         source: io::Error,
     },
+    /// The script was to run as another user, but this agent cannot switch users.
+    #[error("running a script as user {user:?} needs the agent to run as root")]
+    NotRoot { user: String },
+    /// The user to run the script as is unknown on this host.
+    #[error("user {user:?} does not exist on this host")]
+    UnknownUser { user: String },
     /// bash could not be started.
     #[error("cannot start {}", bash.display())]
     Spawn {
@@ -215,15 +232,27 @@ impl BashRunner {
     /// Writes the script into a fresh private run directory, removed when the returned
     /// guard drops. The directory calls are synchronous; they are a few small metadata
     /// operations on a local disk.
-    async fn write_script(&self, script: &str) -> Result<(tempfile::TempDir, PathBuf), io::Error> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.run_root)?;
+    /// With `owner` (uid, gid), the directory is made under the system's temporary
+    /// directory and it and the file are given to that owner.
+    async fn write_script(
+        &self,
+        script: &str,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(tempfile::TempDir, PathBuf), io::Error> {
+        let root = match owner {
+            Some(_) => std::env::temp_dir(),
+            None => {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&self.run_root)?;
+                self.run_root.clone()
+            }
+        };
         let dir = tempfile::Builder::new()
             .prefix("wharf-run-")
             .permissions(std::fs::Permissions::from_mode(0o700))
-            .tempdir_in(&self.run_root)?;
+            .tempdir_in(&root)?;
         let path = dir.path().join("script.sh");
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -233,11 +262,24 @@ impl BashRunner {
             .await?;
         file.write_all(script.as_bytes()).await?;
         file.flush().await?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))?;
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
+        }
         Ok((dir, path))
     }
 
-    fn command(&self, spec: &ScriptSpec, script_path: &Path) -> Command {
-        let mut cmd = Command::new(&self.bash);
+    fn command(&self, spec: &ScriptSpec, script_path: &Path, owner: Option<(u32, u32)>) -> Command {
+        let mut cmd = match (&spec.user, owner) {
+            (Some(user), Some((_, gid))) => {
+                let mut cmd = Command::new("setpriv");
+                cmd.args(["--reuid", user.as_str(), "--regid", &gid.to_string()])
+                    .arg("--init-groups")
+                    .arg(&self.bash);
+                cmd
+            }
+            _ => Command::new(&self.bash),
+        };
         cmd.arg(script_path)
             .current_dir(&spec.workdir)
             .env_clear()
@@ -302,8 +344,12 @@ impl ProcessRunner for BashRunner {
         output: &OutputSink,
     ) -> Result<ScriptOutcome, ProcessError> {
         check_workdir(&spec.workdir).await?;
+        let owner = match &spec.user {
+            None => None,
+            Some(user) => Some(lookup_user(user).await?),
+        };
         let (run_dir, script_path) =
-            self.write_script(&spec.script)
+            self.write_script(&spec.script, owner)
                 .await
                 .map_err(|source| ProcessError::WriteScript {
                     run_root: self.run_root.clone(),
@@ -311,13 +357,13 @@ impl ProcessRunner for BashRunner {
                 })?;
 
         let started = Instant::now();
-        let mut child =
-            self.command(spec, &script_path)
-                .spawn()
-                .map_err(|source| ProcessError::Spawn {
-                    bash: self.bash.clone(),
-                    source,
-                })?;
+        let mut child = self
+            .command(spec, &script_path, owner)
+            .spawn()
+            .map_err(|source| ProcessError::Spawn {
+                bash: self.bash.clone(),
+                source,
+            })?;
         // A spawned child that has not been waited for always has an id.
         let pid = child.id().unwrap_or_default();
         let group = GroupGuard::new(pid);
@@ -363,6 +409,34 @@ impl ProcessRunner for BashRunner {
             duration: started.elapsed(),
             output_abandoned,
         })
+    }
+}
+
+/// The uid and primary gid of `user` (through `getent`, so that every name
+/// service the host uses counts). Refused unless the agent runs as root.
+async fn lookup_user(user: &str) -> Result<(u32, u32), ProcessError> {
+    if !rustix::process::geteuid().is_root() {
+        return Err(ProcessError::NotRoot {
+            user: user.to_owned(),
+        });
+    }
+    let unknown = || ProcessError::UnknownUser {
+        user: user.to_owned(),
+    };
+    let out = Command::new("getent")
+        .args(["passwd", user])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|_| unknown())?;
+    let line = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<&str> = line.trim().split(':').collect();
+    match (out.status.success(), fields.get(2), fields.get(3)) {
+        (true, Some(uid), Some(gid)) => match (uid.parse(), gid.parse()) {
+            (Ok(uid), Ok(gid)) => Ok((uid, gid)),
+            _ => Err(unknown()),
+        },
+        _ => Err(unknown()),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Running one step of an assignment on this host: `prepare`, `pull`, `stop`, `start`,
-//! `verify`. Reporting is not done here (see the agent loop); a step only writes its
+//! `verify`, and `exec` (a group exec's script). Reporting is not done here (see the agent loop); a step only writes its
 //! output to an [`OutputSink`] and returns how it ended.
 
 use std::collections::BTreeMap;
@@ -86,7 +86,7 @@ impl Executor {
         match step {
             "prepare" => prepare(&assignment.workdir).await,
             "pull" => self.pull(assignment, output).await,
-            "stop" | "start" => self.script(assignment, step, image_digest, output).await,
+            "stop" | "start" | "exec" => self.script(assignment, step, image_digest, output).await,
             "verify" => match &assignment.verify {
                 Some(verify) => {
                     let timeout = secs(assignment.timeouts.verify_secs);
@@ -136,6 +136,15 @@ impl Executor {
                     ..StepResult::ok()
                 }
             }
+            Ok(Err(err @ crate::docker::DockerError::EngineUnreachable { .. })) => {
+                // Say how to fix it, for this very group.
+                StepResult::failed(format!(
+                    "{} (e.g. `wharf group exec {} {} --script scripts/prepare-host.sh`)",
+                    crate::error_chain(&err),
+                    assignment.app,
+                    assignment.group
+                ))
+            }
             Ok(Err(err)) => StepResult::failed(crate::error_chain(&err)),
             Err(_elapsed) => StepResult::failed(format!(
                 "pulling {} did not finish within {} s",
@@ -152,6 +161,7 @@ impl Executor {
         image_digest: Option<&str>,
         output: &OutputSink,
     ) -> StepResult {
+        // A group exec carries its script as the start script.
         let script = if step == "stop" {
             &assignment.stop_script
         } else {
@@ -169,6 +179,11 @@ impl Executor {
             workdir: PathBuf::from(&assignment.workdir),
             env: script_env(assignment, step, image_digest),
             timeout,
+            user: if step == "exec" {
+                assignment.as_user.clone()
+            } else {
+                None
+            },
         };
         let outcome = match self.runner.run(&spec, output).await {
             Ok(outcome) => outcome,
@@ -376,6 +391,7 @@ mod tests {
                 "stop".into(),
                 "start".into(),
             ],
+            as_user: None,
         }
     }
 

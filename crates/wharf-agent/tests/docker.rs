@@ -289,7 +289,7 @@ async fn docker_missing_socket_fails_fast_with_a_clear_message() {
     let text = err.to_string();
     assert!(
         text.starts_with("Docker Engine not reachable at /nonexistent/wharf/docker.sock: ")
-            && text.ends_with(" — is docker running?"),
+            && text.ends_with(" — is docker running? Install and start Docker Engine on this host"),
         "{text}"
     );
 

@@ -38,6 +38,7 @@ impl Fixture {
             workdir: self.workdir.clone(),
             env: BTreeMap::new(),
             timeout,
+            user: None,
         }
     }
 

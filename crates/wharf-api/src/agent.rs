@@ -45,6 +45,18 @@ pub struct AgentRegistered {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentHeartbeat {
     pub agent_version: String,
+    /// The host's Docker Engine as the agent found it; absent from older agents.
+    #[serde(default)]
+    pub docker: Option<DockerStatus>,
+}
+
+/// Whether the host's Docker Engine answers: its version if it does, else why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DockerStatus {
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// The answer to a heartbeat.

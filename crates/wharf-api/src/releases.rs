@@ -29,6 +29,57 @@ pub struct ReleaseCreate {
     pub rollback_on_failure: bool,
 }
 
+/// `POST /api/v1/apps/{app}/groups/{group}/execs`: run a script on the instances
+/// of a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecCreate {
+    /// The script, run with `bash` on each instance.
+    pub script: String,
+    /// Only these instances (ids or names, members of the group); all members
+    /// when absent.
+    #[serde(default)]
+    pub instances: Option<Vec<String>>,
+    /// 1 to 100, capped at the number of instances (default 1).
+    #[serde(default)]
+    pub batches: Option<u32>,
+    /// At most this many instances run at once (more batches if needed).
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// Seconds the script may run on each instance (default 600, at most 86400).
+    #[serde(default)]
+    pub timeout_secs: Option<u32>,
+    /// Run the script as this user instead of the agent's.
+    #[serde(default)]
+    pub as_user: Option<String>,
+}
+
+/// A group exec: a script run on the instances of a group, in batches. It never
+/// changes the group's deployment, and a failing instance does not stop the
+/// others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Exec {
+    /// `x-` followed by 16 hex characters.
+    pub id: String,
+    pub app: String,
+    pub group: String,
+    /// `pending`, `running`, `succeeded` (every instance ran the script, whatever
+    /// its exit code), `failed` or `cancelled`.
+    pub state: String,
+    pub script: String,
+    pub timeout_secs: u32,
+    pub as_user: Option<String>,
+    pub batch_count: u32,
+    /// How many instances failed, when some did; or why the exec stopped.
+    pub message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub counts: InstanceCounts,
+    /// Filled by `show`; empty in lists. Each instance has one `exec` step.
+    pub batches: Vec<ReleaseBatch>,
+}
+
 /// Counts of a release's instances by state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InstanceCounts {
@@ -164,8 +215,9 @@ pub struct WorkAssignment {
     pub instance_id: String,
     pub app: String,
     pub group: String,
+    /// Empty for a group exec.
     pub deployment: String,
-    /// `docker-image` or `command`.
+    /// `docker-image`, `command` or `exec` (a group exec).
     pub kind: String,
     pub image: Option<PullSpec>,
     pub workdir: String,
@@ -175,6 +227,10 @@ pub struct WorkAssignment {
     pub timeouts: Timeouts,
     /// The steps to run, in order, after `fetch`.
     pub steps: Vec<String>,
+    /// For a group exec (`kind` `exec`, steps `["exec"]`, the script in
+    /// `start_script`): the user the script runs as; the agent's own when absent.
+    #[serde(default)]
+    pub as_user: Option<String>,
 }
 
 /// `POST /agent/v1/releases/{release}/events`: what an agent reports about a step.

@@ -26,8 +26,20 @@ pub struct Instance {
     pub registered_at: DateTime<Utc>,
     pub last_heartbeat_at: Option<DateTime<Utc>>,
     pub scaling_group: Option<String>,
+    /// Registered while its scaling group was suspended: waiting to join the group
+    /// when the release ends (filled by `show`).
+    #[serde(default)]
+    pub scaling_pending: bool,
     /// The groups this instance belongs to and what it runs in each.
     pub groups: Vec<InstanceMembership>,
+    /// The version of the host's Docker Engine, when the agent last found it
+    /// answering.
+    #[serde(default)]
+    pub docker_version: Option<String>,
+    /// Why the agent last found no working Docker Engine on the host. Both
+    /// absent: not reported (by an older agent, or not yet).
+    #[serde(default)]
+    pub docker_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -101,6 +113,10 @@ pub struct Group {
     /// The deployment that was current before that one (what `rollback` publishes).
     pub previous_deployment: Option<String>,
     pub instances: Vec<GroupMember>,
+    /// The group's most recent releases, newest first, without their batches
+    /// (filled by `show`).
+    #[serde(default)]
+    pub releases: Vec<crate::Release>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -110,6 +126,9 @@ pub struct GroupMember {
     pub status: String,
     pub deployment: Option<String>,
     pub image_digest: Option<String>,
+    /// The member does not run the group's current deployment.
+    #[serde(default)]
+    pub drift: bool,
 }
 
 /// Instances to add to or remove from a group, by id or name.

@@ -18,9 +18,9 @@ use serde::Serialize;
 use std::fmt;
 use std::time::Duration;
 use wharf_api::{
-    App, AppCreate, Deployment, DeploymentCreate, ErrorBody, Group, GroupCreate, GroupInstances,
-    Health, Instance, RegistrationToken, RegistrationTokenCreate, Registry, RegistryCreate,
-    Release, ReleaseCreate, StepLog, API_PREFIX,
+    App, AppCreate, Deployment, DeploymentCreate, ErrorBody, Exec, ExecCreate, Group, GroupCreate,
+    GroupInstances, Health, Instance, RegistrationToken, RegistrationTokenCreate, Registry,
+    RegistryCreate, Release, ReleaseCreate, ScalingGroup, ScalingGroupCreate, StepLog, API_PREFIX,
 };
 
 /// The result of every client call.
@@ -293,6 +293,27 @@ impl Client {
             .await
     }
 
+    // ------------------------------------------------------------ scaling groups
+
+    pub async fn scaling_group_create(
+        &self,
+        body: &ScalingGroupCreate,
+    ) -> ClientResult<ScalingGroup> {
+        self.post(api("/scaling-groups"), body).await
+    }
+
+    pub async fn scaling_group_list(&self) -> ClientResult<Vec<ScalingGroup>> {
+        self.get(api("/scaling-groups")).await
+    }
+
+    pub async fn scaling_group_fetch(&self, name: &str) -> ClientResult<ScalingGroup> {
+        self.get(scaling_group_path(name)?).await
+    }
+
+    pub async fn scaling_group_delete(&self, name: &str) -> ClientResult<()> {
+        self.delete(scaling_group_path(name)?).await
+    }
+
     // ------------------------------------------------------------ registries
 
     pub async fn registry_create(&self, body: &RegistryCreate) -> ClientResult<Registry> {
@@ -393,6 +414,50 @@ impl Client {
     ) -> ClientResult<Vec<StepLog>> {
         let query = query(&[("instance", instance), ("step", step)]);
         self.get(release_path(id, &format!("/logs{query}"))?).await
+    }
+
+    // ------------------------------------------------------------ execs
+
+    /// Runs a script on the instances of a group (a group exec); the answer is the
+    /// new exec with its batches. A group with an active release or exec answers
+    /// 409 `active_release`, an empty group 409 `empty_group`.
+    pub async fn exec_create(
+        &self,
+        app: &str,
+        group: &str,
+        body: &ExecCreate,
+    ) -> ClientResult<Exec> {
+        self.post(group_path(app, group, "/execs")?, body).await
+    }
+
+    /// Lists execs, newest first, optionally of one application or one group (a
+    /// group needs its application). Listed execs have no batches.
+    pub async fn exec_list(
+        &self,
+        app: Option<&str>,
+        group: Option<&str>,
+        limit: Option<u32>,
+    ) -> ClientResult<Vec<Exec>> {
+        let limit = limit.map(|l| l.to_string());
+        let query = query(&[("app", app), ("group", group), ("limit", limit.as_deref())]);
+        self.get(api(&format!("/execs{query}"))).await
+    }
+
+    /// Fetches an exec with its batches, instances and steps.
+    pub async fn exec_fetch(&self, id: &str) -> ClientResult<Exec> {
+        self.get(exec_path(id, "")?).await
+    }
+
+    /// Cancels an exec: instances that have not started are not run on.
+    pub async fn exec_cancel(&self, id: &str) -> ClientResult<Exec> {
+        self.post_empty(exec_path(id, "/cancel")?).await
+    }
+
+    /// The output of an exec on its instances, optionally of one instance (id or
+    /// name).
+    pub async fn exec_logs(&self, id: &str, instance: Option<&str>) -> ClientResult<Vec<StepLog>> {
+        let query = query(&[("instance", instance), ("step", None)]);
+        self.get(exec_path(id, &format!("/logs{query}"))?).await
     }
 
     // ------------------------------------------------------------ plumbing
@@ -526,6 +591,13 @@ fn group_path(app: &str, group: &str, rest: &str) -> ClientResult<String> {
     app_path(app, &format!("/groups/{}{rest}", segment("group", group)?))
 }
 
+fn scaling_group_path(name: &str) -> ClientResult<String> {
+    Ok(api(&format!(
+        "/scaling-groups/{}",
+        segment("scaling group", name)?
+    )))
+}
+
 fn registry_path(name: &str) -> ClientResult<String> {
     Ok(api(&format!("/registries/{}", segment("registry", name)?)))
 }
@@ -535,6 +607,10 @@ fn deployment_path(app: &str, name: &str) -> ClientResult<String> {
         app,
         &format!("/deployments/{}", segment("deployment", name)?),
     )
+}
+
+fn exec_path(id: &str, rest: &str) -> ClientResult<String> {
+    Ok(api(&format!("/execs/{}{rest}", segment("exec id", id)?)))
 }
 
 fn release_path(id: &str, rest: &str) -> ClientResult<String> {

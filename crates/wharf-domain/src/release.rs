@@ -146,16 +146,19 @@ pub enum StepName {
     Stop,
     Start,
     Verify,
+    /// The one step of a group exec: the operator's script, run with bash.
+    Exec,
 }
 
 impl StepName {
-    pub const ALL: [StepName; 6] = [
+    pub const ALL: [StepName; 7] = [
         Self::Fetch,
         Self::Prepare,
         Self::Pull,
         Self::Stop,
         Self::Start,
         Self::Verify,
+        Self::Exec,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -166,6 +169,7 @@ impl StepName {
             Self::Stop => "stop",
             Self::Start => "start",
             Self::Verify => "verify",
+            Self::Exec => "exec",
         }
     }
 
@@ -174,15 +178,23 @@ impl StepName {
     }
 
     /// The steps a deployment runs: no pull for `command`, no verify without a check.
+    /// A deployment never runs `exec`, which belongs to group execs (see
+    /// [`StepName::exec_plan`]).
     pub fn plan(pulls_image: bool, verifies: bool) -> Vec<StepName> {
         Self::ALL
             .into_iter()
             .filter(|s| match s {
                 Self::Pull => pulls_image,
                 Self::Verify => verifies,
+                Self::Exec => false,
                 _ => true,
             })
             .collect()
+    }
+
+    /// The steps of a group exec on one instance: `fetch`, then `exec`.
+    pub fn exec_plan() -> Vec<StepName> {
+        vec![Self::Fetch, Self::Exec]
     }
 }
 
@@ -252,5 +264,7 @@ mod tests {
             vec![Fetch, Prepare, Stop, Start]
         );
         assert_eq!(StepName::parse("pull"), Some(Pull));
+        assert_eq!(StepName::exec_plan(), vec![Fetch, Exec]);
+        assert_eq!(StepName::parse("exec"), Some(Exec));
     }
 }

@@ -10,6 +10,7 @@ mod console;
 mod engine;
 mod error;
 mod extract;
+mod heartbeats;
 mod metrics;
 mod openapi;
 mod secrets;

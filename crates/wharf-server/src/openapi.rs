@@ -19,7 +19,9 @@ use utoipa::{Modify, OpenApi};
         api::deployments::create, api::deployments::list, api::deployments::show, api::deployments::delete,
         api::releases::create, api::releases::rollback, api::releases::list, api::releases::show,
         api::releases::continue_release, api::releases::cancel, api::releases::logs,
-        api::agents::register, api::agents::heartbeat, api::work::poll, api::work::event,
+        api::execs::create, api::execs::list, api::execs::show, api::execs::cancel, api::execs::logs,
+        api::scaling::create, api::scaling::list, api::scaling::show, api::scaling::delete,
+        api::agents::register, api::agents::heartbeat, api::agents::deregister, api::work::poll, api::work::event,
     ),
     modifiers(&BearerAuth)
 )]

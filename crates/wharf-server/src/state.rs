@@ -54,6 +54,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub wakeups: Wakeups,
     pub liveness: Liveness,
+    /// Heartbeats waiting to be written together.
+    pub heartbeats: crate::heartbeats::HeartbeatWriter,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             wakeups: Wakeups::default(),
             liveness: Liveness::default(),
+            heartbeats: Default::default(),
         }
     }
 }

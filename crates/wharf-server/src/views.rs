@@ -29,6 +29,9 @@ pub fn instance(
         registered_at: record.registered_at,
         last_heartbeat_at: record.last_heartbeat_at,
         scaling_group: record.scaling_group,
+        scaling_pending: false,
+        docker_version: record.docker_version,
+        docker_error: record.docker_error,
         groups: memberships
             .into_iter()
             .map(|m| api::InstanceMembership {
@@ -75,11 +78,11 @@ pub fn group(
         app: record.app,
         name: record.name,
         created_at: record.created_at,
-        current_deployment: record.current_deployment,
-        previous_deployment: record.previous_deployment,
         instances: members
             .into_iter()
             .map(|m| api::GroupMember {
+                drift: record.current_deployment.is_some()
+                    && m.deployment != record.current_deployment,
                 status: liveness
                     .status(m.instance.last_heartbeat_at, now)
                     .to_owned(),
@@ -89,6 +92,9 @@ pub fn group(
                 image_digest: m.image_digest,
             })
             .collect(),
+        current_deployment: record.current_deployment,
+        previous_deployment: record.previous_deployment,
+        releases: Vec::new(),
     }
 }
 

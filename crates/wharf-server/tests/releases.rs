@@ -868,3 +868,209 @@ async fn rollback_on_failure_starts_a_linked_rollback_of_touched_instances() {
         .await;
     server.stop().await;
 }
+
+// ------------------------------------------------------------------ group execs
+
+#[tokio::test]
+async fn an_exec_runs_in_batches_and_a_failing_instance_does_not_stop_the_others() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 3).await;
+    let (status, exec) = server
+        .post(
+            "/api/v1/apps/shop/groups/prod/execs",
+            json!({"script": "apt-get install -y docker.io\n", "batches": 2, "timeout_secs": 30}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{exec}");
+    let id = exec["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("x-") && id.len() == 18, "{id}");
+    assert_eq!(exec["batch_count"], 2);
+    assert_eq!(exec["timeout_secs"], 30);
+    let batch = |n: usize| -> Vec<String> {
+        exec["batches"][n]["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (first, second) = (batch(0), batch(1));
+    assert_eq!((first.len(), second.len()), (2, 1));
+    let agent = |id: &str| agents.iter().find(|a| a.id == id).unwrap();
+
+    // The first instance of batch 1 fails; the second still runs, and so does
+    // batch 2.
+    for (n, id) in first.iter().enumerate() {
+        let work = agent(id).work().await;
+        assert_eq!(work["kind"], "exec");
+        assert_eq!(work["steps"], json!(["exec"]));
+        assert_eq!(work["start_script"], "apt-get install -y docker.io\n");
+        assert_eq!(work["timeouts"]["script_secs"], 30);
+        assert_eq!(work["image"], Value::Null);
+        assert_eq!(work["as_user"], Value::Null);
+        agent(id).run(&work, (n == 0).then_some("exec")).await;
+    }
+    let work = agent(&second[0]).work().await;
+    agent(&second[0]).run(&work, None).await;
+
+    let done = loop {
+        let (status, exec) = server
+            .call(reqwest::Method::GET, &format!("/api/v1/execs/{id}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        if exec["state"] == "succeeded" {
+            break exec;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["counts"]["succeeded"], 2, "{done:#}");
+    assert_eq!(done["counts"]["failed"], 1, "{done:#}");
+    assert_eq!(done["message"], "1 instance(s) failed");
+    let failed = &done["batches"][0]["instances"][0];
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(failed["steps"][1]["name"], "exec");
+    assert_eq!(failed["steps"][1]["exit_code"], 3);
+
+    // Every host's output is kept.
+    let logs = server.get(&format!("/api/v1/execs/{id}/logs")).await;
+    let exec_logs: Vec<&Value> = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["step"] == "exec")
+        .collect();
+    assert_eq!(exec_logs.len(), 3, "{logs:#}");
+    assert!(exec_logs.iter().all(|l| l["output"] == "exec says hello\n"));
+
+    // The exec is listed as an exec, not as a release, and the group's
+    // deployment did not change.
+    let execs = server.get("/api/v1/execs?app=shop&group=prod").await;
+    assert_eq!(execs.as_array().unwrap().len(), 1);
+    assert_eq!(execs[0]["script"], "apt-get install -y docker.io\n");
+    let releases = server.get("/api/v1/releases").await;
+    assert!(releases.as_array().unwrap().is_empty(), "{releases:#}");
+    let group = server.get("/api/v1/apps/shop/groups/prod").await;
+    assert_eq!(group["current_deployment"], Value::Null, "{group:#}");
+    let (status, _) = server
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/execs/r-0000000000000000",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_release_or_exec_runs_on_a_group_at_a_time() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 1).await;
+    let release = server
+        .create_release("prod", json!({"deployment": "v1"}))
+        .await;
+    let (status, body) = server
+        .post(
+            "/api/v1/apps/shop/groups/prod/execs",
+            json!({"script": "true"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "active_release");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&release), "{message}");
+    assert!(message.contains("only one release or exec"), "{message}");
+    let work = agents[0].work().await;
+    agents[0].run(&work, None).await;
+    server.wait_state(&release, "succeeded").await;
+
+    // An active exec keeps releases off the group in turn.
+    let (status, exec) = server
+        .post(
+            "/api/v1/apps/shop/groups/prod/execs",
+            json!({"script": "true", "instances": ["web-1"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{exec}");
+    let (status, body) = server
+        .post(
+            "/api/v1/apps/shop/groups/prod/releases",
+            json!({"deployment": "v2"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "active_release");
+    let work = agents[0].work().await;
+    agents[0].run(&work, None).await;
+    let id = exec["id"].as_str().unwrap();
+    server.wait_state(id, "succeeded").await;
+    // The exec changed nothing about the deployment the release recorded.
+    let group = server.get("/api/v1/apps/shop/groups/prod").await;
+    assert_eq!(group["current_deployment"], "v1", "{group:#}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn exec_requests_are_checked_field_by_field() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let _agents = fleet(&server, 3).await;
+    let path = "/api/v1/apps/shop/groups/prod/execs";
+    for (body, field) in [
+        (json!({"script": "  \n"}), "script"),
+        (json!({"script": "true", "timeout_secs": 0}), "timeout_secs"),
+        (
+            json!({"script": "true", "timeout_secs": 86_401}),
+            "timeout_secs",
+        ),
+        (json!({"script": "true", "batches": 0}), "batches"),
+        (json!({"script": "true", "concurrency": 0}), "concurrency"),
+        (
+            json!({"script": "true", "instances": ["web-9"]}),
+            "instances",
+        ),
+        (json!({"script": "true", "instances": []}), "instances"),
+        (json!({"script": "true", "as_user": "Bad User"}), "as_user"),
+    ] {
+        let (status, reply) = server.post(path, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {reply}");
+        assert_eq!(reply["error"]["field"], field, "{body}: {reply}");
+    }
+    let (status, _) = server
+        .post(
+            "/api/v1/apps/shop/groups/nope/execs",
+            json!({"script": "true"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Concurrency adds batches; instances pick members by name or id.
+    let (status, exec) = server
+        .post(path, json!({"script": "true", "concurrency": 1}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{exec}");
+    assert_eq!(exec["batch_count"], 3);
+    let id = exec["id"].as_str().unwrap();
+    let (status, cancelled) = server
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/execs/{id}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["state"], "cancelled");
+    let (status, exec) = server
+        .post(
+            path,
+            json!({"script": "true", "instances": ["web-2"], "as_user": "nobody"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{exec}");
+    assert_eq!(exec["counts"]["total"], 1);
+    assert_eq!(exec["as_user"], "nobody");
+    assert_eq!(exec["batches"][0]["instances"][0]["name"], "web-2");
+    server.stop().await;
+}

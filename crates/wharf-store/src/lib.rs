@@ -65,6 +65,31 @@ pub trait Store: Send + Sync + 'static {
         agent_version: &str,
         address: &str,
     ) -> StoreResult<()>;
+    /// Records many heartbeats at once, in one transaction where the backend can;
+    /// answers, for each, whether its instance exists (a missing one changes
+    /// nothing and does not stop the others).
+    async fn instance_heartbeats(&self, beats: &[HeartbeatRecord]) -> StoreResult<Vec<bool>> {
+        let mut found = Vec::with_capacity(beats.len());
+        for beat in beats {
+            match self
+                .instance_heartbeat(&beat.id, beat.at, &beat.agent_version, &beat.address)
+                .await
+            {
+                Ok(()) => found.push(true),
+                Err(StoreError::NotFound { .. }) => found.push(false),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(found)
+    }
+    /// Records what the instance's agent reported about the host's Docker Engine
+    /// (its version, or why it does not answer); `NotFound` for an unknown id.
+    async fn instance_set_docker(
+        &self,
+        id: &str,
+        version: Option<&str>,
+        error: Option<&str>,
+    ) -> StoreResult<()>;
     /// Deregisters an instance: it leaves every group and its credential stops
     /// working.
     async fn instance_delete(&self, id: &str) -> StoreResult<()>;
@@ -131,14 +156,33 @@ pub trait Store: Send + Sync + 'static {
         tasks: &[TaskRecord],
     ) -> StoreResult<()>;
     async fn release_fetch(&self, id: &str) -> StoreResult<ReleaseRecord>;
-    /// Releases, newest first, optionally of one application and group, at most `limit`.
+    /// Releases, newest first, optionally of one application and group, at most
+    /// `limit`; group execs are not listed (see [`Store::exec_list`]).
     async fn release_list(
         &self,
         app: Option<&str>,
         group: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<ReleaseRecord>>;
-    /// Every release that is not terminal (what the driver works on).
+    /// Creates a group exec: its release row (kind [`EXEC_KIND`], no deployment),
+    /// its exec row and its tasks, in one transaction, with the refusals of
+    /// [`Store::release_create`] (one active release or exec per group).
+    async fn exec_create(
+        &self,
+        release: &ReleaseRecord,
+        exec: &ExecRecord,
+        tasks: &[TaskRecord],
+    ) -> StoreResult<()>;
+    /// A group exec by id; `NotFound` (kind `exec`) for a release that is not one.
+    async fn exec_fetch(&self, id: &str) -> StoreResult<(ReleaseRecord, ExecRecord)>;
+    /// Group execs, newest first, as [`Store::release_list`] (which lists no execs).
+    async fn exec_list(
+        &self,
+        app: Option<&str>,
+        group: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<ReleaseRecord>>;
+    /// Every release that is not terminal (what the driver works on), execs too.
     async fn release_list_active(&self) -> StoreResult<Vec<ReleaseRecord>>;
     /// Moves a release to `to` only if its state is one of `from`; returns whether it
     /// moved. Sets `started_at` when entering Running the first time, `finished_at` on a
@@ -151,11 +195,35 @@ pub trait Store: Send + Sync + 'static {
         message: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
+    /// Running -> Failed with `message`, and in the same transaction, when given,
+    /// creates the release's automatic rollback (as [`Store::release_create`]), so
+    /// that no reader and no restart ever sees the failure without its rollback.
+    /// Returns whether the release moved; nothing is created when it did not.
+    async fn release_fail(
+        &self,
+        id: &str,
+        message: &str,
+        now: DateTime<Utc>,
+        rollback: Option<(&ReleaseRecord, &[TaskRecord])>,
+    ) -> StoreResult<bool>;
     /// `continue`: Paused -> Running and `continued_through = batch`; returns whether it moved.
     async fn release_continue(&self, id: &str, continued_through: u32) -> StoreResult<bool>;
 
     /// The tasks of a release, by batch then instance name.
     async fn task_list(&self, release_id: &str) -> StoreResult<Vec<TaskRecord>>;
+    /// How many tasks of one batch of a release have not ended (pending, dispatched
+    /// or running); 0 for a release or batch without tasks.
+    async fn task_count_open_in_batch(&self, release_id: &str, batch: u32) -> StoreResult<u32> {
+        let tasks = match self.task_list(release_id).await {
+            Ok(tasks) => tasks,
+            Err(StoreError::NotFound { .. }) => return Ok(0),
+            Err(err) => return Err(err),
+        };
+        Ok(tasks
+            .iter()
+            .filter(|t| t.batch == batch && !t.state.is_terminal())
+            .count() as u32)
+    }
     /// Pending -> Dispatched for every task of `batch`, with the deadline; returns the
     /// instance ids dispatched.
     async fn task_dispatch_batch(

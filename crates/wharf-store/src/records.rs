@@ -27,6 +27,15 @@ pub struct RegistrationTokenRecord {
     pub uses_left: u32,
 }
 
+/// One agent heartbeat, for [`crate::Store::instance_heartbeats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatRecord {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub agent_version: String,
+    pub address: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceRecord {
     pub id: String,
@@ -42,6 +51,11 @@ pub struct InstanceRecord {
     pub scaling_group: Option<String>,
     pub registered_at: DateTime<Utc>,
     pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// The host's Docker Engine version, when the agent last found it answering.
+    pub docker_version: Option<String>,
+    /// Why the agent last found no working Docker Engine. Both `None`: not
+    /// reported (yet, or by an older agent).
+    pub docker_error: Option<String>,
 }
 
 /// One group an instance belongs to.
@@ -117,8 +131,9 @@ pub struct ReleaseRecord {
     pub batch_interval_secs: u32,
     pub max_failures: u32,
     pub rollback_on_failure: bool,
-    /// `release`, `rollback` (from `release rollback` or `--rollback-on-failure`) or
-    /// `catch-up` (scaling groups).
+    /// `release`, `rollback` (from `release rollback` or `--rollback-on-failure`),
+    /// `catch-up` (scaling groups) or `exec` (a group exec, with an empty
+    /// `deployment`).
     pub kind: String,
     /// For a rollback started by `--rollback-on-failure`: the release that failed.
     pub rollback_of: Option<String>,
@@ -130,6 +145,22 @@ pub struct ReleaseRecord {
     pub finished_at: Option<DateTime<Utc>>,
     /// Why the release failed or was cancelled.
     pub message: Option<String>,
+}
+
+/// The release kind of a group exec: a release row without a deployment.
+pub const EXEC_KIND: &str = "exec";
+
+/// What only a group exec has; the rest (group, batches, state, tasks, steps) is
+/// its [`ReleaseRecord`] of kind [`EXEC_KIND`], whose `deployment` is empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRecord {
+    /// The id of its release row (`x-` followed by 16 hex characters).
+    pub release_id: String,
+    /// Run with bash on each instance.
+    pub script: String,
+    pub timeout_secs: u32,
+    /// The user the script runs as; the agent's own user when `None`.
+    pub as_user: Option<String>,
 }
 
 /// The work of one release on one instance.

@@ -29,6 +29,8 @@ macro_rules! conformance {
             instances_are_fetched_by_id_then_name_and_listed_by_name,
             labels_round_trip,
             heartbeats_update_the_instance,
+            heartbeats_in_one_call_update_each_instance,
+            the_docker_status_of_an_instance_is_recorded,
             deleting_an_instance_removes_its_memberships_and_credential,
             applications_are_created_listed_fetched_and_deleted,
             an_application_in_use_is_not_deleted,
@@ -49,6 +51,7 @@ macro_rules! conformance {
             releases_are_listed_newest_first_and_active_ones_oldest_first,
             release_transitions_are_compare_and_set,
             dispatch_moves_one_batch_and_only_while_running,
+            open_tasks_are_counted_per_batch,
             claims_take_dispatched_work_of_running_releases_and_record_fetch,
             tasks_finish_once_and_record_the_membership_on_success,
             cancelling_ends_only_tasks_that_have_not_started,
@@ -58,9 +61,13 @@ macro_rules! conformance {
             released_groups_and_deployments_are_kept_but_instances_may_go,
             everything_survives_reopening,
             releases_survive_reopening,
+            a_failure_and_its_rollback_are_stored_together,
             scaling_groups_are_created_listed_and_deleted,
             registration_for_a_scaling_group_joins_or_is_held,
             hook_runs_are_recorded_and_failures_retried,
+            execs_round_trip_and_are_listed_apart_from_releases,
+            an_exec_and_a_release_never_run_on_a_group_together,
+            exec_steps_are_recorded_after_fetch,
         );
     };
     ($make:expr; $($check:ident),* $(,)?) => {
@@ -132,6 +139,8 @@ mod fixtures {
             scaling_group: None,
             registered_at: at(10),
             last_heartbeat_at: None,
+            docker_version: None,
+            docker_error: None,
         }
     }
 
@@ -761,6 +770,80 @@ pub mod suite {
                 .await,
             "instance",
             "i-ffffffffffffffff",
+        );
+    }
+
+    pub async fn the_docker_status_of_an_instance_is_recorded(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let mut web = register(&*store, 1, "web").await;
+        assert_eq!(
+            (web.docker_version.clone(), web.docker_error.clone()),
+            (None, None)
+        );
+        store
+            .instance_set_docker(&web.id, None, Some("Docker Engine not reachable"))
+            .await
+            .unwrap();
+        web.docker_error = Some("Docker Engine not reachable".into());
+        assert_eq!(store.instance_fetch(&web.id).await.unwrap(), web);
+        store
+            .instance_set_docker(&web.id, Some("26.1.5"), None)
+            .await
+            .unwrap();
+        web.docker_version = Some("26.1.5".into());
+        web.docker_error = None;
+        // A heartbeat leaves it as it is; it is listed and survives reopening.
+        store
+            .instance_heartbeat(&web.id, at(30), "0.2.0", "10.9.9.9")
+            .await
+            .unwrap();
+        web.last_heartbeat_at = Some(at(30));
+        web.agent_version = "0.2.0".into();
+        web.address = "10.9.9.9".into();
+        assert_eq!(store.instance_list().await.unwrap(), vec![web.clone()]);
+        let store = backend.open().await;
+        assert_eq!(store.instance_fetch(&web.id).await.unwrap(), web);
+        expect_not_found(
+            store
+                .instance_set_docker("i-ffffffffffffffff", Some("1"), None)
+                .await,
+            "instance",
+            "i-ffffffffffffffff",
+        );
+    }
+
+    pub async fn heartbeats_in_one_call_update_each_instance(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let mut web = register(&*store, 1, "web").await;
+        let mut db = register(&*store, 2, "db").await;
+        let beat = |id: &str, version: &str, address: &str| HeartbeatRecord {
+            id: id.to_owned(),
+            at: at(40),
+            agent_version: version.to_owned(),
+            address: address.to_owned(),
+        };
+        let found = store
+            .instance_heartbeats(&[
+                beat(&web.id, "0.2.0", "10.0.0.1"),
+                beat("i-ffffffffffffffff", "0.2.0", "x"),
+                beat(&db.id, "0.3.0", "10.0.0.2"),
+            ])
+            .await
+            .unwrap();
+        // A missing instance is reported and does not stop the others.
+        assert_eq!(found, vec![true, false, true]);
+        for (record, version, address) in [
+            (&mut web, "0.2.0", "10.0.0.1"),
+            (&mut db, "0.3.0", "10.0.0.2"),
+        ] {
+            record.last_heartbeat_at = Some(at(40));
+            record.agent_version = version.into();
+            record.address = address.into();
+            assert_eq!(store.instance_fetch(&record.id).await.unwrap(), *record);
+        }
+        assert_eq!(
+            store.instance_heartbeats(&[]).await.unwrap(),
+            Vec::<bool>::new()
         );
     }
 
@@ -1815,6 +1898,37 @@ pub mod suite {
     }
 
     // ------------------------------------------------------------ tasks
+
+    pub async fn open_tasks_are_counted_per_batch(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, b, c] = shop(&*store).await;
+        let r = release(1, "shop", "prod", "v1");
+        create(&*store, &r, &[(&a, 0), (&c, 0), (&b, 1)]).await;
+        assert_eq!(store.task_count_open_in_batch(&r.id, 0).await.unwrap(), 2);
+        assert_eq!(store.task_count_open_in_batch(&r.id, 1).await.unwrap(), 1);
+        assert_eq!(store.task_count_open_in_batch(&r.id, 7).await.unwrap(), 0);
+        run_batch(&*store, &r.id, 0, &[&a, &c], at(200)).await;
+        // Dispatched and running tasks are still open.
+        assert_eq!(store.task_count_open_in_batch(&r.id, 0).await.unwrap(), 2);
+        assert!(store
+            .task_finish(&r.id, &a.id, TaskState::Succeeded, None, None, at(300))
+            .await
+            .unwrap());
+        assert_eq!(store.task_count_open_in_batch(&r.id, 0).await.unwrap(), 1);
+        assert!(store
+            .task_finish(&r.id, &c.id, TaskState::Failed, None, Some("boom"), at(301))
+            .await
+            .unwrap());
+        assert_eq!(store.task_count_open_in_batch(&r.id, 0).await.unwrap(), 0);
+        assert_eq!(store.task_count_open_in_batch(&r.id, 1).await.unwrap(), 1);
+        assert_eq!(
+            store
+                .task_count_open_in_batch("r-ffffffffffffffff", 0)
+                .await
+                .unwrap(),
+            0
+        );
+    }
 
     pub async fn dispatch_moves_one_batch_and_only_while_running(backend: &dyn Backend) {
         let store = backend.open().await;
@@ -2978,6 +3092,60 @@ pub mod suite {
         );
     }
 
+    pub async fn a_failure_and_its_rollback_are_stored_together(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, b, _] = shop(&*store).await;
+        let failing = release(1, "shop", "prod", "v2");
+        create(&*store, &failing, &[(&a, 0), (&b, 1)]).await;
+        let mut rollback = release(2, "shop", "prod", "v1");
+        rollback.kind = "rollback".into();
+        rollback.rollback_of = Some(failing.id.clone());
+        let rollback_tasks = vec![task(&rollback, &a, 0)];
+        // Not running yet: nothing moves and nothing is created.
+        assert!(!store
+            .release_fail(
+                &failing.id,
+                "boom",
+                at(300),
+                Some((&rollback, &rollback_tasks))
+            )
+            .await
+            .unwrap());
+        expect_not_found(
+            store.release_fetch(&rollback.id).await,
+            "release",
+            &rollback.id,
+        );
+        shift(
+            &*store,
+            &failing.id,
+            ReleaseState::Pending,
+            ReleaseState::Running,
+            at(200),
+        )
+        .await;
+        assert!(store
+            .release_fail(
+                &failing.id,
+                "boom",
+                at(300),
+                Some((&rollback, &rollback_tasks))
+            )
+            .await
+            .unwrap());
+        let failed = store.release_fetch(&failing.id).await.unwrap();
+        assert_eq!(failed.state, ReleaseState::Failed);
+        assert_eq!(failed.message.as_deref(), Some("boom"));
+        assert_eq!(failed.finished_at, Some(at(300)));
+        assert_eq!(store.release_fetch(&rollback.id).await.unwrap(), rollback);
+        assert_eq!(store.task_list(&rollback.id).await.unwrap(), rollback_tasks);
+        // Failing again changes nothing (the rollback is not created twice).
+        assert!(!store
+            .release_fail(&failing.id, "again", at(400), None)
+            .await
+            .unwrap());
+    }
+
     // ------------------------------------------------------------ scaling groups
 
     fn scaling_group(name: &str, app: &str, group: &str) -> ScalingGroupRecord {
@@ -3039,8 +3207,16 @@ pub mod suite {
             "shop/nope",
         );
         store.scaling_group_delete("asg").await.unwrap();
-        expect_not_found(store.scaling_group_fetch("asg").await, "scaling group", "asg");
-        expect_not_found(store.scaling_group_delete("asg").await, "scaling group", "asg");
+        expect_not_found(
+            store.scaling_group_fetch("asg").await,
+            "scaling group",
+            "asg",
+        );
+        expect_not_found(
+            store.scaling_group_delete("asg").await,
+            "scaling group",
+            "asg",
+        );
     }
 
     pub async fn registration_for_a_scaling_group_joins_or_is_held(backend: &dyn Backend) {
@@ -3057,27 +3233,47 @@ pub mod suite {
         let mut stray = instance(9, "stray");
         stray.scaling_group = Some("nope".into());
         expect_not_found(
-            store.instance_register_scaling(&token.hash, &stray, at(20)).await,
+            store
+                .instance_register_scaling(&token.hash, &stray, at(20))
+                .await,
             "scaling group",
             "nope",
         );
         expect_not_found(store.instance_fetch("stray").await, "instance", "stray");
         assert_eq!(uses_left(&*store, "bad").await, 1);
 
-        assert_eq!(register_for(&*store, 1, "a", "asg").await, ScalingJoin::Joined);
+        assert_eq!(
+            register_for(&*store, 1, "a", "asg").await,
+            ScalingJoin::Joined
+        );
         assert_eq!(member_ids(&*store, "shop", "web").await, ids(&[1]));
 
-        assert!(store.scaling_group_suspend("asg", "r-1", at(30)).await.unwrap());
+        assert!(store
+            .scaling_group_suspend("asg", "r-1", at(30))
+            .await
+            .unwrap());
         let suspended = store.scaling_group_fetch("asg").await.unwrap();
         assert_eq!(suspended.state, ScalingState::Suspended);
         assert_eq!(suspended.held_by.as_deref(), Some("r-1"));
         assert!(suspended.suspend_hook_pending);
         // Taking it again is a no-op; another release takes the lease over.
-        assert!(!store.scaling_group_suspend("asg", "r-1", at(31)).await.unwrap());
-        assert!(!store.scaling_group_suspend("asg", "r-2", at(31)).await.unwrap());
-        assert!(!store.scaling_group_resume("asg", "r-1", at(32)).await.unwrap());
+        assert!(!store
+            .scaling_group_suspend("asg", "r-1", at(31))
+            .await
+            .unwrap());
+        assert!(!store
+            .scaling_group_suspend("asg", "r-2", at(31))
+            .await
+            .unwrap());
+        assert!(!store
+            .scaling_group_resume("asg", "r-1", at(32))
+            .await
+            .unwrap());
 
-        assert_eq!(register_for(&*store, 2, "b", "asg").await, ScalingJoin::Held);
+        assert_eq!(
+            register_for(&*store, 2, "b", "asg").await,
+            ScalingJoin::Held
+        );
         assert_eq!(member_ids(&*store, "shop", "web").await, ids(&[1]));
         let held = store.scaling_group_held("asg").await.unwrap();
         assert_eq!(held.len(), 1);
@@ -3089,7 +3285,10 @@ pub mod suite {
             "release r-2 (it is suspended until the release ends)",
         );
 
-        assert!(store.scaling_group_resume("asg", "r-2", at(40)).await.unwrap());
+        assert!(store
+            .scaling_group_resume("asg", "r-2", at(40))
+            .await
+            .unwrap());
         let resumed = store.scaling_group_fetch("asg").await.unwrap();
         assert_eq!(resumed.state, ScalingState::Active);
         assert_eq!(resumed.held_by, None);
@@ -3123,7 +3322,10 @@ pub mod suite {
             .scaling_group_create(&scaling_group("asg", "shop", "web"))
             .await
             .unwrap();
-        store.scaling_group_suspend("asg", "r-1", at(30)).await.unwrap();
+        store
+            .scaling_group_suspend("asg", "r-1", at(30))
+            .await
+            .unwrap();
         let run = |hook: &str, attempt: u32, error: Option<&str>| HookRunRecord {
             hook: hook.into(),
             release_id: Some("r-1".into()),
@@ -3138,8 +3340,17 @@ pub mod suite {
             .scaling_hook_record("asg", &run("suspend", 1, None), None)
             .await
             .unwrap();
-        assert!(!store.scaling_group_fetch("asg").await.unwrap().suspend_hook_pending);
-        store.scaling_group_resume("asg", "r-1", at(40)).await.unwrap();
+        assert!(
+            !store
+                .scaling_group_fetch("asg")
+                .await
+                .unwrap()
+                .suspend_hook_pending
+        );
+        store
+            .scaling_group_resume("asg", "r-1", at(40))
+            .await
+            .unwrap();
         store
             .scaling_hook_record("asg", &run("resume", 1, Some("exit 1")), Some(at(50)))
             .await
@@ -3167,6 +3378,155 @@ pub mod suite {
         assert_eq!(store.scaling_hook_runs("asg", 10).await.unwrap().len(), 3);
     }
 
+    // ------------------------------------------------------------ group execs
+
+    /// A group exec of `shop`/`prod`: a release row of kind exec without a
+    /// deployment, and its exec row.
+    fn exec(n: u64) -> (ReleaseRecord, ExecRecord) {
+        let mut r = release(n, "shop", "prod", "");
+        r.id = format!("x-{n:016x}");
+        r.kind = EXEC_KIND.into();
+        r.pause = PauseMode::Auto;
+        r.batch_interval_secs = 0;
+        r.rollback_on_failure = false;
+        r.max_failures = 3;
+        let x = ExecRecord {
+            release_id: r.id.clone(),
+            script: "apt-get install -y docker.io\necho 'done'\n".into(),
+            timeout_secs: 600,
+            as_user: Some("deploy".into()),
+        };
+        (r, x)
+    }
+
+    pub async fn execs_round_trip_and_are_listed_apart_from_releases(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, b, _c] = shop(&*store).await;
+        let (r, x) = exec(1);
+        let tasks = vec![task(&r, &a, 0), task(&r, &b, 1)];
+        store.exec_create(&r, &x, &tasks).await.unwrap();
+        assert_eq!(
+            store.exec_fetch(&r.id).await.unwrap(),
+            (r.clone(), x.clone())
+        );
+        assert_eq!(store.release_fetch(&r.id).await.unwrap(), r);
+        assert_eq!(store.task_list(&r.id).await.unwrap(), tasks);
+        // Listed as an exec, never as a release; the driver sees it as active.
+        assert_eq!(
+            store.exec_list(None, None, 10).await.unwrap(),
+            vec![r.clone()]
+        );
+        assert_eq!(
+            store
+                .exec_list(Some("shop"), Some("prod"), 10)
+                .await
+                .unwrap(),
+            vec![r.clone()]
+        );
+        assert!(store
+            .exec_list(Some("shop"), Some("staging"), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store.release_list(None, None, 10).await.unwrap().is_empty());
+        assert_eq!(store.release_list_active().await.unwrap(), vec![r.clone()]);
+
+        // A release is no exec; an unknown id is no exec either.
+        let plain = release(2, "shop", "staging", "v1");
+        create(&*store, &plain, &[]).await;
+        expect_not_found(store.exec_fetch(&plain.id).await, "exec", &plain.id);
+        expect_not_found(
+            store.exec_fetch("x-00000000000000ff").await,
+            "exec",
+            "x-00000000000000ff",
+        );
+        // An exec must have kind exec and no deployment; a release must have one.
+        let (mut wrong, wrong_x) = exec(3);
+        wrong.group = "staging".into();
+        wrong.kind = "release".into();
+        assert!(matches!(
+            store.exec_create(&wrong, &wrong_x, &[]).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let mut no_deployment = release(4, "shop", "staging", "");
+        no_deployment.created_at = at(500);
+        assert!(store.release_create(&no_deployment, &[]).await.is_err());
+
+        // It survives reopening.
+        let store = backend.open().await;
+        assert_eq!(store.exec_fetch(&r.id).await.unwrap(), (r, x));
+    }
+
+    pub async fn an_exec_and_a_release_never_run_on_a_group_together(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, _b, _c] = shop(&*store).await;
+        let (r, x) = exec(1);
+        store.exec_create(&r, &x, &[task(&r, &a, 0)]).await.unwrap();
+        let blocked = release(2, "shop", "prod", "v1");
+        expect_active_release(
+            store.release_create(&blocked, &[]).await,
+            "shop/prod",
+            &r.id,
+        );
+        let (r2, x2) = exec(3);
+        expect_active_release(store.exec_create(&r2, &x2, &[]).await, "shop/prod", &r.id);
+        // Nothing of the refused exec was stored.
+        expect_not_found(store.exec_fetch(&r2.id).await, "exec", &r2.id);
+
+        // A finished exec leaves the group free, and its success records no
+        // deployment on the membership.
+        run_batch(&*store, &r.id, 0, &[&a], at(200)).await;
+        assert!(store
+            .task_finish(&r.id, &a.id, TaskState::Succeeded, None, None, at(300))
+            .await
+            .unwrap());
+        assert_eq!(
+            membership(&*store, &a, "shop", "prod").await,
+            Some((None, None))
+        );
+        shift(
+            &*store,
+            &r.id,
+            ReleaseState::Running,
+            ReleaseState::Succeeded,
+            at(301),
+        )
+        .await;
+        create(&*store, &blocked, &[]).await;
+    }
+
+    pub async fn exec_steps_are_recorded_after_fetch(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, _b, _c] = shop(&*store).await;
+        let (r, x) = exec(1);
+        store.exec_create(&r, &x, &[task(&r, &a, 0)]).await.unwrap();
+        run_batch(&*store, &r.id, 0, &[&a], at(200)).await;
+        store
+            .step_begin(&r.id, &a.id, StepName::Exec, at(201))
+            .await
+            .unwrap();
+        store
+            .step_append_output(&r.id, &a.id, StepName::Exec, "hello\n", 0, 1024)
+            .await
+            .unwrap();
+        assert!(store
+            .step_finish(
+                &r.id,
+                &a.id,
+                StepName::Exec,
+                StepState::Failed,
+                Some(3),
+                None,
+                at(202)
+            )
+            .await
+            .unwrap());
+        let steps = store.step_list(&r.id, Some(&a.id)).await.unwrap();
+        let names: Vec<StepName> = steps.iter().map(|s| s.step).collect();
+        assert_eq!(names, vec![StepName::Fetch, StepName::Exec]);
+        assert_eq!(steps[1].output, "hello\n");
+        assert_eq!(steps[1].exit_code, Some(3));
+    }
 }
 
 /// The SQLite backend: a fresh file in a temporary directory per check.

@@ -89,6 +89,8 @@ pub struct FleetOptions {
     pub start_agents: bool,
     /// How long the hosts may take to become ready, after the image and binary exist.
     pub ready_timeout: Duration,
+    /// More arguments for `wharf server`, e.g. [`FleetOptions::quick_liveness`].
+    pub server_args: Vec<String>,
 }
 
 impl FleetOptions {
@@ -99,6 +101,18 @@ impl FleetOptions {
             ..Self::default()
         }
     }
+
+    /// Heartbeats every `heartbeat` and `offline` after `offline_after` without one,
+    /// instead of the server's 10 s / 30 s, so fault tests see hosts go offline quickly.
+    pub fn liveness(mut self, heartbeat: Duration, offline_after: Duration) -> Self {
+        self.server_args.extend([
+            "--heartbeat-interval".to_owned(),
+            format!("{}s", heartbeat.as_secs().max(1)),
+            "--offline-after".to_owned(),
+            format!("{}s", offline_after.as_secs().max(2)),
+        ]);
+        self
+    }
 }
 
 impl Default for FleetOptions {
@@ -108,6 +122,7 @@ impl Default for FleetOptions {
             registry_users: Vec::new(),
             start_agents: true,
             ready_timeout: Duration::from_secs(180),
+            server_args: Vec::new(),
         }
     }
 }
@@ -124,6 +139,7 @@ impl fmt::Debug for FleetOptions {
             .field("registry_users", &users)
             .field("start_agents", &self.start_agents)
             .field("ready_timeout", &self.ready_timeout)
+            .field("server_args", &self.server_args)
             .finish()
     }
 }
@@ -345,11 +361,12 @@ impl Fleet {
         let registry = RegistryHarness::start_on(IpAddr::V4(Ipv4Addr::UNSPECIFIED), &user_refs)
             .await
             .context("starting the registry")?;
-        let server = WharfServer::start(
+        let server = WharfServer::start_with_args(
             &wharf_bin,
             &run_dir.path().join("server-data"),
             run_dir.path(),
             SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            &options.server_args,
         )
         .await
         .context("starting wharf server")?;
@@ -396,27 +413,16 @@ impl Fleet {
             timings: Vec::new(),
         };
         let deadline = Instant::now() + options.ready_timeout;
-        futures::future::try_join_all(
-            fleet
-                .hosts
-                .iter()
-                .map(|host| fleet.create_host(host, &labels)),
-        )
-        .await?;
-        lap("hosts created", &mut phase);
-        futures::future::try_join_all(
-            fleet
-                .hosts
-                .iter()
-                .map(|host| fleet.wait_docker_ready(&host.name, remaining(deadline))),
-        )
-        .await?;
-        lap("engines ready", &mut phase);
-        if fleet.agents {
-            futures::future::try_join_all(fleet.hosts.iter().map(|h| fleet.start_agent(&h.name)))
-                .await?;
-            fleet.wait_all_online(remaining(deadline)).await?;
-            lap("agents online", &mut phase);
+        match fleet.bring_up(&labels, deadline).await {
+            Ok(phases) => timings.extend(phases),
+            Err(error) => {
+                eprintln!(
+                    "wharf-testkit: fleet {} did not come up: {error:#}\n{}",
+                    fleet.run_id,
+                    fleet.diagnostics()
+                );
+                return Err(error);
+            }
         }
         timings.push(("total".to_owned(), started.elapsed()));
         eprintln!(
@@ -985,7 +991,16 @@ impl Fleet {
     /// Stops the host's agent with `SIGTERM` and waits until it exits (`SIGKILL` after
     /// 10 seconds). No-op when it does not run.
     pub async fn stop_agent(&self, host: &str) -> anyhow::Result<()> {
-        self.signal_pid_file(host, AGENT_PID_FILE, "TERM", 100)
+        self.stop_agent_within(host, Duration::from_secs(10)).await
+    }
+
+    /// [`stop_agent`](Self::stop_agent) with another grace period: on `SIGTERM` the agent
+    /// lets a running step finish, which may take longer than 10 seconds.
+    pub async fn stop_agent_within(&self, host: &str, grace: Duration) -> anyhow::Result<()> {
+        // At most an hour: a bound for the wait loop.
+        let tenths =
+            u32::try_from(grace.min(Duration::from_secs(3600)).as_millis() / 100).unwrap_or(36_000);
+        self.signal_pid_file(host, AGENT_PID_FILE, "TERM", tenths.max(1))
             .await
     }
 
@@ -1044,7 +1059,10 @@ impl Fleet {
                sleep 0.1
              done"
         );
-        let output = self.sh(host, &script).await?;
+        let container = self.host(host)?.container.clone();
+        // The loop sleeps 0.1 s a round (plus the shell's own time): leave room.
+        let timeout = Duration::from_millis(u64::from(tenths) * 150) + Duration::from_secs(30);
+        let output = docker_output(&["exec", &container, "sh", "-c", &script], timeout).await?;
         ensure_success(
             &format!("sending SIG{signal} to {pid_file} in {host}"),
             &output,
@@ -1138,6 +1156,36 @@ impl Fleet {
     }
 
     // ----- internals ---------------------------------------------------------------
+
+    /// Starts the hosts in parallel, waits for their engines, starts the agents and waits
+    /// until all are online; returns the time each phase took.
+    async fn bring_up(
+        &self,
+        labels: &Labels,
+        deadline: Instant,
+    ) -> anyhow::Result<Vec<(String, Duration)>> {
+        let mut phases = Vec::new();
+        let mut phase = Instant::now();
+        futures::future::try_join_all(self.hosts.iter().map(|h| self.create_host(h, labels)))
+            .await?;
+        phases.push(("hosts created".to_owned(), phase.elapsed()));
+        phase = Instant::now();
+        futures::future::try_join_all(
+            self.hosts
+                .iter()
+                .map(|h| self.wait_docker_ready(&h.name, remaining(deadline))),
+        )
+        .await?;
+        phases.push(("engines ready".to_owned(), phase.elapsed()));
+        phase = Instant::now();
+        if self.agents {
+            futures::future::try_join_all(self.hosts.iter().map(|h| self.start_agent(&h.name)))
+                .await?;
+            self.wait_all_online(remaining(deadline)).await?;
+            phases.push(("agents online".to_owned(), phase.elapsed()));
+        }
+        Ok(phases)
+    }
 
     async fn create_host(&self, host: &FleetHost, labels: &Labels) -> anyhow::Result<()> {
         let host_label = format!("{HOST_LABEL}={}", host.name);

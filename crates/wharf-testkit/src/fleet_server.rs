@@ -40,8 +40,16 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// The `wharf` binary built from this checkout: `WHARF_BIN` if set, else the result of
-/// `cargo build -p wharf --bin wharf` (the dev profile; a no-op when it is up to date).
+/// The `wharf` binary built from this checkout:
+/// 1. `WHARF_BIN` if set;
+/// 2. else the `wharf` next to the running test's own build directory (e.g.
+///    `target/debug/wharf`, which `cargo test --workspace` builds) if it is newer than
+///    every file of the workspace's crates, `Cargo.toml` and `Cargo.lock`;
+/// 3. else the result of `cargo build -p wharf --bin wharf`.
+///
+/// Step 2 matters for time: `cargo build -p wharf` resolves features for `wharf` alone,
+/// which can differ from the whole workspace's, so after `cargo test --workspace` it may
+/// compile several crates again although the binary there is current.
 pub async fn wharf_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("WHARF_BIN").filter(|path| !path.is_empty()) {
         let path = PathBuf::from(path);
@@ -52,6 +60,15 @@ pub async fn wharf_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = cached.as_ref() {
         return Ok(path.clone());
     }
+    if let Some(path) = current_prebuilt_binary() {
+        eprintln!(
+            "wharf-testkit: using {} (newer than every source file)",
+            path.display()
+        );
+        *cached = Some(path.clone());
+        return Ok(path);
+    }
+    let building = Instant::now();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let root = workspace_root();
     let manifest = root.join("Cargo.toml");
@@ -83,8 +100,53 @@ pub async fn wharf_binary() -> anyhow::Result<PathBuf> {
     }
     let path = executable_from_messages(&output.stdout)
         .context("cargo build -p wharf reported no executable for the wharf binary")?;
+    eprintln!(
+        "wharf-testkit: cargo build -p wharf took {:.1}s",
+        building.elapsed().as_secs_f64()
+    );
     *cached = Some(path.clone());
     Ok(path)
+}
+
+/// `wharf` in the build directory of the running executable (`…/target/debug/deps/x` →
+/// `…/target/debug/wharf`), if it is newer than every source file of the workspace.
+fn current_prebuilt_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?;
+    let binary = profile_dir.join("wharf");
+    let built = std::fs::metadata(&binary).ok()?.modified().ok()?;
+    let root = workspace_root();
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for file in [root.join("Cargo.toml"), root.join("Cargo.lock")] {
+        newest = newest.max(std::fs::metadata(file).ok()?.modified().ok()?);
+    }
+    newest = newest.max(newest_mtime(&root.join("crates"), 0)?);
+    (built > newest).then_some(binary)
+}
+
+/// The newest modification time of `dir` and everything below it (skipping `target` and
+/// hidden directories); `None` if something cannot be read.
+fn newest_mtime(dir: &Path, depth: usize) -> Option<std::time::SystemTime> {
+    // The directory's own time changes when a file in it is removed or renamed.
+    let mut newest = std::fs::metadata(dir).ok()?.modified().ok()?;
+    if depth > 16 {
+        return Some(newest);
+    }
+    for entry in std::fs::read_dir(dir).ok()? {
+        let entry = entry.ok()?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let kind = entry.file_type().ok()?;
+        if kind.is_dir() {
+            if name == "target" || name.starts_with('.') {
+                continue;
+            }
+            newest = newest.max(newest_mtime(&entry.path(), depth + 1)?);
+        } else {
+            newest = newest.max(entry.metadata().ok()?.modified().ok()?);
+        }
+    }
+    Some(newest)
 }
 
 /// Picks the `wharf` executable out of cargo's JSON messages.
@@ -109,6 +171,7 @@ pub struct WharfServer {
     port: u16,
     child: Option<Child>,
     starts: u32,
+    extra_args: Vec<String>,
 }
 
 impl WharfServer {
@@ -121,6 +184,18 @@ impl WharfServer {
         log_dir: &Path,
         listen: SocketAddr,
     ) -> anyhow::Result<Self> {
+        Self::start_with_args(binary, data_dir, log_dir, listen, &[]).await
+    }
+
+    /// [`start`](Self::start) with more arguments after `server` (kept for restarts),
+    /// e.g. `--heartbeat-interval 1s --offline-after 4s`.
+    pub async fn start_with_args(
+        binary: &Path,
+        data_dir: &Path,
+        log_dir: &Path,
+        listen: SocketAddr,
+        extra_args: &[String],
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let mut server = Self {
@@ -132,6 +207,7 @@ impl WharfServer {
             port: listen.port(),
             child: None,
             starts: 0,
+            extra_args: extra_args.to_vec(),
         };
         server.start_again().await?;
         Ok(server)
@@ -286,6 +362,7 @@ impl WharfServer {
             .arg(&listen)
             .arg("--data-dir")
             .arg(&self.data_dir)
+            .args(&self.extra_args)
             .env_remove("WHARF_TOKEN")
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -381,6 +458,16 @@ mod tests {
             Some(PathBuf::from("/w/target/debug/wharf"))
         );
         assert_eq!(executable_from_messages("not json\n"), None);
+    }
+
+    #[test]
+    fn newest_mtime_sees_new_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let before = newest_mtime(dir.path(), 0).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(dir.path().join("sub/file.rs"), "x").unwrap();
+        assert!(newest_mtime(dir.path(), 0).unwrap() > before);
     }
 
     #[test]

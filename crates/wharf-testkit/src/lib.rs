@@ -8,6 +8,7 @@
 pub mod docker;
 pub mod fleet;
 mod fleet_docker;
+pub mod fleet_scenario;
 pub mod fleet_server;
 pub mod host_image;
 pub mod registry;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{register_instance, Cli, TestServer};
+use common::{register_instance, Cli, TestAgent, TestServer};
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
@@ -1043,4 +1043,177 @@ fn secrets_never_appear_in_outputs_or_the_server_log() {
             "the {what} appears in the server log"
         );
     }
+}
+
+#[test]
+fn scaling_group_commands_create_show_list_and_delete() {
+    let f = Fixture::start("info");
+    let cli = f.login();
+    cli.run(&["app", "create", "web"]).ok();
+    cli.run(&["group", "create", "web", "prod"]).ok();
+
+    let created = cli
+        .run(&[
+            "scaling-group",
+            "create",
+            "asg",
+            "--app",
+            "web",
+            "--group",
+            "prod",
+            "--on-suspend",
+            "echo suspend",
+            "--on-resume",
+            "echo resume",
+        ])
+        .ok();
+    for fragment in [
+        "asg",
+        "web",
+        "prod",
+        "active",
+        "echo suspend",
+        "echo resume",
+    ] {
+        assert!(
+            created.stdout.contains(fragment),
+            "{fragment}: {created:#?}"
+        );
+    }
+    let shown = cli
+        .run(&["-o", "json", "scaling-group", "show", "asg"])
+        .ok();
+    let shown = shown.json();
+    assert_eq!(shown["state"], "active");
+    assert_eq!(shown["group"], "prod");
+    assert_eq!(shown["on_resume"], "echo resume");
+    assert_eq!(shown["pending"], serde_json::json!([]));
+    let listed = cli.run(&["scaling-group", "list"]).ok();
+    assert!(listed.stdout.contains("NAME") && listed.stdout.contains("asg"));
+    let listed = cli
+        .run(&["-o", "json", "scaling-group", "list"])
+        .ok()
+        .json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+
+    cli.run(&[
+        "scaling-group",
+        "create",
+        "asg",
+        "--app",
+        "web",
+        "--group",
+        "prod",
+    ])
+    .code(1)
+    .error_mentions(&["already", "HTTP 409"]);
+    cli.run(&[
+        "scaling-group",
+        "create",
+        "x",
+        "--app",
+        "nope",
+        "--group",
+        "prod",
+    ])
+    .code(1)
+    .error_mentions(&["field: app", "nope", "HTTP 400"]);
+    cli.run(&[
+        "scaling-group",
+        "create",
+        "x",
+        "--app",
+        "web",
+        "--group",
+        "nope",
+    ])
+    .code(1)
+    .error_mentions(&["field: group", "nope", "HTTP 400"]);
+    cli.run(&[
+        "scaling-group",
+        "create",
+        "Bad Name",
+        "--app",
+        "web",
+        "--group",
+        "prod",
+    ])
+    .code(1)
+    .error_mentions(&["field: name", "HTTP 400"]);
+    cli.run(&["scaling-group", "show", "nope"])
+        .code(1)
+        .error_mentions(&["not_found", "HTTP 404"]);
+
+    let deleted = cli.run(&["scaling-group", "delete", "asg"]).ok();
+    assert!(deleted.stdout.contains("Deleted scaling group asg"));
+    cli.run(&["scaling-group", "delete", "asg"])
+        .code(1)
+        .error_mentions(&["not_found", "HTTP 404"]);
+    let listed = cli
+        .run(&["-o", "json", "scaling-group", "list"])
+        .ok()
+        .json();
+    assert_eq!(listed, serde_json::json!([]));
+}
+
+#[test]
+fn an_agent_joins_its_scaling_group_and_deregisters_on_shutdown() {
+    let f = Fixture::start("info");
+    let cli = f.login();
+    cli.run(&["app", "create", "web"]).ok();
+    cli.run(&["group", "create", "web", "prod"]).ok();
+    cli.run(&[
+        "scaling-group",
+        "create",
+        "asg",
+        "--app",
+        "web",
+        "--group",
+        "prod",
+    ])
+    .ok();
+    let run = cli.run(&["instance", "token", "create"]).ok();
+    let token = run.stdout.trim_end_matches('\n').to_owned();
+    let state_dir = f.dir.path().join("agent-state");
+    let mut agent = TestAgent::start_with_args(
+        &f.server.url,
+        &token,
+        "sg-host",
+        &state_dir,
+        &state_dir.with_extension("no-docker.sock"),
+        &["--scaling-group", "asg", "--deregister"],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let group = cli
+            .run(&["-o", "json", "group", "show", "web", "prod"])
+            .ok();
+        if group.json()["instances"][0]["name"] == "sg-host" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never joined: {}",
+            agent.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(agent.stop().success(), "{}", agent.log());
+
+    let instances = cli.run(&["-o", "json", "instance", "list"]).ok().json();
+    assert_eq!(instances, serde_json::json!([]), "deregistered on shutdown");
+    assert!(!state_dir.join("state.json").exists());
+    let sg = cli
+        .run(&["-o", "json", "scaling-group", "show", "asg"])
+        .ok()
+        .json();
+    let kinds: Vec<&str> = sg["activities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["join", "leave"]);
+    let shown = cli.run(&["scaling-group", "show", "asg"]).ok();
+    assert!(shown.stdout.contains("Activities:") && shown.stdout.contains("leave"));
 }

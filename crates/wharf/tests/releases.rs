@@ -630,3 +630,268 @@ fn pauses_continue_cancel_and_rollback_with_two_agents() {
         .code(1)
         .error_mentions(&["nothing_to_roll_back"]);
 }
+
+// ------------------------------------------------------------------ group execs
+
+fn exec_id(text: &str) -> String {
+    let at = text.find("x-").expect("an exec id");
+    text[at..at + 18].to_owned()
+}
+
+#[test]
+fn group_exec_runs_on_every_host_in_batches_and_keeps_each_output() {
+    let fleet = Fleet::start(&["web-1", "web-2"]);
+    let script = fleet.dir.path().join("prepare.sh");
+    fs::write(
+        &script,
+        "echo \"hello from $WHARF_INSTANCE\"\necho second line\n",
+    )
+    .unwrap();
+    let run = fleet
+        .run(&[
+            "group",
+            "exec",
+            "web",
+            "prod",
+            "--script",
+            script.to_str().unwrap(),
+            "--batches",
+            "2",
+            "--timeout",
+            "30s",
+        ])
+        .ok();
+    // A summary per host on stdout: state, exit code and the last lines.
+    for name in ["web-1", "web-2"] {
+        assert!(run.stdout.contains(&format!("== {name} (")), "{run:#?}");
+    }
+    assert!(run.stdout.contains("succeeded, exit 0"), "{run:#?}");
+    assert_eq!(
+        run.stdout.matches("   hello from i-").count(),
+        2,
+        "{run:#?}"
+    );
+    assert!(run.stdout.contains("2/2 instance(s) succeeded"), "{run:#?}");
+    let first = exec_id(&run.stdout);
+    let shown = fleet.json(&["exec", "show", &first]);
+    assert_eq!(shown["batch_count"], 2);
+    assert_eq!(shown["state"], "succeeded");
+    assert_eq!(shown["counts"]["succeeded"], 2);
+
+    // A command that fails on one host: its exit status and output are recorded,
+    // and the other host is not affected.
+    let web_1 = fleet.json(&["instance", "show", "web-1"]);
+    let web_1_id = web_1["id"].as_str().unwrap().to_owned();
+    let check = format!("echo checked; [ \"$WHARF_INSTANCE\" != {web_1_id} ]");
+    let run = fleet
+        .cli
+        .run(&[
+            "--output",
+            "json",
+            "group",
+            "exec",
+            "web",
+            "prod",
+            "--batches",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            &check,
+        ])
+        .code(1);
+    let report = run.json();
+    let exec = &report["exec"];
+    assert_eq!(exec["state"], "succeeded", "{report:#}");
+    assert_eq!(exec["counts"]["failed"], 1, "{report:#}");
+    assert_eq!(exec["counts"]["succeeded"], 1, "{report:#}");
+    assert_eq!(exec["message"], "1 instance(s) failed");
+    let outputs = report["outputs"].as_array().unwrap();
+    let exec_output = |name: &str| {
+        outputs
+            .iter()
+            .find(|l| l["instance_name"] == name && l["step"] == "exec")
+            .unwrap_or_else(|| panic!("no output of {name}: {report:#}"))
+            .clone()
+    };
+    assert_eq!(exec_output("web-1")["exit_code"], 1);
+    assert_eq!(exec_output("web-1")["state"], "failed");
+    assert_eq!(exec_output("web-1")["output"], "checked\n");
+    assert_eq!(exec_output("web-2")["exit_code"], 0);
+    assert_eq!(exec_output("web-2")["output"], "checked\n");
+    assert!(run.stderr.contains("1/2 instance(s) succeeded"), "{run:#?}");
+    let second = exec["id"].as_str().unwrap().to_owned();
+
+    // list, show and logs.
+    let list = fleet.json(&["exec", "list", "--app", "web", "--group", "prod"]);
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![second.as_str(), first.as_str()]);
+    let table = fleet.run(&["exec", "list"]).ok().stdout;
+    assert!(
+        table.contains(&second) && table.contains("sh -c"),
+        "{table}"
+    );
+    let show = fleet.run(&["exec", "show", &second]).ok().stdout;
+    assert!(show.contains("web-1") && show.contains("failed"), "{show}");
+    assert!(show.contains("checked;"), "the script is shown: {show}");
+    let logs = fleet.run(&["exec", "logs", &second]).ok().stdout;
+    assert!(
+        logs.contains("== web-1 (") && logs.contains("failed, exit 1"),
+        "{logs}"
+    );
+    assert_eq!(logs.matches("checked\n").count(), 2, "{logs}");
+    let one = fleet.json(&["exec", "logs", &second, "--instance", "web-2"]);
+    assert!(
+        one.as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["instance_name"] == "web-2"),
+        "{one:#}"
+    );
+    // Execs are not releases, and the group's deployment did not change.
+    assert_eq!(fleet.json(&["release", "list"]), serde_json::json!([]));
+    let group = fleet.json(&["group", "show", "web", "prod"]);
+    assert_eq!(group["current_deployment"], Value::Null, "{group:#}");
+
+    // Without a script or a command it is a usage error.
+    fleet.run(&["group", "exec", "web", "prod"]).code(2);
+}
+
+#[test]
+fn a_docker_image_release_to_an_agent_without_docker_fails_its_pull_at_once() {
+    // The test agents are pointed at a Docker socket that does not exist; their
+    // heartbeats say so, and `instance show` shows it.
+    let fleet = Fleet::start(&["web-1"]);
+    let started = Instant::now();
+    let shown = loop {
+        let shown = fleet.json(&["instance", "show", "web-1"]);
+        if !shown["docker_error"].is_null() {
+            break shown;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no Docker status reported: {shown:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(shown["docker_version"], Value::Null, "{shown:#}");
+    let error = shown["docker_error"].as_str().unwrap();
+    assert!(error.contains("Docker Engine not reachable"), "{error}");
+    let table = fleet.run(&["instance", "show", "web-1"]).ok().stdout;
+    assert!(
+        table.contains("Docker") && table.contains("none: Docker Engine not reachable"),
+        "{table}"
+    );
+    let list = fleet.run(&["instance", "list"]).ok().stdout;
+    assert!(list.contains("DOCKER") && list.contains("none"), "{list}");
+    fleet
+        .run(&["registry", "create", "hub", "--endpoint", "127.0.0.1:5000"])
+        .ok();
+    let start = fleet.dir.path().join("start.sh");
+    fs::write(&start, "docker run -d shop/web\n").unwrap();
+    fleet
+        .run(&[
+            "deployment",
+            "create",
+            "web",
+            "v1",
+            "--type",
+            "docker-image",
+            "--registry",
+            "hub",
+            "--namespace",
+            "shop",
+            "--repository",
+            "web",
+            "--tag",
+            "v1",
+            "--workdir",
+            fleet.dir.path().join("work").to_str().unwrap(),
+            "--start-script",
+            start.to_str().unwrap(),
+            "--stop-script",
+            start.to_str().unwrap(),
+        ])
+        .ok();
+    let started = Instant::now();
+    let run = fleet
+        .run(&["release", "create", "web", "prod", "--deployment", "v1"])
+        .code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let id = release_id(&run.stdout);
+    let release = fleet.json(&["release", "show", &id]);
+    let instance = &release["batches"][0]["instances"][0];
+    let pull = instance["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "pull")
+        .unwrap_or_else(|| panic!("no pull step: {release:#}"));
+    assert_eq!(pull["state"], "failed", "{release:#}");
+    let message = pull["message"].as_str().unwrap();
+    for fragment in [
+        "Docker Engine not reachable",
+        "is docker running?",
+        "wharf group exec web prod --script scripts/prepare-host.sh",
+    ] {
+        assert!(message.contains(fragment), "{fragment:?}: {message}");
+    }
+}
+
+#[test]
+fn group_exec_runs_as_another_user_when_the_agent_is_root() {
+    let fleet = Fleet::start(&["web-1"]);
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let run = fleet.cli.run(&[
+        "--output",
+        "json",
+        "group",
+        "exec",
+        "web",
+        "prod",
+        "--as-user",
+        "nobody",
+        "--",
+        "id",
+        "-un",
+    ]);
+    let report = run.json();
+    let output = &report["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["step"] == "exec")
+        .unwrap_or_else(|| panic!("no exec output: {report:#}"))
+        .clone();
+    if root {
+        assert_eq!(run.code, 0, "{run:#?}");
+        assert_eq!(report["exec"]["as_user"], "nobody");
+        assert!(
+            output["output"].as_str().unwrap().starts_with("nobody\n"),
+            "{output:#}"
+        );
+    } else {
+        // Only an agent running as root can switch users; it says so.
+        assert_eq!(run.code, 1, "{run:#?}");
+        assert!(
+            output["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("needs the agent to run as root"),
+            "{output:#}"
+        );
+    }
+}

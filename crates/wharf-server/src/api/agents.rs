@@ -5,6 +5,7 @@
 use crate::auth::Agent;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::heartbeats::HeartbeatError;
 use crate::secrets::{generate_secret, hash_token, random_id_bytes, AGENT_CREDENTIAL_PREFIX};
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
@@ -13,13 +14,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use std::net::SocketAddr;
 use wharf_api::agent::{
-    AgentHeartbeat, AgentHeartbeatAck, AgentRegister, AgentRegistered, AGENT_PROTOCOL_VERSION,
-    PROTOCOL_HEADER,
+    AgentHeartbeat, AgentHeartbeatAck, AgentRegister, AgentRegistered, DockerStatus,
+    AGENT_PROTOCOL_VERSION, PROTOCOL_HEADER,
 };
 use wharf_api::ErrorBody;
 use wharf_domain::ids::InstanceId;
 use wharf_domain::names::{validate_instance_name, validate_label, validate_name};
-use wharf_store::InstanceRecord;
+use wharf_store::{HeartbeatRecord, InstanceRecord, StoreError};
 
 /// The address the request came from, or `unknown` where there is no socket (as in
 /// handler tests).
@@ -116,12 +117,33 @@ pub async fn register(
         scaling_group: body.scaling_group,
         registered_at: now,
         last_heartbeat_at: Some(now),
+        docker_version: None,
+        docker_error: None,
     };
-    state
-        .store
-        .instance_register(&hash_token(&body.registration_token), &record, now)
-        .await?;
-    tracing::info!(instance = %record.id, name = %record.name, "instance registered");
+    let token_hash = hash_token(&body.registration_token);
+    if record.scaling_group.is_some() {
+        let join = state
+            .store
+            .instance_register_scaling(&token_hash, &record, now)
+            .await
+            .map_err(|err| match err {
+                StoreError::NotFound {
+                    kind: "scaling group",
+                    name,
+                } => ApiError::invalid(
+                    "scaling_group",
+                    format!("scaling_group: no scaling group is named {name:?}"),
+                ),
+                other => other.into(),
+            })?;
+        tracing::info!(instance = %record.id, name = %record.name, scaling_group = ?record.scaling_group, ?join, "instance registered");
+    } else {
+        state
+            .store
+            .instance_register(&token_hash, &record, now)
+            .await?;
+        tracing::info!(instance = %record.id, name = %record.name, "instance registered");
+    }
     Ok((
         StatusCode::CREATED,
         Json(AgentRegistered {
@@ -132,6 +154,46 @@ pub async fn register(
         }),
     ))
 }
+
+/// Stores what a heartbeat says about the host's Docker Engine, only when it
+/// differs from what is stored (the instance was read by the credential check),
+/// so that heartbeats of an unchanged fleet cost no extra write.
+async fn record_docker(
+    state: &AppState,
+    instance: &InstanceRecord,
+    docker: &DockerStatus,
+) -> ApiResult<()> {
+    if let Some(version) = &docker.version {
+        text_field("docker.version", version, 64)?;
+    }
+    // An error is the agent's own words: kept bounded and on one line.
+    let error: Option<String> = docker.error.as_ref().map(|e| {
+        e.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(MAX_DOCKER_ERROR_CHARS)
+            .collect()
+    });
+    let version = if error.is_some() {
+        None
+    } else {
+        docker.version.clone()
+    };
+    if instance.docker_version == version && instance.docker_error == error {
+        return Ok(());
+    }
+    match state
+        .store
+        .instance_set_docker(&instance.id, version.as_deref(), error.as_deref())
+        .await
+    {
+        // Deleted meanwhile: the heartbeat itself was answered already.
+        Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The longest Docker error kept for an instance.
+const MAX_DOCKER_ERROR_CHARS: usize = 512;
 
 #[utoipa::path(post, path = "/agent/v1/heartbeat", request_body = AgentHeartbeat,
     responses((status = 200, body = AgentHeartbeatAck), (status = 401, body = ErrorBody)))]
@@ -144,17 +206,46 @@ pub async fn heartbeat(
 ) -> ApiResult<Json<AgentHeartbeatAck>> {
     check_protocol(&headers)?;
     text_field("agent_version", &body.agent_version, 64)?;
-    state
-        .store
-        .instance_heartbeat(
-            &instance.id,
-            chrono::Utc::now(),
-            &body.agent_version,
-            &address,
-        )
-        .await?;
+    // Heartbeats that arrive together are written in one transaction (see
+    // `heartbeats.rs`); this answers once this one is stored.
+    let beat = HeartbeatRecord {
+        id: instance.id.clone(),
+        at: chrono::Utc::now(),
+        agent_version: body.agent_version,
+        address,
+    };
+    match state.heartbeats.record(state.store.clone(), beat).await {
+        Ok(()) => {}
+        Err(HeartbeatError::NotFound) => {
+            return Err(StoreError::NotFound {
+                kind: "instance",
+                name: instance.id,
+            }
+            .into())
+        }
+        Err(HeartbeatError::Store) => return Err(ApiError::internal()),
+    }
+    if let Some(docker) = &body.docker {
+        record_docker(&state, &instance, docker).await?;
+    }
     Ok(Json(AgentHeartbeatAck {
         instance_id: instance.id,
         heartbeat_interval_secs: state.liveness.heartbeat_interval.as_secs().max(1),
     }))
+}
+
+#[utoipa::path(post, path = "/agent/v1/deregister",
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+/// An agent leaving for good (`wharf agent --deregister` on shutdown): the
+/// instance is deleted as by `wharf instance delete`, leaving its groups and, for
+/// a scaling group, recording the `leave` activity.
+pub async fn deregister(
+    Agent(instance): Agent,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    check_protocol(&headers)?;
+    state.store.instance_delete(&instance.id).await?;
+    tracing::info!(instance = %instance.id, name = %instance.name, "instance deregistered itself");
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -16,14 +16,23 @@ use wharf_store::GroupRecord;
 /// The most instances one add or remove request may name.
 const MAX_INSTANCES_PER_REQUEST: usize = 10_000;
 
+/// How many recent releases a group's view lists.
+const RECENT_RELEASES: u32 = 10;
+
 pub(crate) async fn view(state: &AppState, record: GroupRecord) -> ApiResult<Group> {
     let members = state.store.group_members(&record.app, &record.name).await?;
-    Ok(views::group(
-        record,
-        members,
-        &state.liveness,
-        chrono::Utc::now(),
-    ))
+    let recent = state
+        .store
+        .release_list(Some(&record.app), Some(&record.name), RECENT_RELEASES)
+        .await?;
+    let mut releases = Vec::with_capacity(recent.len());
+    for release in recent {
+        let tasks = state.store.task_list(&release.id).await?;
+        releases.push(views::release(release, &tasks, None));
+    }
+    let mut group = views::group(record, members, &state.liveness, chrono::Utc::now());
+    group.releases = releases;
+    Ok(group)
 }
 
 #[utoipa::path(post, path = "/api/v1/apps/{app}/groups", params(("app" = String, Path)), request_body = GroupCreate,

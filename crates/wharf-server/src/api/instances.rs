@@ -117,12 +117,18 @@ pub async fn show(
 pub(crate) async fn show_view(state: &AppState, id_or_name: &str) -> ApiResult<Instance> {
     let record = state.store.instance_fetch(id_or_name).await?;
     let memberships = state.store.instance_memberships(&record.id).await?;
-    Ok(views::instance(
-        record,
-        memberships,
-        &state.liveness,
-        chrono::Utc::now(),
-    ))
+    let pending = match &record.scaling_group {
+        Some(name) => match state.store.scaling_group_held(name).await {
+            Ok(held) => held.iter().any(|h| h.instance_id == record.id && !h.joined),
+            // Registered before the scaling group was deleted.
+            Err(wharf_store::StoreError::NotFound { .. }) => false,
+            Err(err) => return Err(err.into()),
+        },
+        None => false,
+    };
+    let mut view = views::instance(record, memberships, &state.liveness, chrono::Utc::now());
+    view.scaling_pending = pending;
+    Ok(view)
 }
 
 #[utoipa::path(delete, path = "/api/v1/instances/{instance}", params(("instance" = String, Path, description = "id or name")),

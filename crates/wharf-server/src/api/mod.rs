@@ -5,10 +5,12 @@
 pub(crate) mod agents;
 pub(crate) mod apps;
 pub(crate) mod deployments;
+pub(crate) mod execs;
 pub(crate) mod groups;
 pub(crate) mod instances;
 pub(crate) mod registries;
 pub(crate) mod releases;
+pub(crate) mod scaling;
 pub(crate) mod system;
 pub(crate) mod work;
 
@@ -75,15 +77,26 @@ pub fn router(state: AppState) -> Router {
             "/apps/{app}/groups/{group}/rollback",
             post(releases::rollback),
         )
+        .route("/apps/{app}/groups/{group}/execs", post(execs::create))
+        .route("/execs", get(execs::list))
+        .route("/execs/{id}", get(execs::show))
+        .route("/execs/{id}/cancel", post(execs::cancel))
+        .route("/execs/{id}/logs", get(execs::logs))
         .route("/releases", get(releases::list))
         .route("/releases/{id}", get(releases::show))
         .route("/releases/{id}/continue", post(releases::continue_release))
         .route("/releases/{id}/cancel", post(releases::cancel))
         .route("/releases/{id}/logs", get(releases::logs))
+        .route("/scaling-groups", post(scaling::create).get(scaling::list))
+        .route(
+            "/scaling-groups/{name}",
+            get(scaling::show).delete(scaling::delete),
+        )
         .route("/openapi.json", get(system::openapi));
     let agent = Router::new()
         .route("/register", post(agents::register))
         .route("/heartbeat", post(agents::heartbeat))
+        .route("/deregister", post(agents::deregister))
         .route("/work", get(work::poll))
         .route("/releases/{id}/events", post(work::event));
     Router::new()

@@ -136,9 +136,9 @@ pub async fn cancel(
 #[serde(deny_unknown_fields)]
 pub struct LogsQuery {
     /// An instance id or name.
-    instance: Option<String>,
+    pub(crate) instance: Option<String>,
     /// A step name.
-    step: Option<String>,
+    pub(crate) step: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/releases/{id}/logs", params(("id" = String, Path), LogsQuery),
@@ -149,8 +149,18 @@ pub async fn logs(
     ApiPath(id): ApiPath<String>,
     Query(query): Query<LogsQuery>,
 ) -> ApiResult<Json<Vec<StepLog>>> {
-    let tasks = state.store.task_list(&id).await?;
-    state.store.release_fetch(&id).await?;
+    Ok(Json(step_logs(&state, &id, &query).await?))
+}
+
+/// The output of a release's (or exec's) steps, optionally of one instance and
+/// one step.
+pub(crate) async fn step_logs(
+    state: &AppState,
+    id: &str,
+    query: &LogsQuery,
+) -> ApiResult<Vec<StepLog>> {
+    let tasks = state.store.task_list(id).await?;
+    state.store.release_fetch(id).await?;
     let instance_id = match &query.instance {
         None => None,
         Some(wanted) => Some(
@@ -171,16 +181,16 @@ pub async fn logs(
         Some(name) => Some(StepName::parse(name).ok_or_else(|| {
             ApiError::invalid(
                 "step",
-                format!("step: {name:?} is not a step (fetch, prepare, pull, stop, start, verify)"),
+                format!(
+                    "step: {name:?} is not a step (fetch, prepare, pull, stop, start, verify, exec)"
+                ),
             )
         })?),
     };
-    let steps = state.store.step_list(&id, instance_id.as_deref()).await?;
-    Ok(Json(
-        steps
-            .into_iter()
-            .filter(|s| step.is_none_or(|wanted| s.step == wanted))
-            .map(|s| views::step_log(s, &tasks))
-            .collect(),
-    ))
+    let steps = state.store.step_list(id, instance_id.as_deref()).await?;
+    Ok(steps
+        .into_iter()
+        .filter(|s| step.is_none_or(|wanted| s.step == wanted))
+        .map(|s| views::step_log(s, &tasks))
+        .collect())
 }

@@ -5,6 +5,7 @@
 
 use crate::auth::Agent;
 use crate::engine::driver::fail_open_step;
+use crate::engine::exec::is_exec;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use wharf_api::{ErrorBody, PullSpec, StepEvent, StepEventAck, VerifyWork, WorkAssignment};
 use wharf_domain::deployment::{registry_address, DeploymentKind};
 use wharf_domain::release::StepName;
-use wharf_store::{StepState, StoreError, TaskRecord, TaskState};
+use wharf_store::{StepState, StoreError, TaskRecord, TaskState, EXEC_KIND};
 
 /// The longest a poll may wait; agents ask for less than their HTTP timeout.
 const MAX_WAIT_SECS: u64 = 60;
@@ -48,8 +49,10 @@ pub async fn poll(
             .task_claim(&instance.id, chrono::Utc::now())
             .await?
         {
+            // The driver is not woken: a claimed task changes nothing it decides on
+            // (the batch was under way once dispatched), and with thousands of agents
+            // a pass per claim would be a pass over every task per claim.
             tracing::info!(release = %task.release_id, instance = %instance.id, "task fetched");
-            state.wakeups.wake_driver();
             return Ok(Json(assignment(&state, task).await?).into_response());
         }
         tokio::select! {
@@ -104,6 +107,29 @@ async fn fail_abandoned_tasks(state: &AppState, instance_id: &str) -> ApiResult<
 
 async fn assignment(state: &AppState, task: TaskRecord) -> ApiResult<WorkAssignment> {
     let release = state.store.release_fetch(&task.release_id).await?;
+    if is_exec(&release) {
+        let (_, exec) = state.store.exec_fetch(&release.id).await?;
+        return Ok(WorkAssignment {
+            release_id: release.id,
+            instance_id: task.instance_id,
+            app: release.app,
+            group: release.group,
+            deployment: String::new(),
+            kind: EXEC_KIND.to_owned(),
+            image: None,
+            workdir: "/".to_owned(),
+            start_script: exec.script,
+            stop_script: String::new(),
+            verify: None,
+            timeouts: wharf_api::Timeouts {
+                pull_secs: 0,
+                script_secs: exec.timeout_secs,
+                verify_secs: 0,
+            },
+            steps: vec![StepName::Exec.as_str().to_owned()],
+            as_user: exec.as_user,
+        });
+    }
     let deployment = state
         .store
         .deployment_fetch(&release.app, &release.deployment)
@@ -171,6 +197,7 @@ async fn assignment(state: &AppState, task: TaskRecord) -> ApiResult<WorkAssignm
             verify_secs: deployment.timeouts.verify_secs,
         },
         steps,
+        as_user: None,
     })
 }
 
@@ -264,10 +291,12 @@ pub async fn event(
             if !changed {
                 return Ok(Json(StepEventAck { proceed: true }));
             }
+            let mut task = task;
             if let (StepName::Pull, Some(digest)) = (step, &image_digest) {
                 store
                     .task_set_digest(&release_id, &instance.id, digest)
                     .await?;
+                task.image_digest = Some(digest.clone());
             }
             finish_task_if_done(
                 &state,
@@ -293,7 +322,15 @@ async fn finish_task_if_done(
     message: Option<&str>,
 ) -> ApiResult<()> {
     let now = chrono::Utc::now();
-    let (state_after, reason) = if succeeded {
+    let (state_after, reason) = if succeeded && step == StepName::Exec {
+        // An exec has one step after fetch.
+        (TaskState::Succeeded, None)
+    } else if succeeded {
+        // Every plan ends with start or verify, so no other step can end a task:
+        // those skip reading the release and deployment (two reads per report).
+        if !matches!(step, StepName::Start | StepName::Verify) {
+            return Ok(());
+        }
         let release = state.store.release_fetch(&task.release_id).await?;
         let deployment = state
             .store
@@ -315,11 +352,9 @@ async fn finish_task_if_done(
         };
         (TaskState::Failed, Some(why))
     };
-    let digest = state
-        .store
-        .task_fetch(&task.release_id, &task.instance_id)
-        .await?
-        .image_digest;
+    // `task` carries the digest: the pull step's report recorded it before this
+    // report read the task, or this very report is the pull's and set it above.
+    let digest = task.image_digest.clone();
     if state
         .store
         .task_finish(
@@ -333,7 +368,22 @@ async fn finish_task_if_done(
         .await?
     {
         tracing::info!(release = %task.release_id, instance = %task.instance_id, state = ?state_after, "instance finished");
-        state.wakeups.wake_driver();
+        // A success that leaves other tasks of its batch open changes nothing the
+        // driver decides on, so it is not woken for it: with thousands of instances
+        // a pass (which reads every task) per success would dominate the release.
+        // The count is read after this task's own update, so of the last two tasks
+        // to end, the later one always sees 0. The driver's tick remains a backstop.
+        let batch_open = if state_after == TaskState::Succeeded {
+            state
+                .store
+                .task_count_open_in_batch(&task.release_id, task.batch)
+                .await?
+        } else {
+            0
+        };
+        if batch_open == 0 {
+            state.wakeups.wake_driver();
+        }
     }
     Ok(())
 }

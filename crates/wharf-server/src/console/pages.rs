@@ -298,7 +298,7 @@ pub async fn overview(operator: Operator, State(state): State<AppState>) -> Page
             .map_err(|e| fail(e.into()))?;
         active.push(crate::views::release(record, &tasks, None));
     }
-    active.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    active.sort_by_key(|r| std::cmp::Reverse(r.created_at));
     let recent = api::releases::list_views(&state, None, None, 10)
         .await
         .map_err(fail)?;
@@ -1019,7 +1019,7 @@ pub async fn release_new_page(
         .deployment_list(app)
         .await
         .map_err(|e| fail(e.into()))?;
-    deployments.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    deployments.sort_by_key(|d| std::cmp::Reverse(d.created_at));
     let deployments: Vec<String> = deployments.into_iter().map(|d| d.name).collect();
     if form.value("deployment").is_empty() {
         if let Some(first) = deployments.first() {
@@ -1051,6 +1051,8 @@ pub struct ReleaseHead {
     pub max_failures: u32,
     pub rollback_on_failure: bool,
     pub rollback_of: Option<String>,
+    /// The automatic rollback started when this release failed.
+    pub rolled_back_by: Option<String>,
     pub message: Option<String>,
     pub created: When,
     pub started: Option<When>,
@@ -1182,6 +1184,7 @@ fn release_model(
         max_failures: r.max_failures,
         rollback_on_failure: r.rollback_on_failure,
         rollback_of: r.rollback_of.clone(),
+        rolled_back_by: r.rolled_back_by.clone(),
         message: r.message.clone(),
         created: When::new(r.created_at, now),
         started: When::opt(r.started_at, now),

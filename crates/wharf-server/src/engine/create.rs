@@ -19,6 +19,9 @@ pub const MAX_BATCH_INTERVAL_SECS: u32 = 86_400;
 pub enum ReleaseKind {
     Release,
     Rollback,
+    /// Brings instances that joined a group through a scaling group up to the
+    /// group's current deployment.
+    CatchUp,
 }
 
 impl ReleaseKind {
@@ -26,6 +29,7 @@ impl ReleaseKind {
         match self {
             Self::Release => "release",
             Self::Rollback => "rollback",
+            Self::CatchUp => "catch-up",
         }
     }
 }
@@ -48,6 +52,20 @@ pub struct NewRelease {
 }
 
 pub async fn create_release(state: &AppState, new: NewRelease) -> ApiResult<ReleaseRecord> {
+    let (release, tasks) = plan_release(state, new).await?;
+    state.store.release_create(&release, &tasks).await?;
+    tracing::info!(release = %release.id, app = %release.app, group = %release.group,
+        deployment = %release.deployment, instances = tasks.len(), batches = release.batch_count, "release created");
+    state.wakeups.wake_driver();
+    Ok(release)
+}
+
+/// Checks a release as asked for and plans it (target set, batches, tasks)
+/// without storing anything.
+pub async fn plan_release(
+    state: &AppState,
+    new: NewRelease,
+) -> ApiResult<(ReleaseRecord, Vec<TaskRecord>)> {
     validate_batches(new.batches)?;
     if new.batch_interval_secs > MAX_BATCH_INTERVAL_SECS {
         return Err(ApiError::invalid(
@@ -128,9 +146,5 @@ pub async fn create_release(state: &AppState, new: NewRelease) -> ApiResult<Rele
         finished_at: None,
         message: None,
     };
-    state.store.release_create(&release, &tasks).await?;
-    tracing::info!(release = %release.id, app = %release.app, group = %release.group,
-        deployment = %release.deployment, instances = tasks.len(), batches = release.batch_count, "release created");
-    state.wakeups.wake_driver();
-    Ok(release)
+    Ok((release, tasks))
 }

@@ -4,7 +4,8 @@
 //! Every step is a conditional update in the store, so a pass may be repeated, or
 //! run after a restart, without doing anything twice.
 
-use crate::engine::create::{create_release, NewRelease, ReleaseKind};
+use crate::engine::create::{plan_release, NewRelease, ReleaseKind};
+use crate::engine::exec::{is_exec, DEADLINE_SLACK_SECS};
 use crate::state::AppState;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
@@ -15,11 +16,22 @@ use wharf_store::{ReleaseRecord, StoreError, TaskRecord, TaskState};
 /// resolution of deadlines, batch intervals and offline detection.
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(1000);
 
+/// The least time between two looks for lost tasks (offline instances, passed
+/// deadlines). That look reads every instance, so it is not repeated on each of the
+/// many passes agents' reports cause during a large release; offline detection and
+/// deadlines keep the resolution of `TICK`.
+const LOST_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Runs until the server shuts down.
 pub async fn run(state: AppState) {
     let wake = state.wakeups.driver();
+    let mut last_lost_check: Option<tokio::time::Instant> = None;
     loop {
-        if let Err(err) = reconcile_all(&state).await {
+        let check_lost = last_lost_check.is_none_or(|at| at.elapsed() >= LOST_CHECK_INTERVAL);
+        if check_lost {
+            last_lost_check = Some(tokio::time::Instant::now());
+        }
+        if let Err(err) = reconcile_pass(&state, check_lost).await {
             tracing::error!(error = ?err, "release driver pass failed; retrying");
         }
         tokio::select! {
@@ -30,21 +42,34 @@ pub async fn run(state: AppState) {
     }
 }
 
-/// One pass over every active release.
-pub async fn reconcile_all(state: &AppState) -> Result<(), StoreError> {
+/// One pass over every active release; with `check_lost`, tasks of offline
+/// instances and tasks past their deadline fail first.
+async fn reconcile_pass(state: &AppState, check_lost: bool) -> Result<(), StoreError> {
     for release in state.store.release_list_active().await? {
         let id = release.id.clone();
-        if let Err(err) = reconcile(state, release).await {
+        if let Err(err) = reconcile(state, release, check_lost).await {
             tracing::error!(release = %id, error = ?err, "reconciling a release failed");
         }
     }
-    Ok(())
+    // After the releases, so that a release that ended in this pass resumes its
+    // scaling group at once.
+    crate::engine::scaling::reconcile(state).await
 }
 
-async fn reconcile(state: &AppState, release: ReleaseRecord) -> Result<(), StoreError> {
+async fn reconcile(
+    state: &AppState,
+    release: ReleaseRecord,
+    check_lost: bool,
+) -> Result<(), StoreError> {
     let now = Utc::now();
     match release.state {
         ReleaseState::Pending => {
+            // The lease is taken first: if the server stops in between, the next
+            // pass finds the release still pending and takes it again, harmlessly.
+            // An exec changes no deployment, so it takes no lease.
+            if !is_exec(&release) {
+                crate::engine::scaling::suspend_for(state, &release).await?;
+            }
             state
                 .store
                 .release_transition(
@@ -59,7 +84,7 @@ async fn reconcile(state: &AppState, release: ReleaseRecord) -> Result<(), Store
             state.wakeups.wake_driver();
             Ok(())
         }
-        ReleaseState::Running => drive_running(state, &release, now).await,
+        ReleaseState::Running => drive_running(state, &release, now, check_lost).await,
         // A paused release waits for `continue`; cancel is done by the API.
         _ => Ok(()),
     }
@@ -69,9 +94,10 @@ async fn drive_running(
     state: &AppState,
     release: &ReleaseRecord,
     now: DateTime<Utc>,
+    check_lost: bool,
 ) -> Result<(), StoreError> {
     let mut tasks = state.store.task_list(&release.id).await?;
-    if fail_lost_tasks(state, release, &tasks, now).await? {
+    if check_lost && fail_lost_tasks(state, release, &tasks, now).await? {
         tasks = state.store.task_list(&release.id).await?;
     }
     let failed = tasks
@@ -87,7 +113,7 @@ async fn drive_running(
         .map(|t| t.batch)
         .min()
     else {
-        return succeed_release(state, release, now).await;
+        return succeed_release(state, release, failed, now).await;
     };
     let in_batch = || tasks.iter().filter(move |t| t.batch == batch);
     if in_batch().any(|t| t.state != TaskState::Pending) {
@@ -136,13 +162,18 @@ async fn dispatch_batch(
     batch: u32,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let deployment = state
-        .store
-        .deployment_fetch(&release.app, &release.deployment)
-        .await?;
-    let budget = deployment
-        .timeouts
-        .task_budget_secs(deployment.image.is_some(), deployment.verify.is_some());
+    let budget = if is_exec(release) {
+        let (_, exec) = state.store.exec_fetch(&release.id).await?;
+        exec.timeout_secs + DEADLINE_SLACK_SECS
+    } else {
+        let deployment = state
+            .store
+            .deployment_fetch(&release.app, &release.deployment)
+            .await?;
+        deployment
+            .timeouts
+            .task_budget_secs(deployment.image.is_some(), deployment.verify.is_some())
+    };
     let deadline = now + Duration::seconds(i64::from(budget));
     let dispatched = state
         .store
@@ -247,24 +278,33 @@ pub async fn fail_open_step(
     Ok(())
 }
 
+/// Every task ended. A release records the group's deployment; an exec (which
+/// tolerates every failure) says how many instances failed.
 async fn succeed_release(
     state: &AppState,
     release: &ReleaseRecord,
+    failed: u32,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    // The group's deployment is recorded first: if the server stops in between, the
-    // next pass finds the release still running and records it again, harmlessly.
-    state
-        .store
-        .group_set_current_deployment(&release.app, &release.group, &release.deployment)
-        .await?;
+    let message = if is_exec(release) {
+        (failed > 0).then(|| format!("{failed} instance(s) failed"))
+    } else {
+        // The group's deployment is recorded first: if the server stops in between,
+        // the next pass finds the release still running and records it again,
+        // harmlessly.
+        state
+            .store
+            .group_set_current_deployment(&release.app, &release.group, &release.deployment)
+            .await?;
+        None
+    };
     if state
         .store
         .release_transition(
             &release.id,
             &[ReleaseState::Running],
             ReleaseState::Succeeded,
-            None,
+            message.as_deref(),
             now,
         )
         .await?
@@ -293,39 +333,52 @@ async fn fail_release(
             now,
         )
         .await?;
+    // The rollback is planned first and stored in the same transaction as the
+    // failure: no reader sees the failed release without its rollback, and a
+    // restart in between cannot lose it.
+    let rollback = if release.rollback_on_failure {
+        plan_automatic_rollback(state, release, tasks).await
+    } else {
+        None
+    };
     if !state
         .store
-        .release_transition(
+        .release_fail(
             &release.id,
-            &[ReleaseState::Running],
-            ReleaseState::Failed,
-            Some(&message),
+            &message,
             now,
+            rollback.as_ref().map(|(r, t)| (r, t.as_slice())),
         )
         .await?
     {
         return Ok(());
     }
     tracing::warn!(release = %release.id, message, "release failed");
-    if release.rollback_on_failure {
-        start_automatic_rollback(state, release, tasks).await;
+    if let Some((rollback, _)) = rollback {
+        tracing::info!(release = %release.id, rollback = %rollback.id, "automatic rollback started");
+        state.wakeups.wake_driver();
     }
     Ok(())
 }
 
-/// Publishes the group's current (last successful) deployment to the instances the
-/// failed release touched.
-async fn start_automatic_rollback(state: &AppState, release: &ReleaseRecord, tasks: &[TaskRecord]) {
+/// Plans the publication of the group's current (last successful) deployment to
+/// the instances the failed release touched; `None` (logged) when there is
+/// nothing to roll back to or no touched instance is still in the group.
+async fn plan_automatic_rollback(
+    state: &AppState,
+    release: &ReleaseRecord,
+    tasks: &[TaskRecord],
+) -> Option<(ReleaseRecord, Vec<TaskRecord>)> {
     let group = match state.store.group_fetch(&release.app, &release.group).await {
         Ok(group) => group,
         Err(err) => {
             tracing::error!(release = %release.id, error = ?err, "cannot roll back");
-            return;
+            return None;
         }
     };
     let Some(previous) = group.current_deployment else {
         tracing::warn!(release = %release.id, "no earlier successful deployment to roll back to");
-        return;
+        return None;
     };
     let touched: Vec<String> = tasks
         .iter()
@@ -345,12 +398,11 @@ async fn start_automatic_rollback(state: &AppState, release: &ReleaseRecord, tas
         rollback_of: Some(release.id.clone()),
         only_instances: Some(touched),
     };
-    match create_release(state, new).await {
-        Ok(rollback) => {
-            tracing::info!(release = %release.id, rollback = %rollback.id, "automatic rollback started")
-        }
+    match plan_release(state, new).await {
+        Ok(plan) => Some(plan),
         Err(err) => {
-            tracing::error!(release = %release.id, error = ?err, "automatic rollback could not start")
+            tracing::error!(release = %release.id, error = ?err, "automatic rollback could not start");
+            None
         }
     }
 }

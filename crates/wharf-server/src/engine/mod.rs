@@ -6,6 +6,8 @@
 pub mod actions;
 pub mod create;
 pub mod driver;
+pub mod exec;
 pub mod notify;
+pub mod scaling;
 
 pub use notify::Wakeups;

@@ -4,7 +4,7 @@
 //! `Notify::notify_one` stores a permit when nobody waits, so a wake-up that
 //! arrives between an agent's store query and its wait is not lost.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
 
@@ -12,6 +12,9 @@ use tokio::sync::{watch, Notify};
 pub struct Wakeups {
     agents: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     driver: Arc<Notify>,
+    /// Scaling groups whose hook command runs now, so that a pass never starts a
+    /// second one beside it (hooks of one scaling group run one at a time, in order).
+    hooks: Arc<Mutex<HashSet<String>>>,
     shutdown_tx: Arc<watch::Sender<bool>>,
     shutdown_rx: watch::Receiver<bool>,
 }
@@ -22,6 +25,7 @@ impl Default for Wakeups {
         Self {
             agents: Arc::default(),
             driver: Arc::default(),
+            hooks: Arc::default(),
             shutdown_tx: Arc::new(shutdown_tx),
             shutdown_rx,
         }
@@ -47,6 +51,18 @@ impl Wakeups {
 
     pub fn driver(&self) -> Arc<Notify> {
         self.driver.clone()
+    }
+
+    /// Marks a scaling group's hook as running; false if one runs already.
+    pub fn hook_start(&self, scaling_group: &str) -> bool {
+        let mut hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner());
+        hooks.insert(scaling_group.to_owned())
+    }
+
+    /// Marks a scaling group's hook as ended.
+    pub fn hook_end(&self, scaling_group: &str) {
+        let mut hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner());
+        hooks.remove(scaling_group);
     }
 
     /// Ends long polls and the driver loop.

@@ -10,7 +10,7 @@ use sqlx::SqliteConnection;
 /// The columns of an [`InstanceRow`], read from the `instances` table aliased `i`.
 pub(super) const INSTANCE_COLUMNS: &str = "i.id, i.name, i.hostname, i.address, i.os, i.arch, \
      i.agent_version, i.labels, i.credential_hash, i.scaling_group, i.registered_at, \
-     i.last_heartbeat_at";
+     i.last_heartbeat_at, i.docker_version, i.docker_error";
 
 /// An instance as stored. `groups::members` reads it too.
 #[derive(sqlx::FromRow)]
@@ -27,6 +27,8 @@ pub(super) struct InstanceRow {
     scaling_group: Option<String>,
     registered_at: i64,
     last_heartbeat_at: Option<i64>,
+    docker_version: Option<String>,
+    docker_error: Option<String>,
 }
 
 impl TryFrom<InstanceRow> for InstanceRecord {
@@ -46,6 +48,8 @@ impl TryFrom<InstanceRow> for InstanceRecord {
             agent_version: row.agent_version,
             credential_hash: row.credential_hash,
             scaling_group: row.scaling_group,
+            docker_version: row.docker_version,
+            docker_error: row.docker_error,
         })
     }
 }
@@ -265,4 +269,25 @@ pub(super) async fn memberships(
             image_digest,
         })
         .collect())
+}
+
+/// Records what the agent reported about the host's Docker Engine.
+pub(super) async fn set_docker(
+    conn: &mut SqliteConnection,
+    id: &str,
+    version: Option<&str>,
+    error: Option<&str>,
+) -> StoreResult<()> {
+    let updated =
+        sqlx::query("UPDATE instances SET docker_version = ?, docker_error = ? WHERE id = ?")
+            .bind(version)
+            .bind(error)
+            .bind(id)
+            .execute(conn)
+            .await?
+            .rows_affected();
+    if updated == 0 {
+        return Err(not_found("instance", id));
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@
 mod apps;
 mod convert;
 mod deployments;
+mod execs;
 mod failure;
 mod groups;
 mod instances;
@@ -20,10 +21,11 @@ mod steps;
 mod tasks;
 mod tokens;
 
+use crate::ExecRecord;
 use crate::{
-    ApiTokenRecord, AppRecord, DeploymentRecord, GroupRecord, InstanceRecord, MemberRecord,
-    MembershipRecord, RegistrationTokenRecord, RegistryRecord, ReleaseRecord, StepRecord,
-    StepState, Store, StoreError, StoreResult, TaskRecord, TaskState,
+    ApiTokenRecord, AppRecord, DeploymentRecord, GroupRecord, HeartbeatRecord, InstanceRecord,
+    MemberRecord, MembershipRecord, RegistrationTokenRecord, RegistryRecord, ReleaseRecord,
+    StepRecord, StepState, Store, StoreError, StoreResult, TaskRecord, TaskState,
 };
 use crate::{
     HookRunRecord, ScalingActivityRecord, ScalingGroupRecord, ScalingHeldRecord, ScalingJoin,
@@ -177,6 +179,39 @@ impl Store for SqliteStore {
         commit(tx).await
     }
 
+    async fn instance_heartbeats(&self, beats: &[HeartbeatRecord]) -> StoreResult<Vec<bool>> {
+        let mut tx = self.write().await?;
+        let mut found = Vec::with_capacity(beats.len());
+        for beat in beats {
+            match instances::heartbeat(
+                &mut tx,
+                &beat.id,
+                beat.at,
+                &beat.agent_version,
+                &beat.address,
+            )
+            .await
+            {
+                Ok(()) => found.push(true),
+                Err(StoreError::NotFound { .. }) => found.push(false),
+                Err(err) => return Err(err),
+            }
+        }
+        commit(tx).await?;
+        Ok(found)
+    }
+
+    async fn instance_set_docker(
+        &self,
+        id: &str,
+        version: Option<&str>,
+        error: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        instances::set_docker(&mut tx, id, version, error).await?;
+        commit(tx).await
+    }
+
     async fn instance_delete(&self, id: &str) -> StoreResult<()> {
         let mut tx = self.write().await?;
         instances::delete(&mut tx, id).await?;
@@ -308,7 +343,31 @@ impl Store for SqliteStore {
         group: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<ReleaseRecord>> {
-        releases::list(&mut *self.read().await?, app, group, limit).await
+        releases::list(&mut *self.read().await?, app, group, limit, false).await
+    }
+
+    async fn exec_create(
+        &self,
+        release: &ReleaseRecord,
+        exec: &ExecRecord,
+        tasks: &[TaskRecord],
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        execs::create(&mut tx, release, exec, tasks).await?;
+        commit(tx).await
+    }
+
+    async fn exec_fetch(&self, id: &str) -> StoreResult<(ReleaseRecord, ExecRecord)> {
+        execs::fetch(&mut *self.read().await?, id).await
+    }
+
+    async fn exec_list(
+        &self,
+        app: Option<&str>,
+        group: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<ReleaseRecord>> {
+        releases::list(&mut *self.read().await?, app, group, limit, true).await
     }
 
     async fn release_list_active(&self) -> StoreResult<Vec<ReleaseRecord>> {
@@ -329,6 +388,30 @@ impl Store for SqliteStore {
         Ok(moved)
     }
 
+    async fn release_fail(
+        &self,
+        id: &str,
+        message: &str,
+        now: DateTime<Utc>,
+        rollback: Option<(&ReleaseRecord, &[TaskRecord])>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let moved = releases::transition(
+            &mut tx,
+            id,
+            &[ReleaseState::Running],
+            ReleaseState::Failed,
+            Some(message),
+            now,
+        )
+        .await?;
+        if let (true, Some((release, tasks))) = (moved, rollback) {
+            releases::create(&mut tx, release, tasks).await?;
+        }
+        commit(tx).await?;
+        Ok(moved)
+    }
+
     async fn release_continue(&self, id: &str, continued_through: u32) -> StoreResult<bool> {
         let mut tx = self.write().await?;
         let moved = releases::resume(&mut tx, id, continued_through).await?;
@@ -338,6 +421,10 @@ impl Store for SqliteStore {
 
     async fn task_list(&self, release_id: &str) -> StoreResult<Vec<TaskRecord>> {
         tasks::list(&mut *self.read().await?, release_id).await
+    }
+
+    async fn task_count_open_in_batch(&self, release_id: &str, batch: u32) -> StoreResult<u32> {
+        tasks::count_open_in_batch(&mut *self.read().await?, release_id, batch).await
     }
 
     async fn task_dispatch_batch(

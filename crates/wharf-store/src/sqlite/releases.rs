@@ -6,7 +6,7 @@
 use super::convert::{boolean, millis, optional_time, time, unsigned};
 use super::failure::{already_exists, not_found, scoped};
 use super::{apps, deployments, groups, tasks};
-use crate::{ReleaseRecord, StoreError, StoreResult, TaskRecord};
+use crate::{ReleaseRecord, StoreError, StoreResult, TaskRecord, EXEC_KIND};
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use wharf_domain::release::{PauseMode, ReleaseState};
@@ -24,7 +24,7 @@ struct ReleaseRow {
     id: String,
     app: String,
     group_name: String,
-    deployment: String,
+    deployment: Option<String>,
     state: String,
     pause: String,
     batch_count: i64,
@@ -66,7 +66,8 @@ impl TryFrom<ReleaseRow> for ReleaseRecord {
             id: row.id,
             app: row.app,
             group: row.group_name,
-            deployment: row.deployment,
+            // An exec has no deployment; its record says so with an empty name.
+            deployment: row.deployment.unwrap_or_default(),
             kind: row.kind,
             rollback_of: row.rollback_of,
             message: row.message,
@@ -141,7 +142,16 @@ pub(super) async fn create(
     release_tasks: &[TaskRecord],
 ) -> StoreResult<()> {
     groups::require(conn, &release.app, &release.group).await?;
-    deployments::require(conn, &release.app, &release.deployment).await?;
+    let exec = release.kind == EXEC_KIND;
+    if exec != release.deployment.is_empty() {
+        return Err(StoreError::Conflict(format!(
+            "release {}: an exec has no deployment and every other release has one",
+            release.id
+        )));
+    }
+    if !exec {
+        deployments::require(conn, &release.app, &release.deployment).await?;
+    }
     if let Some(failed) = &release.rollback_of {
         require(conn, failed).await?;
     }
@@ -175,7 +185,7 @@ async fn insert(conn: &mut SqliteConnection, r: &ReleaseRecord) -> Result<(), sq
     .bind(&r.id)
     .bind(&r.app)
     .bind(&r.group)
-    .bind(&r.deployment)
+    .bind((!r.deployment.is_empty()).then_some(&r.deployment))
     .bind(r.state.as_str())
     .bind(r.pause.as_str())
     .bind(i64::from(r.batch_count))
@@ -205,13 +215,15 @@ pub(super) async fn fetch(conn: &mut SqliteConnection, id: &str) -> StoreResult<
 }
 
 /// Releases, newest first (ties by id), of one application and, within it, one
-/// group when they are given. A named application or group must exist; a group
-/// without an application matches that group name in every application.
+/// group when they are given; only execs with `execs`, else none of them. A named
+/// application or group must exist; a group without an application matches that
+/// group name in every application.
 pub(super) async fn list(
     conn: &mut SqliteConnection,
     app: Option<&str>,
     group: Option<&str>,
     limit: u32,
+    execs: bool,
 ) -> StoreResult<Vec<ReleaseRecord>> {
     match (app, group) {
         (Some(app), Some(group)) => groups::require(conn, app, group).await?,
@@ -221,12 +233,14 @@ pub(super) async fn list(
     let sql = format!(
         "SELECT {RELEASE_COLUMNS} FROM releases \
          WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR group_name = ?2) \
+         AND (kind = 'exec') = ?4 \
          ORDER BY created_at DESC, id LIMIT ?3"
     );
     sqlx::query_as::<_, ReleaseRow>(&sql)
         .bind(app)
         .bind(group)
         .bind(i64::from(limit))
+        .bind(execs)
         .fetch_all(conn)
         .await?
         .into_iter()

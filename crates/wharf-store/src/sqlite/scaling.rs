@@ -117,7 +117,10 @@ async fn find(conn: &mut SqliteConnection, name: &str) -> StoreResult<Option<Sca
         .transpose()
 }
 
-pub(super) async fn fetch(conn: &mut SqliteConnection, name: &str) -> StoreResult<ScalingGroupRecord> {
+pub(super) async fn fetch(
+    conn: &mut SqliteConnection,
+    name: &str,
+) -> StoreResult<ScalingGroupRecord> {
     find(conn, name)
         .await?
         .ok_or_else(|| not_found("scaling group", name))
@@ -397,7 +400,9 @@ pub(super) async fn hook_record(
     .execute(&mut *conn)
     .await?;
     let sql = match (run.hook.as_str(), run.error.is_some(), retry_at.is_some()) {
-        ("suspend", false, _) => "UPDATE scaling_groups SET suspend_hook_pending = 0 WHERE name = ?1",
+        ("suspend", false, _) => {
+            "UPDATE scaling_groups SET suspend_hook_pending = 0 WHERE name = ?1"
+        }
         ("suspend", true, _) => {
             "UPDATE scaling_groups SET suspend_hook_pending = 0, last_error = ?2 WHERE name = ?1"
         }
@@ -436,16 +441,24 @@ pub(super) async fn hook_runs(
 ) -> StoreResult<Vec<HookRunRecord>> {
     fetch(conn, name).await?;
     #[allow(clippy::type_complexity)]
-    let rows: Vec<(String, Option<String>, i64, i64, i64, Option<i32>, String, Option<String>)> =
-        sqlx::query_as(
-            "SELECT hook, release_id, attempt, started_at, finished_at, exit_code, output, error \
+    let rows: Vec<(
+        String,
+        Option<String>,
+        i64,
+        i64,
+        i64,
+        Option<i32>,
+        String,
+        Option<String>,
+    )> = sqlx::query_as(
+        "SELECT hook, release_id, attempt, started_at, finished_at, exit_code, output, error \
              FROM (SELECT * FROM scaling_hook_runs WHERE scaling_group = ? \
                    ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-        )
-        .bind(name)
-        .bind(i64::from(limit))
-        .fetch_all(conn)
-        .await?;
+    )
+    .bind(name)
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await?;
     rows.into_iter()
         .map(
             |(hook, release_id, attempt, started, finished, exit_code, output, error)| {

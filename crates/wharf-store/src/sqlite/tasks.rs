@@ -136,6 +136,22 @@ pub(super) async fn list(
         .collect()
 }
 
+pub(super) async fn count_open_in_batch(
+    conn: &mut SqliteConnection,
+    release_id: &str,
+    batch: u32,
+) -> StoreResult<u32> {
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM release_tasks WHERE release_id = ? AND batch = ? \
+         AND state IN ('pending', 'dispatched', 'running')",
+    )
+    .bind(release_id)
+    .bind(i64::from(batch))
+    .fetch_one(conn)
+    .await?;
+    Ok(u32::try_from(count).unwrap_or(u32::MAX))
+}
+
 pub(super) async fn fetch(
     conn: &mut SqliteConnection,
     release_id: &str,
@@ -277,7 +293,7 @@ pub(super) async fn finish(
         sqlx::query(
             "UPDATE group_members SET deployment = r.deployment, image_digest = ?1 \
              FROM releases r \
-             WHERE r.id = ?2 AND group_members.app = r.app \
+             WHERE r.id = ?2 AND r.kind <> 'exec' AND group_members.app = r.app \
              AND group_members.group_name = r.group_name AND group_members.instance_id = ?3",
         )
         .bind(recorded_digest)

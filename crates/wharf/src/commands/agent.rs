@@ -46,6 +46,10 @@ pub struct AgentArgs {
     /// A label to register with, as KEY=VALUE; repeat for more.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
+    /// On shutdown (SIGTERM/SIGINT), deregister: the server deletes this instance,
+    /// which leaves its groups and scaling group, and the state file is removed.
+    #[arg(long)]
+    pub deregister: bool,
     /// The scaling group to join when registering.
     #[arg(long, value_name = "NAME")]
     pub scaling_group: Option<String>,
@@ -105,10 +109,16 @@ pub async fn cmd_agent(ctx: &CommandContext, args: AgentArgs) -> Result<(), Comm
         scaling_group: args.scaling_group,
         docker_socket: args.docker_socket,
     };
+    let deregister = args.deregister.then(|| config.clone());
     // The error becomes the `error: ...` line on stderr, after the log.
-    wharf_agent::run(config, shutdown)
-        .await
-        .map_err(|err| CommandError::Internal(anyhow::anyhow!(wharf_agent::error_chain(&err))))
+    let failed = |err: wharf_agent::AgentError| {
+        CommandError::Internal(anyhow::anyhow!(wharf_agent::error_chain(&err)))
+    };
+    wharf_agent::run(config, shutdown).await.map_err(failed)?;
+    if let Some(config) = deregister {
+        wharf_agent::deregister(&config).await.map_err(failed)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -20,6 +20,10 @@ pub enum GroupCommand {
     AddInstances(GroupMembersArgs),
     /// Remove instances from a group.
     RemoveInstances(GroupMembersArgs),
+    /// Run a shell script on the instances of a group, in batches, and show every
+    /// host's result.
+    #[command(after_help = super::exec::GROUP_EXEC_HELP)]
+    Exec(super::exec::GroupExecArgs),
 }
 
 #[derive(clap::Args)]
@@ -50,6 +54,7 @@ pub struct GroupMembersArgs {
 pub async fn cmd_group(ctx: &CommandContext, command: GroupCommand) -> Result<(), CommandError> {
     let client = ctx.client()?;
     match command {
+        GroupCommand::Exec(args) => super::exec::group_exec(ctx, &client, args).await,
         GroupCommand::Create(args) => {
             let body = GroupCreate { name: args.group };
             let group = client.group_create(&args.app, &body).await?;
@@ -126,7 +131,14 @@ fn render_group(g: &Group) -> String {
         .render();
     if !g.instances.is_empty() {
         out.push('\n');
-        let mut table = Table::new(&["ID", "NAME", "STATUS", "DEPLOYMENT", "IMAGE DIGEST"]);
+        let mut table = Table::new(&[
+            "ID",
+            "NAME",
+            "STATUS",
+            "DEPLOYMENT",
+            "IMAGE DIGEST",
+            "DRIFT",
+        ]);
         for m in &g.instances {
             table.row([
                 m.id.as_str(),
@@ -134,6 +146,21 @@ fn render_group(g: &Group) -> String {
                 m.status.as_str(),
                 or_dash(m.deployment.as_deref()),
                 or_dash(m.image_digest.as_deref()),
+                if m.drift { "DRIFT" } else { "" },
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+    if !g.releases.is_empty() {
+        out.push_str("\nRecent releases:\n");
+        let mut table = Table::new(&["ID", "DEPLOYMENT", "KIND", "STATE", "CREATED"]);
+        for r in &g.releases {
+            table.row([
+                r.id.clone(),
+                r.deployment.clone(),
+                r.kind.clone(),
+                r.state.clone(),
+                time(&r.created_at),
             ]);
         }
         out.push_str(&table.render());

@@ -132,6 +132,7 @@ fn instance_table(instances: &[Instance]) -> String {
         "ADDRESS",
         "OS/ARCH",
         "AGENT",
+        "DOCKER",
         "LAST HEARTBEAT",
     ]);
     for i in instances {
@@ -142,10 +143,33 @@ fn instance_table(instances: &[Instance]) -> String {
             i.address.clone(),
             format!("{}/{}", i.os, i.arch),
             i.agent_version.clone(),
+            docker_short(i),
             i.last_heartbeat_at.as_ref().map_or("-".to_owned(), time),
         ]);
     }
     table.render()
+}
+
+/// The host's Docker Engine in a table cell: its version, `none` when the agent
+/// found none working, `-` when not reported.
+fn docker_short(i: &Instance) -> String {
+    match (&i.docker_version, &i.docker_error) {
+        (Some(version), _) => clean(version).into_owned(),
+        (None, Some(_)) => "none".to_owned(),
+        (None, None) => "-".to_owned(),
+    }
+}
+
+/// The host's Docker Engine for `show`, with why it does not work and the fix.
+fn docker_long(i: &Instance) -> String {
+    match (&i.docker_version, &i.docker_error) {
+        (Some(version), _) => format!("Docker Engine {}", clean(version)),
+        (None, Some(error)) => format!(
+            "none: {} (prepare the host with `wharf group exec APP GROUP --script scripts/prepare-host.sh`)",
+            clean(error)
+        ),
+        (None, None) => "- (not reported by the agent)".to_owned(),
+    }
 }
 
 fn render_instance(i: &Instance) -> String {
@@ -159,8 +183,15 @@ fn render_instance(i: &Instance) -> String {
         .add("Address", &i.address)
         .add("OS/arch", format!("{}/{}", i.os, i.arch))
         .add("Agent version", &i.agent_version)
+        .add("Docker", docker_long(i))
         .add("Labels", list(&labels))
-        .add("Scaling group", or_dash(i.scaling_group.as_deref()))
+        .add(
+            "Scaling group",
+            match (&i.scaling_group, i.scaling_pending) {
+                (Some(name), true) => format!("{name} (pending: joins when the release ends)"),
+                (name, _) => or_dash(name.as_deref()).to_owned(),
+            },
+        )
         .add("Registered", time(&i.registered_at))
         .add(
             "Last heartbeat",

@@ -4,11 +4,13 @@
 pub mod agent;
 pub mod app;
 pub mod deployment;
+pub mod exec;
 pub mod group;
 pub mod instance;
 pub mod login;
 pub mod registry;
 pub mod release;
+pub mod scaling_group;
 pub mod server;
 
 use crate::config;
@@ -87,6 +89,13 @@ pub enum Command {
     /// Releases: publishing a deployment to a group, in batches.
     #[command(subcommand)]
     Release(release::ReleaseCommand),
+    /// Group execs: scripts run on the instances of a group (`wharf group exec`).
+    #[command(subcommand)]
+    Exec(exec::ExecCommand),
+    /// Scaling groups: agents that join an application group as they come, held
+    /// while a release runs on it.
+    #[command(subcommand)]
+    ScalingGroup(scaling_group::ScalingGroupCommand),
     /// Run the control-plane server.
     Server(server::ServerArgs),
     /// Run the host agent (Linux only), which registers this host with a server and
@@ -128,6 +137,8 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Registry(command) => registry::cmd_registry(&ctx, command).await,
         Command::Deployment(command) => deployment::cmd_deployment(&ctx, command).await,
         Command::Release(command) => release::cmd_release(&ctx, command).await,
+        Command::Exec(command) => exec::cmd_exec(&ctx, command).await,
+        Command::ScalingGroup(command) => scaling_group::cmd_scaling_group(&ctx, command).await,
         Command::Server(args) => server::cmd_server(&ctx, args).await,
         Command::Agent(args) => agent::cmd_agent(&ctx, args).await,
     }

@@ -23,8 +23,12 @@ use wharf_api::{Release, ReleaseBatch, ReleaseCreate, ReleaseInstance, ReleaseSt
 use wharf_client::{Client, ClientError};
 use wharf_domain::release::{ReleaseState, MAX_BATCHES};
 
-/// How often a followed release is fetched.
+/// How often a followed release is fetched once it has run for a while.
 const POLL_INTERVAL: Duration = Duration::from_millis(400);
+/// The first wait between fetches; it doubles up to [`POLL_INTERVAL`]. A short
+/// release (a no-op takes the server ~25 ms) is then seen to end within tens of
+/// milliseconds, while a long one costs the server no more than before.
+const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// How long the server may stay unreachable while following before giving up.
 const UNREACHABLE_GRACE: Duration = Duration::from_secs(30);
 /// How long `logs --follow` waits, after the release ended, for steps still
@@ -287,8 +291,20 @@ fn is_terminal(release: &Release) -> bool {
 async fn follow(
     ctx: &CommandContext,
     client: &Client,
-    mut release: Release,
+    release: Release,
 ) -> Result<(), CommandError> {
+    let release = follow_progress(ctx, client, release).await?;
+    outcome(ctx, client, &release).await
+}
+
+/// Shows the progress of a release (or of a group exec, which is a release row
+/// too) on stderr until it ends, and returns it as it ended. Ctrl-C stops
+/// following with [`CommandError::Interrupted`].
+pub(crate) async fn follow_progress(
+    ctx: &CommandContext,
+    client: &Client,
+    mut release: Release,
+) -> Result<Release, CommandError> {
     let mut view = if std::io::stderr().is_terminal() {
         Progress::Bars(Bars::new(&release))
     } else {
@@ -317,7 +333,7 @@ async fn follow(
         view.show(ctx, &release)?;
     }
     view.finish(&release);
-    outcome(ctx, client, &release).await
+    Ok(release)
 }
 
 /// A future that resolves on Ctrl-C (SIGINT). On Unix the handler is in place when
@@ -346,12 +362,14 @@ fn ctrl_c() -> Pin<Box<dyn Future<Output = ()> + Send>> {
     }
 }
 
-/// Fetches something every [`POLL_INTERVAL`], riding out a server that is briefly
-/// unreachable (restarting, say) for up to [`UNREACHABLE_GRACE`].
+/// Fetches something at an interval that grows from [`FIRST_POLL_INTERVAL`] to
+/// [`POLL_INTERVAL`], riding out a server that is briefly unreachable (restarting,
+/// say) for up to [`UNREACHABLE_GRACE`].
 struct Poller<'a> {
     client: &'a Client,
     id: &'a str,
     first: bool,
+    interval: Duration,
 }
 
 impl<'a> Poller<'a> {
@@ -360,6 +378,7 @@ impl<'a> Poller<'a> {
             client,
             id,
             first: true,
+            interval: FIRST_POLL_INTERVAL,
         }
     }
 
@@ -369,7 +388,8 @@ impl<'a> Poller<'a> {
         Fut: Future<Output = Result<T, ClientError>>,
     {
         if !std::mem::take(&mut self.first) {
-            tokio::time::sleep(POLL_INTERVAL).await;
+            tokio::time::sleep(self.interval).await;
+            self.interval = (self.interval * 2).min(POLL_INTERVAL);
         }
         let mut failing_since: Option<Instant> = None;
         loop {

@@ -17,6 +17,13 @@ pub struct ServerArgs {
     /// Directory for the database and the admin token.
     #[arg(long, default_value = "wharf-data", value_name = "DIR")]
     pub data_dir: PathBuf,
+    /// How often agents send heartbeats (for tests; default 10s).
+    #[arg(long, hide = true, value_name = "DURATION", value_parser = super::parse_duration)]
+    pub heartbeat_interval: Option<std::time::Duration>,
+    /// An instance is offline when no heartbeat came for this long (for tests; default
+    /// 30s). Must be longer than the heartbeat interval.
+    #[arg(long, hide = true, value_name = "DURATION", value_parser = super::parse_duration)]
+    pub offline_after: Option<std::time::Duration>,
 }
 
 pub async fn cmd_server(ctx: &CommandContext, args: ServerArgs) -> Result<(), CommandError> {
@@ -24,11 +31,28 @@ pub async fn cmd_server(ctx: &CommandContext, args: ServerArgs) -> Result<(), Co
     // Signal handlers go in before the address is announced, so that a SIGTERM sent
     // as soon as the line is read already means a graceful shutdown.
     let shutdown = shutdown_signal().context("cannot install signal handlers")?;
+    let defaults = wharf_server::Liveness::default();
+    let liveness = wharf_server::Liveness {
+        heartbeat_interval: args
+            .heartbeat_interval
+            .unwrap_or(defaults.heartbeat_interval),
+        offline_after: args.offline_after.unwrap_or(defaults.offline_after),
+    };
+    if liveness.heartbeat_interval.is_zero()
+        || liveness.offline_after <= liveness.heartbeat_interval
+    {
+        return Err(anyhow::anyhow!(
+            "--offline-after ({:?}) must be longer than --heartbeat-interval ({:?}), which must not be 0",
+            liveness.offline_after,
+            liveness.heartbeat_interval
+        )
+        .into());
+    }
     let config = wharf_server::ServerConfig {
         listen: args.listen,
         data_dir: args.data_dir,
     };
-    let server = wharf_server::bind(config)
+    let server = wharf_server::bind_with(config, liveness)
         .await
         .context("cannot start the server")?;
     if server.admin_token_created() {

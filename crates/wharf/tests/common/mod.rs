@@ -136,6 +136,26 @@ impl TestAgent {
         state_dir: &Path,
         docker_socket: &Path,
     ) -> Self {
+        Self::start_with_args(
+            server_url,
+            registration_token,
+            name,
+            state_dir,
+            docker_socket,
+            &[],
+        )
+    }
+
+    /// Like [`TestAgent::start_with_docker`], with more arguments for `wharf agent`
+    /// (such as `--scaling-group NAME --deregister`).
+    pub fn start_with_args(
+        server_url: &str,
+        registration_token: &str,
+        name: &str,
+        state_dir: &Path,
+        docker_socket: &Path,
+        extra: &[&str],
+    ) -> Self {
         let log_path = state_dir.with_extension("log");
         let log = File::create(&log_path).expect("create the agent log");
         let child = Command::new(BIN)
@@ -150,6 +170,7 @@ impl TestAgent {
             .arg(state_dir)
             .arg("--docker-socket")
             .arg(docker_socket)
+            .args(extra)
             .env_remove("WHARF_SERVER")
             .env_remove("WHARF_TOKEN")
             .env("WHARF_REGISTRATION_TOKEN", registration_token)

@@ -274,6 +274,12 @@
       if (r.started_at && !r.finished_at) dur.setAttribute("data-since", r.started_at);
       else dur.removeAttribute("data-since");
       dur.textContent = r.started_at ? span(r.started_at, r.finished_at) : "–";
+      document.getElementById("f-rolled-back-by-row").hidden = !r.rolled_back_by;
+      if (r.rolled_back_by) {
+        const by = document.getElementById("f-rolled-back-by");
+        by.textContent = r.rolled_back_by;
+        by.setAttribute("href", "/releases/" + encodeURIComponent(r.rolled_back_by));
+      }
       document.getElementById("f-message-row").hidden = !r.message;
       document.getElementById("f-message").textContent = r.message || "";
       document.getElementById("act-continue").hidden = r.state !== "paused";

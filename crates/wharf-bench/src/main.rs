@@ -1,0 +1,81 @@
+//! `wharf-bench`: measures Wharf on this machine against baselines run in the same
+//! invocation, and prints a table. See BENCHMARKS.md at the repository root.
+
+mod footprint;
+mod overhead;
+mod proc;
+mod report;
+mod server;
+mod swarm;
+
+use clap::{Parser, Subcommand};
+use report::Table;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks of Wharf (see BENCHMARKS.md)")]
+struct Cli {
+    #[command(subcommand)]
+    what: What,
+    /// Simulated agents for `swarm` (repeat for several runs; default 1000 and 10000).
+    #[arg(long = "agents", global = true)]
+    agents: Vec<usize>,
+    /// Shorter windows and fewer repetitions.
+    #[arg(long, global = true)]
+    quick: bool,
+    /// The `wharf` binary to measure (default: target/release/wharf).
+    #[arg(long, global = true, value_name = "PATH")]
+    wharf: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
+enum What {
+    /// Everything below.
+    All,
+    /// Per-instance overhead of a release against running the same steps directly.
+    Overhead,
+    /// Control-plane scale with a swarm of simulated agents.
+    Swarm,
+    /// The real agent's idle footprint and binary size.
+    Agent,
+    /// A small, fast swarm run (200 agents) that only proves the benchmark works.
+    Smoke,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let wharf = match cli.wharf {
+        Some(path) => path,
+        None => wharf_testkit::fleet_server::workspace_root().join("target/release/wharf"),
+    };
+    anyhow::ensure!(
+        wharf.exists(),
+        "{} is missing: build it first (scripts/bench.sh does)",
+        wharf.display()
+    );
+    proc::raise_nofile_limit();
+    let mut table = Table::default();
+    if matches!(cli.what, What::All | What::Overhead) {
+        overhead::run(&wharf, cli.quick, &mut table).await?;
+    }
+    if matches!(cli.what, What::All | What::Swarm) {
+        let sizes = if cli.agents.is_empty() {
+            vec![1000, 10_000]
+        } else {
+            cli.agents.clone()
+        };
+        for agents in sizes {
+            swarm::run(&wharf, agents, cli.quick, &mut table).await?;
+        }
+    }
+    if matches!(cli.what, What::All | What::Agent) {
+        footprint::run(&wharf, cli.quick, &mut table).await?;
+    }
+    if cli.what == What::Smoke {
+        let agents = cli.agents.first().copied().unwrap_or(200);
+        swarm::run(&wharf, agents, true, &mut table).await?;
+    }
+    table.print();
+    Ok(())
+}

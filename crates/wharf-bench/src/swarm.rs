@@ -1,0 +1,447 @@
+//! Control-plane scale: one process, many tokio tasks, each a simulated agent that
+//! speaks the real agent protocol over real HTTP to a real `wharf server` on
+//! 127.0.0.1. A simulated agent heartbeats at the server's interval (spread out),
+//! long-polls for work and "runs" each step by reporting its begin and end.
+
+use crate::proc;
+use crate::report::{median, quantile, Table};
+use crate::server::{millis_between, Running};
+use anyhow::{bail, Context as _};
+use futures::StreamExt as _;
+use rand::Rng as _;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// The wait a simulated agent asks for on each poll, as the real agent does.
+const POLL_WAIT_SECS: u64 = 25;
+/// The longest one agent request may take (a poll waits up to `POLL_WAIT_SECS`).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(POLL_WAIT_SECS + 15);
+/// How often a simulated agent tries to report one step event.
+const REPORT_ATTEMPTS: usize = 20;
+/// Idle connections the swarm's client keeps for reuse.
+const MAX_IDLE_CONNECTIONS: usize = 1024;
+/// Registrations in flight at once.
+const REGISTER_CONCURRENCY: usize = 32;
+/// The batches of the release.
+const BATCHES: usize = 10;
+/// Pause between two reads of the release by the side task that times the API.
+const API_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest the release may take before the run counts as failed.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(300);
+/// The most requests any one loop of a simulated agent makes.
+const MAX_REQUESTS_PER_LOOP: usize = 10_000;
+
+/// What the simulated agents saw: when each instance got its work and when the
+/// server acknowledged its last step.
+#[derive(Default)]
+struct Seen {
+    received: HashMap<String, Instant>,
+    done: HashMap<String, Instant>,
+    errors: Vec<String>,
+}
+
+/// One simulated agent's identity.
+#[derive(Clone)]
+struct Agent {
+    id: String,
+    credential: String,
+}
+
+/// Runs the swarm with `agents` simulated agents and adds its figures to `table`.
+pub async fn run(
+    wharf: &Path,
+    agents: usize,
+    quick: bool,
+    table: &mut Table,
+) -> anyhow::Result<()> {
+    println!("swarm: {agents} simulated agents");
+    let running = Running::start(wharf).await?;
+    let pid = running.pid()?;
+    let api = running.api.clone();
+    let url = api.url.clone();
+    // One client for the whole swarm: its pool keeps a connection per waiting poll
+    // and reuses idle ones for heartbeats and events. Idle connections are capped so
+    // that bursts (a batch reporting while every other agent polls) do not leave
+    // thousands of extra sockets open in both processes.
+    let http = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .context("building the swarm's HTTP client")?;
+
+    // Registration (not measured beyond its rate).
+    let token = api.registration_token(agents).await?;
+    let started = Instant::now();
+    let registered: Vec<anyhow::Result<(Agent, u64)>> = futures::stream::iter(0..agents)
+        .map(|i| register(&http, &url, &token, i))
+        .buffer_unordered(REGISTER_CONCURRENCY)
+        .collect()
+        .await;
+    let mut swarm = Vec::with_capacity(agents);
+    let mut interval_secs = 10;
+    for result in registered {
+        let (agent, interval) = result?;
+        interval_secs = interval;
+        swarm.push(agent);
+    }
+    let register_secs = started.elapsed().as_secs_f64();
+    println!(
+        "  registered {agents} agents in {register_secs:.1} s ({:.0}/s)",
+        agents as f64 / register_secs
+    );
+    let ids: Vec<String> = swarm.iter().map(|a| a.id.clone()).collect();
+    api.app_with_group("swarm", "all", &ids).await?;
+    api.post(
+        "/api/v1/apps/swarm/deployments",
+        json!({"name": "noop", "type": "command", "workdir": running.dir().join("work").to_string_lossy(),
+               "start_script": "true", "stop_script": "true"}),
+    )
+    .await?;
+
+    // The swarm connects: every agent long-polls and heartbeats, spread over the interval.
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let interval = Duration::from_secs(interval_secs);
+    let mut tasks = Vec::with_capacity(agents * 2);
+    for agent in &swarm {
+        let offset = interval.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
+        tasks.push(tokio::spawn(heartbeat_loop(
+            http.clone(),
+            url.clone(),
+            agent.clone(),
+            interval,
+            offset,
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(work_loop(
+            http.clone(),
+            url.clone(),
+            agent.clone(),
+            seen.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    // One full heartbeat interval so that every agent is connected and has beaten once.
+    tokio::time::sleep(interval + Duration::from_secs(2)).await;
+    let window = if quick {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(30)
+    };
+    let idle = proc::usage_over(pid, window).await?;
+    println!(
+        "  idle-connected over {window:?}: RSS {:.1} MiB, CPU {:.1}% of a core",
+        idle.rss_mib, idle.cpu_percent
+    );
+
+    // The release, with a side task timing GET /api/v1/releases/{id} meanwhile.
+    let created_at = Instant::now();
+    let release = api
+        .post(
+            "/api/v1/apps/swarm/groups/all/releases",
+            json!({"deployment": "noop", "batches": BATCHES}),
+        )
+        .await?;
+    let id = release["id"].as_str().context("release id")?.to_owned();
+    let cpu_before = proc::cpu_secs(pid)?;
+    let probe = tokio::spawn(probe_api(api.clone(), id.clone()));
+    let (api_latencies, seen_done_at) = probe.await.context("the API probe panicked")??;
+    let observed_ms = seen_done_at.duration_since(created_at).as_secs_f64() * 1000.0;
+    let release_cpu = proc::cpu_secs(pid)? - cpu_before;
+    let view = api.get(&format!("/api/v1/releases/{id}")).await?;
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        task.abort();
+    }
+    if view["state"] != "succeeded" {
+        bail!(
+            "the swarm release ended {}: {}",
+            view["state"],
+            view["message"]
+        );
+    }
+    let peak_rss_mib = proc::status_kb(pid, "VmHWM")? as f64 / 1024.0;
+    let server_ms = millis_between(&view["created_at"], &view["finished_at"]).unwrap_or(0.0);
+
+    // Dispatch latency: from the moment the previous batch's last step was
+    // acknowledged (the release's creation for batch 1) to the agent holding the work.
+    let seen = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    if let Some(error) = seen.errors.first() {
+        bail!(
+            "{} simulated agent(s) failed, first: {error}",
+            seen.errors.len()
+        );
+    }
+    let mut dispatch = Vec::with_capacity(agents);
+    let mut batch_start = created_at;
+    let batches = view["batches"].as_array().context("batches")?;
+    for batch in batches {
+        let members: Vec<&str> = batch["instances"]
+            .as_array()
+            .context("batch instances")?
+            .iter()
+            .filter_map(|i| i["id"].as_str())
+            .collect();
+        for member in &members {
+            let received = seen.received.get(*member).context("an agent got no work")?;
+            dispatch.push(received.duration_since(batch_start).as_secs_f64() * 1000.0);
+        }
+        batch_start = members
+            .iter()
+            .filter_map(|m| seen.done.get(*m))
+            .max()
+            .copied()
+            .context("a batch with no finished agent")?;
+    }
+    let mut api_latencies = api_latencies;
+    let label = format!("{agents} agents");
+    println!(
+        "  release: {server_ms:.0} ms (server), {observed_ms:.0} ms (observed); server CPU {release_cpu:.2} s"
+    );
+    table.add(
+        format!("{label}: server RSS idle-connected"),
+        format!("{:.1} MiB (peak {peak_rss_mib:.1} MiB)", idle.rss_mib),
+        "≤ 1 GiB",
+    );
+    table.add(
+        format!(
+            "{label}: server CPU idle-connected ({}s window)",
+            window.as_secs()
+        ),
+        format!("{:.1}% of a core", idle.cpu_percent),
+        "-",
+    );
+    table.add(
+        format!("{label}: release creation → succeeded ({BATCHES} batches)"),
+        format!("{server_ms:.0} ms (server clock), {observed_ms:.0} ms observed"),
+        "≤ 10 s",
+    );
+    table.add(
+        format!("{label}: dispatch latency p50 / p99"),
+        format!(
+            "{:.1} ms / {:.1} ms",
+            median(&mut dispatch.clone()),
+            quantile(&mut dispatch, 0.99)
+        ),
+        "p99 ≤ 100 ms",
+    );
+    table.add(
+        format!(
+            "{label}: GET /api/v1/releases/{{id}} p50 / p99 ({} reads)",
+            api_latencies.len()
+        ),
+        format!(
+            "{:.1} ms / {:.1} ms",
+            median(&mut api_latencies.clone()),
+            quantile(&mut api_latencies, 0.99)
+        ),
+        "p99 ≤ 100 ms",
+    );
+    table.add(
+        format!("{label}: registration rate"),
+        format!("{:.0} agents/s", agents as f64 / register_secs),
+        "-",
+    );
+    Ok(())
+}
+
+/// Registers one simulated agent; returns it and the heartbeat interval.
+async fn register(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    i: usize,
+) -> anyhow::Result<(Agent, u64)> {
+    let name = format!("sim-{i:05}");
+    let response = http
+        .post(format!("{url}/agent/v1/register"))
+        .header("x-wharf-agent-protocol", "1")
+        .json(
+            &json!({"registration_token": token, "name": name, "hostname": name,
+                      "os": "linux", "arch": "x86_64", "agent_version": "bench"}),
+        )
+        .send()
+        .await
+        .context("registering")?;
+    if !response.status().is_success() {
+        bail!("registration answered {}", response.status());
+    }
+    let reply: Value = response.json().await.context("registration answer")?;
+    Ok((
+        Agent {
+            id: reply["instance_id"]
+                .as_str()
+                .context("instance_id")?
+                .to_owned(),
+            credential: reply["credential"]
+                .as_str()
+                .context("credential")?
+                .to_owned(),
+        },
+        reply["heartbeat_interval_secs"].as_u64().unwrap_or(10),
+    ))
+}
+
+/// Heartbeats every `interval`, first after `offset`, until told to stop.
+async fn heartbeat_loop(
+    http: reqwest::Client,
+    url: String,
+    agent: Agent,
+    interval: Duration,
+    offset: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut next = Instant::now() + offset;
+    for _ in 0..MAX_REQUESTS_PER_LOOP {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = stop.changed() => return,
+        }
+        next += interval;
+        // A failed heartbeat is like a lost one: the next one comes on time.
+        let _ = http
+            .post(format!("{url}/agent/v1/heartbeat"))
+            .header("x-wharf-agent-protocol", "1")
+            .bearer_auth(&agent.credential)
+            .json(&json!({"agent_version": "bench"}))
+            .send()
+            .await;
+    }
+}
+
+/// Long-polls for work and reports every step as begun and succeeded.
+async fn work_loop(
+    http: reqwest::Client,
+    url: String,
+    agent: Agent,
+    seen: Arc<Mutex<Seen>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    for _ in 0..MAX_REQUESTS_PER_LOOP {
+        let outcome = tokio::select! {
+            outcome = work_once(&http, &url, &agent, &seen) => outcome,
+            _ = stop.changed() => return,
+        };
+        if let Err(err) = outcome {
+            if let Ok(mut seen) = seen.lock() {
+                seen.errors.push(format!("{}: {err:#}", agent.id));
+            }
+            // Back off as the real agent does, without hammering the server.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// One poll and, if it brought work, the steps of that work.
+async fn work_once(
+    http: &reqwest::Client,
+    url: &str,
+    agent: &Agent,
+    seen: &Mutex<Seen>,
+) -> anyhow::Result<()> {
+    let response = http
+        .get(format!("{url}/agent/v1/work?wait_secs={POLL_WAIT_SECS}"))
+        .header("x-wharf-agent-protocol", "1")
+        .bearer_auth(&agent.credential)
+        .send()
+        .await
+        .context("polling")?;
+    match response.status() {
+        reqwest::StatusCode::NO_CONTENT => return Ok(()),
+        reqwest::StatusCode::OK => {}
+        other => bail!("the poll answered {other}"),
+    }
+    let work: Value = response.json().await.context("the assignment")?;
+    let received = Instant::now();
+    if let Ok(mut seen) = seen.lock() {
+        seen.received.insert(agent.id.clone(), received);
+    }
+    let release = work["release_id"].as_str().context("release_id")?;
+    let steps = work["steps"].as_array().context("steps")?;
+    for step in steps {
+        for event in [
+            json!({"event": "begin", "step": step}),
+            json!({"event": "end", "step": step, "succeeded": true, "exit_code": 0}),
+        ] {
+            let ack = report(http, url, agent, release, &event).await?;
+            if ack["proceed"] != true {
+                bail!("the server said not to proceed");
+            }
+        }
+    }
+    if let Ok(mut seen) = seen.lock() {
+        seen.done.insert(agent.id.clone(), Instant::now());
+    }
+    Ok(())
+}
+
+/// Reports one step event, retrying a report that did not get through (as the real
+/// agent does) rather than polling again, which would abandon the task.
+async fn report(
+    http: &reqwest::Client,
+    url: &str,
+    agent: &Agent,
+    release: &str,
+    event: &Value,
+) -> anyhow::Result<Value> {
+    let mut last_error = None;
+    for _ in 0..REPORT_ATTEMPTS {
+        let sent = http
+            .post(format!("{url}/agent/v1/releases/{release}/events"))
+            .header("x-wharf-agent-protocol", "1")
+            .bearer_auth(&agent.credential)
+            .json(event)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => {
+                return response.json().await.context("the event ack");
+            }
+            Ok(response) if response.status().is_client_error() => {
+                bail!("a step event answered {}", response.status());
+            }
+            Ok(response) => last_error = Some(anyhow::anyhow!("answered {}", response.status())),
+            Err(err) => last_error = Some(err.into()),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(last_error
+        .unwrap_or_else(|| anyhow::anyhow!("no attempt made"))
+        .context(format!("reporting a step failed {REPORT_ATTEMPTS} times")))
+}
+
+/// Reads the release every `API_PROBE_INTERVAL` until it ends; returns the latencies
+/// in ms and when the end was first seen.
+async fn probe_api(api: crate::server::Api, id: String) -> anyhow::Result<(Vec<f64>, Instant)> {
+    let deadline = Instant::now() + RELEASE_TIMEOUT;
+    let mut latencies = Vec::new();
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        let release = match api.get(&format!("/api/v1/releases/{id}")).await {
+            Ok(release) => release,
+            Err(err) => {
+                // A failed read is a finding, not the end of the run: it is counted
+                // and shown, and the release goes on.
+                eprintln!("  GET /api/v1/releases/{id} failed: {err:#}");
+                tokio::time::sleep(API_PROBE_INTERVAL).await;
+                continue;
+            }
+        };
+        let now = Instant::now();
+        latencies.push(now.duration_since(started).as_secs_f64() * 1000.0);
+        if matches!(
+            release["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
+            return Ok((latencies, now));
+        }
+        tokio::time::sleep(API_PROBE_INTERVAL).await;
+    }
+    bail!("the release did not end within {RELEASE_TIMEOUT:?}")
+}

@@ -1,0 +1,100 @@
+//! `/api/v1/.../execs`: running a script on the instances of a group (a group
+//! exec), following it, its output, and `cancel`.
+
+use crate::api::releases::{step_logs, LogsQuery};
+use crate::auth::Admin;
+use crate::engine::{actions, exec};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath};
+use crate::state::AppState;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use wharf_api::{ErrorBody, Exec, ExecCreate, StepLog};
+
+/// Execs listed when no limit is given, and the most a list returns.
+const DEFAULT_LIST_LIMIT: u32 = 50;
+const MAX_LIST_LIMIT: u32 = 1000;
+
+#[utoipa::path(post, path = "/api/v1/apps/{app}/groups/{group}/execs", params(("app" = String, Path), ("group" = String, Path)),
+    request_body = ExecCreate,
+    responses((status = 201, body = Exec), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the group has no instances, or a release or exec is active on it")),
+    security(("bearer" = [])))]
+pub async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath((app, group)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<ExecCreate>,
+) -> ApiResult<(StatusCode, Json<Exec>)> {
+    let release = exec::create_exec(&state, app, group, body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(exec::exec_view(&state, &release.id).await?),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    app: Option<String>,
+    group: Option<String>,
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/execs", params(ListQuery),
+    responses((status = 200, body = Vec<Exec>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Exec>>> {
+    if query.group.is_some() && query.app.is_none() {
+        return Err(ApiError::invalid(
+            "group",
+            "group: name the application too",
+        ));
+    }
+    let limit = query
+        .limit
+        .unwrap_or(DEFAULT_LIST_LIMIT)
+        .clamp(1, MAX_LIST_LIMIT);
+    Ok(Json(
+        exec::list_views(&state, query.app.as_deref(), query.group.as_deref(), limit).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/execs/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Exec), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Exec>> {
+    Ok(Json(exec::exec_view(&state, &id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/execs/{id}/cancel", params(("id" = String, Path)),
+    responses((status = 200, body = Exec), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn cancel(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Exec>> {
+    exec::fetch(&state, &id).await?;
+    actions::cancel_release(&state, &id).await?;
+    Ok(Json(exec::exec_view(&state, &id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/execs/{id}/logs", params(("id" = String, Path), LogsQuery),
+    responses((status = 200, body = Vec<StepLog>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn logs(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    Query(query): Query<LogsQuery>,
+) -> ApiResult<Json<Vec<StepLog>>> {
+    exec::fetch(&state, &id).await?;
+    Ok(Json(step_logs(&state, &id, &query).await?))
+}
