@@ -28,10 +28,16 @@ else
 fi
 
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  systemctl enable --now docker.service
-else
+  if ! systemctl enable --now docker.service; then
+    echo "prepare-host: cannot start docker.service; see 'journalctl -u docker'" >&2
+    exit 1
+  fi
+elif ! service docker status >/dev/null 2>&1; then
   # Hosts without systemd (containers, some minimal images) use the init script.
-  service docker status >/dev/null 2>&1 || service docker start
+  if ! service docker start; then
+    echo "prepare-host: cannot start the docker service; see /var/log/docker.log" >&2
+    exit 1
+  fi
 fi
 
 # The engine may take a moment to open its socket after starting.
