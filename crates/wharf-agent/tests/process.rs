@@ -451,3 +451,50 @@ async fn cancelled_run_kills_the_whole_group() {
         "background child {child} survived cancellation"
     );
 }
+
+/// Whether these tests run as root (only root can run a script as another user).
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn a_script_runs_as_another_user_from_a_directory_only_that_user_reads() {
+    let f = fixture();
+    let mut spec = f.spec(
+        "id -un\nstat -c '%U %a' \"$(dirname \"$0\")\" \"$0\"\n",
+        LONG,
+    );
+    spec.user = Some("nobody".to_owned());
+    let output = OutputSink::default();
+    let result = f.runner().run(&spec, &output).await;
+    if !is_root() {
+        let err = result.expect_err("only root switches users");
+        assert!(matches!(err, ProcessError::NotRoot { .. }), "{err:?}");
+        return;
+    }
+    let outcome = result.expect("script runs");
+    let tail = output.summary().tail;
+    assert!(outcome.success(), "{outcome:?}: {tail}");
+    assert_eq!(tail, "nobody\nnobody 700\nnobody 600\n");
+}
+
+#[tokio::test]
+async fn an_unknown_user_is_refused_before_anything_runs() {
+    if !is_root() {
+        return;
+    }
+    let f = fixture();
+    let mut spec = f.spec("echo ran", LONG);
+    spec.user = Some("no-such-user-wharf".to_owned());
+    let output = OutputSink::default();
+    let err = f.runner().run(&spec, &output).await.expect_err("refused");
+    assert!(matches!(err, ProcessError::UnknownUser { .. }), "{err:?}");
+    assert_eq!(
+        error_chain(&err),
+        "user \"no-such-user-wharf\" does not exist on this host"
+    );
+}
