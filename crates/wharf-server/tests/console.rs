@@ -213,6 +213,11 @@ impl Console {
 
     /// Registers an instance through the agent protocol; returns its id.
     async fn register(&self, name: &str) -> String {
+        self.register_in(name, None).await
+    }
+
+    /// Registers an instance, for a scaling group when given; returns its id.
+    async fn register_in(&self, name: &str, scaling_group: Option<&str>) -> String {
         let token = self
             .api(Method::POST, "/api/v1/registration-tokens", json!({}))
             .await
@@ -227,7 +232,8 @@ impl Console {
                     .body(Body::from(
                         json!({"registration_token": token["token"], "name": name,
                                "hostname": name, "os": "linux", "arch": "x86_64",
-                               "agent_version": "0.1.0", "labels": {"zone": "a"}})
+                               "agent_version": "0.1.0", "labels": {"zone": "a"},
+                               "scaling_group": scaling_group})
                         .to_string(),
                     ))
                     .unwrap(),
@@ -688,6 +694,234 @@ async fn values_are_escaped_everywhere() {
         "{csp}"
     );
     assert_eq!(page.headers[header::X_FRAME_OPTIONS], "DENY");
+}
+
+#[tokio::test]
+async fn scaling_groups_execs_and_docker_status_are_shown_escaped() {
+    use wharf_domain::release::{ReleaseState, StepName};
+    use wharf_store::{StepState, TaskState};
+    let mut console = Console::new().await;
+    console.sign_in().await;
+    let evil = "<script>alert(1)</script>\"><img src=x onerror=alert(1)>";
+    let web1 = console.register("web-1").await;
+    console.post("/apps", &[("name", "shop")]).await;
+    console.post("/apps/shop/groups", &[("name", "prod")]).await;
+    console
+        .post(
+            "/apps/shop/deployments",
+            &[
+                ("name", "v1"),
+                ("type", "command"),
+                ("workdir", "/srv/shop"),
+                ("start_script", "echo hi"),
+            ],
+        )
+        .await;
+    console
+        .post("/apps/shop/groups/prod/instances", &[("instances", &web1)])
+        .await;
+    let now = chrono::Utc::now();
+
+    // An instance whose agent found no Docker Engine.
+    console
+        .store
+        .instance_set_docker(&web1, None, Some(evil))
+        .await
+        .unwrap();
+    let page = console.get("/instances").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("<th>Docker</th>"));
+    assert!(page.text.contains("no Docker"));
+    assert!(page
+        .text
+        .contains(&format!("title=\"{}\"", escape_html(evil))));
+    let page = console.get(&format!("/instances/{web1}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("no Docker"));
+    assert!(page.text.contains(&escape_html(evil)));
+    for text in [&console.get("/instances").await.text, &page.text] {
+        assert!(!text.contains("<script>alert") && !text.contains("<img src=x"));
+    }
+    // With Docker: its version.
+    console
+        .store
+        .instance_set_docker(&web1, Some("27.3.1"), None)
+        .await
+        .unwrap();
+    let page = console.get("/instances").await;
+    assert!(page.text.contains("27.3.1") && !page.text.contains("no Docker"));
+
+    // A group exec, run through the store as the driver and an agent would.
+    let reply = console
+        .api(
+            Method::POST,
+            "/api/v1/apps/shop/groups/prod/execs",
+            json!({"script": format!("echo '{evil}'; exit 3")}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let exec = reply.json()["id"].as_str().unwrap().to_owned();
+    assert!(exec.starts_with("x-"));
+    let store = &console.store;
+    assert!(store
+        .release_transition(
+            &exec,
+            &[ReleaseState::Pending],
+            ReleaseState::Running,
+            None,
+            now
+        )
+        .await
+        .unwrap());
+    store
+        .task_dispatch_batch(&exec, 0, now, now + chrono::Duration::minutes(10))
+        .await
+        .unwrap();
+    store.task_claim(&web1, now).await.unwrap().expect("a task");
+    store
+        .step_begin(&exec, &web1, StepName::Exec, now)
+        .await
+        .unwrap();
+    store
+        .step_append_output(&exec, &web1, StepName::Exec, evil, 0, 65536)
+        .await
+        .unwrap();
+    store
+        .step_finish(
+            &exec,
+            &web1,
+            StepName::Exec,
+            StepState::Failed,
+            Some(3),
+            Some("exited with 3"),
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .task_finish(
+            &exec,
+            &web1,
+            TaskState::Failed,
+            None,
+            Some("exited with 3"),
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .release_transition(
+            &exec,
+            &[ReleaseState::Running],
+            ReleaseState::Succeeded,
+            Some("1 of 1 instances failed"),
+            now,
+        )
+        .await
+        .unwrap();
+    let page = console.get("/apps/shop/groups/prod").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains(&format!("href=\"/execs/{exec}\"")));
+    assert!(page.text.contains("1/1"), "the failed count");
+    let page = console.get(&format!("/execs/{exec}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains(&format!("data-instance=\"{web1}\"")));
+    assert!(page.text.contains("exit 3"));
+    assert!(page.text.contains("1 of 1 instances failed"));
+    assert!(page.text.contains(&escape_html(evil)), "output and script");
+    assert!(!page.text.contains("<script>alert") && !page.text.contains("<img src=x"));
+    assert_eq!(
+        console.get("/execs/x-ffffffffffffffff").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // A scaling group bound to shop/prod, suspended by a release, holding an
+    // instance, with a failed on-suspend run.
+    let page = console.get("/scaling-groups").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("No scaling group yet"));
+    assert!(page.text.contains("wharf scaling-group create"));
+    let reply = console
+        .api(
+            Method::POST,
+            "/api/v1/scaling-groups",
+            json!({"name": "shop-asg", "app": "shop", "group": "prod",
+                   "on_suspend": evil, "on_resume": "echo resumed"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let reply = console
+        .post("/apps/shop/groups/prod/releases", &[("deployment", "v1")])
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+    let release = reply
+        .location()
+        .strip_prefix("/releases/")
+        .unwrap()
+        .to_owned();
+    assert!(store
+        .scaling_group_suspend("shop-asg", &release, now)
+        .await
+        .unwrap());
+    let web2 = console.register_in("web-2", Some("shop-asg")).await;
+    store
+        .scaling_hook_record(
+            "shop-asg",
+            &wharf_store::HookRunRecord {
+                hook: "suspend".into(),
+                release_id: Some(release.clone()),
+                attempt: 1,
+                started_at: now,
+                finished_at: now + chrono::Duration::milliseconds(1500),
+                exit_code: Some(7),
+                output: format!("drain {evil}"),
+                error: Some(format!("exit status 7: {evil}")),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+
+    let page = console.get("/scaling-groups").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("href=\"/scaling-groups/shop-asg\""));
+    assert!(page.text.contains("href=\"/apps/shop/groups/prod\""));
+    assert!(page.text.contains("s-suspended"));
+    assert!(page.text.contains(&format!("href=\"/releases/{release}\"")));
+    assert!(
+        page.text.contains("<span class=\"badge s-warn\">1</span>"),
+        "one held"
+    );
+    assert!(
+        page.text.contains(&escape_html(evil)),
+        "the last hook error"
+    );
+    assert!(!page.text.contains("<script>alert") && !page.text.contains("<img src=x"));
+
+    let page = console.get("/scaling-groups/shop-asg").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("href=\"/apps/shop/groups/prod\""));
+    assert!(page.text.contains(&format!("href=\"/releases/{release}\"")));
+    assert!(
+        page.text.contains(&format!("data-instance=\"{web2}\"")),
+        "held"
+    );
+    assert!(page.text.contains("echo resumed"));
+    assert!(page.text.contains("exit 7"));
+    assert!(page.text.contains("on-suspend"));
+    assert!(page.text.contains(&format!("drain {}", escape_html(evil))));
+    assert!(page.text.contains("held"), "the activity");
+    assert!(!page.text.contains("<script>alert") && !page.text.contains("<img src=x"));
+    assert_eq!(
+        console.get("/scaling-groups/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // The group links to its scaling group, the instance too.
+    let page = console.get("/apps/shop/groups/prod").await;
+    assert!(page.text.contains("href=\"/scaling-groups/shop-asg\""));
+    let page = console.get(&format!("/instances/{web2}")).await;
+    assert!(page.text.contains("href=\"/scaling-groups/shop-asg\""));
 }
 
 #[tokio::test]

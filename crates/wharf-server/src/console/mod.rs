@@ -79,6 +79,8 @@ pub fn routes() -> Router<AppState> {
         .route("/releases/{id}/continue", post(forms::continue_release))
         .route("/releases/{id}/cancel", post(forms::cancel_release))
         .route("/scaling-groups", get(pages::scaling_groups))
+        .route("/scaling-groups/{name}", get(pages::scaling_group))
+        .route("/execs/{id}", get(pages::exec))
         .route("/console/releases/{id}/events", get(live::release_events))
         .route("/console/assets/console.css", get(css))
         .route("/console/assets/console.js", get(js))

@@ -340,6 +340,10 @@ pub struct InstanceRow {
     pub arch: String,
     pub agent_version: String,
     pub scaling_group: Option<String>,
+    /// The Docker Engine's version, when the agent last found it answering.
+    pub docker_version: Option<String>,
+    /// Why the agent last found no working Docker Engine.
+    pub docker_error: Option<String>,
     pub registered: When,
     pub last_heartbeat: Option<When>,
     pub groups: Vec<MembershipRow>,
@@ -374,6 +378,8 @@ impl InstanceRow {
             arch: i.arch,
             agent_version: i.agent_version,
             scaling_group: i.scaling_group,
+            docker_version: i.docker_version,
+            docker_error: i.docker_error,
         }
     }
 }
@@ -648,6 +654,9 @@ struct GroupPage {
     candidates: Vec<Candidate>,
     active: Option<ReleaseRow>,
     history: Vec<ReleaseRow>,
+    /// The scaling group bound to this group, if any.
+    scaling: Option<String>,
+    execs: Vec<ExecRow>,
     form: FormState,
     action_error: Option<String>,
 }
@@ -689,6 +698,20 @@ pub async fn group_page(
         .await
         .map_err(fail)?;
     let all = api::instances::list_views(state).await.map_err(fail)?;
+    let scaling = state
+        .store
+        .scaling_group_list()
+        .await
+        .map_err(|e| fail(e.into()))?
+        .into_iter()
+        .find(|s| s.app == view.app && s.group == view.name)
+        .map(|s| s.name);
+    let execs = crate::engine::exec::list_views(state, Some(app), Some(group), 20)
+        .await
+        .map_err(fail)?
+        .iter()
+        .map(|e| ExecRow::new(e, now))
+        .collect();
     let members: Vec<MemberRow> = view
         .instances
         .into_iter()
@@ -730,6 +753,8 @@ pub async fn group_page(
             .find(|r| !is_terminal(&r.state))
             .map(|r| ReleaseRow::new(r, now)),
         history: release_rows(&history, now),
+        scaling,
+        execs,
         form,
         action_error,
     };
@@ -1319,20 +1344,282 @@ pub async fn release_logs(state: &AppState, id: &str) -> Result<Vec<StepLog>, Ap
         .collect())
 }
 
+// ---------------------------------------------------------------- scaling groups
+
+pub struct ScalingRow {
+    pub name: String,
+    pub app: String,
+    pub group: String,
+    pub state: String,
+    pub status: String,
+    /// The release holding the lease while suspended.
+    pub suspended_by: Option<String>,
+    pub suspended_at: Option<When>,
+    pub held: usize,
+    pub last_error: Option<String>,
+    pub created: When,
+}
+
+impl ScalingRow {
+    fn new(s: &wharf_api::ScalingGroup, now: DateTime<Utc>) -> Self {
+        Self {
+            name: s.name.clone(),
+            app: s.app.clone(),
+            group: s.group.clone(),
+            state: s.state.clone(),
+            status: s.status.clone(),
+            suspended_by: s.suspended_by.clone(),
+            suspended_at: When::opt(s.suspended_at, now),
+            held: s.pending.len(),
+            last_error: s.last_error.clone(),
+            created: When::new(s.created_at, now),
+        }
+    }
+}
+
+pub struct HeldRow {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub held: When,
+}
+
+pub struct ActivityRow {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub at: When,
+}
+
+pub struct HookRunRow {
+    pub hook: String,
+    pub release_id: Option<String>,
+    pub attempt: u32,
+    pub started: When,
+    pub duration: Option<String>,
+    /// `exit N`, or what kept the command from exiting (timeout, spawn error).
+    pub exit: String,
+    pub ok: bool,
+    pub output: String,
+    pub error: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "console/scaling.html")]
 struct ScalingPage {
     chrome: Chrome,
+    groups: Vec<ScalingRow>,
 }
 
-/// Scaling groups do not exist yet; the page says so and keeps their place.
-pub async fn scaling_groups(operator: Operator) -> Response {
-    html(
-        StatusCode::OK,
-        &ScalingPage {
-            chrome: Chrome::new(&operator, "scaling"),
-        },
-    )
+/// The scaling groups, with their lease state. Read-only: they are created and
+/// deleted with the CLI or the API.
+pub async fn scaling_groups(operator: Operator, State(state): State<AppState>) -> PageResult {
+    let now = Utc::now();
+    let mut groups = Vec::new();
+    for record in state
+        .store
+        .scaling_group_list()
+        .await
+        .map_err(|e| fail(e.into()))?
+    {
+        let view = api::scaling::view(&state, record).await.map_err(fail)?;
+        groups.push(ScalingRow::new(&view, now));
+    }
+    let page = ScalingPage {
+        chrome: Chrome::new(&operator, "scaling"),
+        groups,
+    };
+    Ok(html(StatusCode::OK, &page))
+}
+
+#[derive(Template)]
+#[template(path = "console/scaling_group.html")]
+struct ScalingGroupPage {
+    chrome: Chrome,
+    s: ScalingRow,
+    on_suspend: Option<String>,
+    on_resume: Option<String>,
+    resume_attempts: u32,
+    resume_hook_pending: bool,
+    held: Vec<HeldRow>,
+    activities: Vec<ActivityRow>,
+    hook_runs: Vec<HookRunRow>,
+}
+
+pub async fn scaling_group(
+    operator: Operator,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> PageResult {
+    let now = Utc::now();
+    let record = state
+        .store
+        .scaling_group_fetch(&name)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let view = api::scaling::view(&state, record).await.map_err(fail)?;
+    let s = ScalingRow::new(&view, now);
+    // The API lists history oldest first; the page shows the newest on top.
+    let page = ScalingGroupPage {
+        chrome: Chrome::new(&operator, "scaling"),
+        s,
+        on_suspend: view.on_suspend,
+        on_resume: view.on_resume,
+        resume_attempts: view.resume_attempts,
+        resume_hook_pending: view.resume_hook_pending,
+        held: view
+            .pending
+            .into_iter()
+            .map(|h| HeldRow {
+                id: h.instance_id,
+                name: h.instance_name,
+                state: h.state,
+                held: When::new(h.held_at, now),
+            })
+            .collect(),
+        activities: view
+            .activities
+            .into_iter()
+            .rev()
+            .map(|a| ActivityRow {
+                id: a.instance_id,
+                name: a.instance_name,
+                kind: a.kind,
+                at: When::new(a.at, now),
+            })
+            .collect(),
+        hook_runs: view
+            .hook_runs
+            .into_iter()
+            .rev()
+            .map(|r| HookRunRow {
+                ok: r.exit_code == Some(0) && r.error.is_none(),
+                exit: match r.exit_code {
+                    Some(code) => format!("exit {code}"),
+                    None => "no exit code".to_owned(),
+                },
+                duration: fmt::span(Some(r.started_at), Some(r.finished_at), now),
+                started: When::new(r.started_at, now),
+                hook: r.hook,
+                release_id: r.release_id,
+                attempt: r.attempt,
+                output: r.output,
+                error: r.error,
+            })
+            .collect(),
+    };
+    Ok(html(StatusCode::OK, &page))
+}
+
+// ---------------------------------------------------------------- group execs
+
+pub struct ExecRow {
+    pub id: String,
+    pub state: String,
+    pub created: When,
+    pub duration: Option<String>,
+    pub failed: u32,
+    pub total: u32,
+    pub progress: Progress,
+}
+
+impl ExecRow {
+    fn new(e: &wharf_api::Exec, now: DateTime<Utc>) -> Self {
+        Self {
+            id: e.id.clone(),
+            state: e.state.clone(),
+            created: When::new(e.created_at, now),
+            duration: fmt::span(e.started_at, e.finished_at, now),
+            failed: e.counts.failed,
+            total: e.counts.total,
+            progress: Progress::new(&e.counts),
+        }
+    }
+}
+
+pub struct ExecHostRow {
+    pub id: String,
+    pub name: String,
+    pub batch: u32,
+    pub state: String,
+    pub exit_code: Option<i32>,
+    pub exit_ok: bool,
+    pub duration: Option<String>,
+    pub message: Option<String>,
+    pub output: String,
+    pub dropped: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/exec.html")]
+struct ExecPage {
+    chrome: Chrome,
+    e: ExecRow,
+    app: String,
+    group: String,
+    script: String,
+    timeout: String,
+    as_user: Option<String>,
+    message: Option<String>,
+    started: Option<When>,
+    finished: Option<When>,
+    counts: InstanceCounts,
+    terminal: bool,
+    hosts: Vec<ExecHostRow>,
+}
+
+/// A group exec: its script and, per instance, state, exit code, duration and
+/// output. No live updates: reloading shows the progress.
+pub async fn exec(
+    operator: Operator,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> PageResult {
+    let now = Utc::now();
+    let view = crate::engine::exec::exec_view(&state, &id)
+        .await
+        .map_err(fail)?;
+    let logs = release_logs(&state, &id).await.map_err(fail)?;
+    let mut hosts = Vec::new();
+    for b in &view.batches {
+        for i in &b.instances {
+            let step = i.steps.iter().find(|s| s.name == "exec");
+            let log = logs.iter().find(|l| l.instance_id == i.id);
+            let exit_code = step
+                .and_then(|s| s.exit_code)
+                .or_else(|| log.and_then(|l| l.exit_code));
+            hosts.push(ExecHostRow {
+                id: i.id.clone(),
+                name: i.name.clone(),
+                batch: b.number,
+                state: i.state.clone(),
+                exit_code,
+                exit_ok: exit_code == Some(0),
+                duration: fmt::span(i.started_at, i.finished_at, now),
+                message: i.message.clone(),
+                output: log.map(|l| l.output.clone()).unwrap_or_default(),
+                dropped: log
+                    .filter(|l| l.dropped_bytes > 0)
+                    .map(|l| fmt::bytes(l.dropped_bytes)),
+            });
+        }
+    }
+    let page = ExecPage {
+        chrome: Chrome::new(&operator, "apps"),
+        e: ExecRow::new(&view, now),
+        app: view.app,
+        group: view.group,
+        script: view.script,
+        timeout: fmt::secs(view.timeout_secs),
+        as_user: view.as_user,
+        message: view.message,
+        started: When::opt(view.started_at, now),
+        finished: When::opt(view.finished_at, now),
+        counts: view.counts,
+        terminal: is_terminal(&view.state),
+        hosts,
+    };
+    Ok(html(StatusCode::OK, &page))
 }
 
 /// The request's own origin, for the agent command shown with a new token.

@@ -9,7 +9,7 @@ use crate::state::AppState;
 use axum::http::StatusCode;
 use wharf_domain::ids::ReleaseId;
 use wharf_domain::release::{plan_batches, validate_batches, PauseMode, ReleaseState};
-use wharf_store::{ReleaseRecord, StoreError, TaskRecord, TaskState};
+use wharf_store::{MemberRecord, ReleaseRecord, StoreError, TaskRecord, TaskState};
 
 /// The longest pause between batches accepted: one day.
 pub const MAX_BATCH_INTERVAL_SECS: u32 = 86_400;
@@ -108,25 +108,7 @@ pub async fn plan_release(
     let sizes = plan_batches(members.len(), new.batches);
     let now = chrono::Utc::now();
     let id = ReleaseId::from_random(random_id_bytes()).to_string();
-    let mut tasks = Vec::with_capacity(members.len());
-    let mut members = members.into_iter();
-    for (batch, size) in sizes.iter().enumerate() {
-        for member in members.by_ref().take(*size) {
-            tasks.push(TaskRecord {
-                release_id: id.clone(),
-                instance_id: member.instance.id,
-                instance_name: member.instance.name,
-                batch: batch as u32,
-                state: TaskState::Pending,
-                dispatched_at: None,
-                started_at: None,
-                finished_at: None,
-                deadline: None,
-                image_digest: None,
-                message: None,
-            });
-        }
-    }
+    let tasks = pending_tasks(&id, members, &sizes);
     let release = ReleaseRecord {
         id,
         app: new.app,
@@ -147,4 +129,33 @@ pub async fn plan_release(
         message: None,
     };
     Ok((release, tasks))
+}
+
+/// One pending task per member, assigned to batches in member order: the first
+/// `sizes[0]` members to batch 0, the next `sizes[1]` to batch 1, and so on.
+pub(crate) fn pending_tasks(
+    release_id: &str,
+    members: Vec<MemberRecord>,
+    sizes: &[usize],
+) -> Vec<TaskRecord> {
+    let mut tasks = Vec::with_capacity(members.len());
+    let mut members = members.into_iter();
+    for (batch, size) in sizes.iter().enumerate() {
+        for member in members.by_ref().take(*size) {
+            tasks.push(TaskRecord {
+                release_id: release_id.to_owned(),
+                instance_id: member.instance.id,
+                instance_name: member.instance.name,
+                batch: batch as u32,
+                state: TaskState::Pending,
+                dispatched_at: None,
+                started_at: None,
+                finished_at: None,
+                deadline: None,
+                image_digest: None,
+                message: None,
+            });
+        }
+    }
+    tasks
 }

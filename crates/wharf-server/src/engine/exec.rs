@@ -5,6 +5,7 @@
 //! checked: a failing instance never stops the others (no failure limit), the
 //! group's deployment never changes, and the agent runs one `exec` step.
 
+use crate::engine::create::pending_tasks;
 use crate::error::{ApiError, ApiResult};
 use crate::secrets::random_id_bytes;
 use crate::state::AppState;
@@ -12,7 +13,7 @@ use crate::views;
 use axum::http::StatusCode;
 use wharf_api::{Exec, ExecCreate, Release};
 use wharf_domain::release::{plan_batches, validate_batches, PauseMode, ReleaseState, MAX_BATCHES};
-use wharf_store::{ExecRecord, ReleaseRecord, StoreError, TaskRecord, TaskState, EXEC_KIND};
+use wharf_store::{ExecRecord, ReleaseRecord, StoreError, EXEC_KIND};
 
 /// The timeout of a script when none is given: ten minutes.
 pub const DEFAULT_TIMEOUT_SECS: u32 = 600;
@@ -147,25 +148,7 @@ pub async fn create_exec(
     );
     let now = chrono::Utc::now();
     let total = members.len() as u32;
-    let mut tasks = Vec::with_capacity(members.len());
-    let mut members = members.into_iter();
-    for (batch, size) in sizes.iter().enumerate() {
-        for member in members.by_ref().take(*size) {
-            tasks.push(TaskRecord {
-                release_id: id.clone(),
-                instance_id: member.instance.id,
-                instance_name: member.instance.name,
-                batch: batch as u32,
-                state: TaskState::Pending,
-                dispatched_at: None,
-                started_at: None,
-                finished_at: None,
-                deadline: None,
-                image_digest: None,
-                message: None,
-            });
-        }
-    }
+    let tasks = pending_tasks(&id, members, &sizes);
     let release = ReleaseRecord {
         id: id.clone(),
         app,
