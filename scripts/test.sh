@@ -11,4 +11,14 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
-cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
+log=target/test-output.txt
+: >"$log"
+status=0
+cargo test --workspace --exclude wharf-testkit --no-fail-fast 2>&1 | tee -a "$log" || status=$?
+# The fleet tier runs last and shows its output even when it passes: each scenario
+# prints its phases and measured durations, so a slow tier is visible in the log.
+echo "== cargo test -p wharf-testkit (registry, sample image, fleet)"
+cargo test -p wharf-testkit --no-fail-fast -- --show-output 2>&1 | tee -a "$log" || status=$?
+# One closing line for both runs.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
+exit "$status"
