@@ -139,13 +139,7 @@ pub async fn create_exec(
         batch_count = batch_count.max(needed as u32);
     }
     let sizes = plan_batches(members.len(), batch_count);
-    let id = format!(
-        "x-{}",
-        random_id_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let id = format!("x-{}", hex::encode(random_id_bytes()));
     let now = chrono::Utc::now();
     let total = members.len() as u32;
     let tasks = pending_tasks(&id, members, &sizes);
