@@ -65,6 +65,7 @@ macro_rules! conformance {
             scaling_groups_are_created_listed_and_deleted,
             registration_for_a_scaling_group_joins_or_is_held,
             hook_runs_are_recorded_and_failures_retried,
+            a_successful_resume_counts_only_the_failed_attempts_before_it,
             execs_round_trip_and_are_listed_apart_from_releases,
             an_exec_and_a_release_never_run_on_a_group_together,
             exec_steps_are_recorded_after_fetch,
@@ -3376,6 +3377,58 @@ pub mod suite {
         let store = backend.open().await;
         assert_eq!(store.scaling_group_fetch("asg").await.unwrap(), gave_up);
         assert_eq!(store.scaling_hook_runs("asg", 10).await.unwrap().len(), 3);
+    }
+
+    /// `resume_attempts` counts failed attempts: a resume that succeeds at once
+    /// leaves 0, one that succeeds at its second attempt leaves 1.
+    pub async fn a_successful_resume_counts_only_the_failed_attempts_before_it(
+        backend: &dyn Backend,
+    ) {
+        let store = backend.open().await;
+        store.app_create(&app("shop")).await.unwrap();
+        store.group_create(&group("shop", "web")).await.unwrap();
+        store
+            .scaling_group_create(&scaling_group("asg", "shop", "web"))
+            .await
+            .unwrap();
+        let run = |release: &str, attempt: u32, error: Option<&str>| HookRunRecord {
+            hook: "resume".into(),
+            release_id: Some(release.into()),
+            attempt,
+            started_at: at(31),
+            finished_at: at(32),
+            exit_code: Some(if error.is_some() { 1 } else { 0 }),
+            output: String::new(),
+            error: error.map(str::to_owned),
+        };
+        for (release, attempts) in [("r-1", 1), ("r-2", 2)] {
+            store
+                .scaling_group_suspend("asg", release, at(30))
+                .await
+                .unwrap();
+            store
+                .scaling_group_resume("asg", release, at(40))
+                .await
+                .unwrap();
+            for attempt in 1..attempts {
+                store
+                    .scaling_hook_record(
+                        "asg",
+                        &run(release, attempt, Some("exit 1")),
+                        Some(at(50)),
+                    )
+                    .await
+                    .unwrap();
+            }
+            store
+                .scaling_hook_record("asg", &run(release, attempts, None), None)
+                .await
+                .unwrap();
+            let done = store.scaling_group_fetch("asg").await.unwrap();
+            assert!(!done.resume_hook_pending, "{release}");
+            assert_eq!(done.resume_attempts, attempts - 1, "{release}");
+            assert_eq!(done.last_error, None, "{release}");
+        }
     }
 
     // ------------------------------------------------------------ group execs

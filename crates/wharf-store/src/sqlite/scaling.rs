@@ -406,8 +406,9 @@ pub(super) async fn hook_record(
         ("suspend", true, _) => {
             "UPDATE scaling_groups SET suspend_hook_pending = 0, last_error = ?2 WHERE name = ?1"
         }
+        // A success leaves the count of the failed attempts before it.
         ("resume", false, _) => {
-            "UPDATE scaling_groups SET resume_hook_pending = 0, resume_attempts = ?3, \
+            "UPDATE scaling_groups SET resume_hook_pending = 0, resume_attempts = ?3 - 1, \
              next_hook_at = NULL, last_error = NULL WHERE name = ?1"
         }
         ("resume", true, true) => {
