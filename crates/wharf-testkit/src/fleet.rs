@@ -86,6 +86,8 @@ pub struct FleetOptions {
     /// containing `?` and `>` (the characters that break naive base64 headers).
     pub registry_users: Vec<(String, String)>,
     /// Start `wharf agent` in every host and wait until all are `online` (default true).
+    /// Without, the test starts each agent itself ([`Fleet::start_agent`], or
+    /// [`Fleet::start_agent_with`] for flags such as `--scaling-group`).
     pub start_agents: bool,
     /// How long the hosts may take to become ready, after the image and binary exist.
     pub ready_timeout: Duration,
@@ -945,27 +947,39 @@ impl Fleet {
     /// host-N` in the host, in the background, with its output appended to
     /// `/var/log/wharf-agent.log`. The registration token travels in the environment.
     pub async fn start_agent(&self, host: &str) -> anyhow::Result<()> {
+        self.start_agent_with(host, &[]).await
+    }
+
+    /// [`start_agent`](Self::start_agent) with more arguments for `wharf agent`, e.g.
+    /// `["--scaling-group", "asg"]` or `["--deregister"]` (passed as separate words, never
+    /// through a shell). Registration-time flags only count when the agent has no state
+    /// yet.
+    pub async fn start_agent_with(&self, host: &str, extra_args: &[&str]) -> anyhow::Result<()> {
         let host = self.host(host)?;
         let server = self.server_url_for_hosts();
+        // `$0` is the server URL, `$1` the name, the rest go to the agent as they are.
         let script = format!(
             "mkdir -p /run/wharf && echo $$ > {AGENT_PID_FILE} && \
-             exec {HOST_WHARF_BIN} agent --server \"$0\" --state-dir {AGENT_STATE_DIR} \
-             --name \"$1\" >> {AGENT_LOG} 2>&1"
+             url=\"$0\" name=\"$1\" && shift && \
+             exec {HOST_WHARF_BIN} agent --server \"$url\" --state-dir {AGENT_STATE_DIR} \
+             --name \"$name\" \"$@\" >> {AGENT_LOG} 2>&1"
         );
+        let mut args = vec![
+            "exec",
+            "-d",
+            "-e",
+            "WHARF_REGISTRATION_TOKEN",
+            &host.container,
+            "sh",
+            "-c",
+            &script,
+            &server,
+            &host.name,
+        ];
+        args.extend_from_slice(extra_args);
         let output = run_command(
             Path::new("docker"),
-            &[
-                "exec",
-                "-d",
-                "-e",
-                "WHARF_REGISTRATION_TOKEN",
-                &host.container,
-                "sh",
-                "-c",
-                &script,
-                &server,
-                &host.name,
-            ],
+            &args,
             &[("WHARF_REGISTRATION_TOKEN", &self.registration_token)],
             None,
             DEFAULT_DOCKER_TIMEOUT,
