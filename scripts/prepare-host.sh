@@ -24,7 +24,12 @@ else
   echo "prepare-host: installing docker.io"
   # A lock held by an unattended upgrade is waited for rather than failed on.
   apt-get -o DPkg::Lock::Timeout=300 update -qq
-  apt-get -o DPkg::Lock::Timeout=300 install -y -qq docker.io
+  # Configuration the operator put in place first (/etc/default/docker, say) is kept
+  # as it is: without these options dpkg would ask about it, and with no one to answer
+  # the install would fail.
+  apt-get -o DPkg::Lock::Timeout=300 \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    install -y -qq docker.io
 fi
 
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then

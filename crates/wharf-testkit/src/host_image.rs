@@ -1,15 +1,23 @@
-//! The fleet host image: a Debian bookworm root filesystem with its own Docker Engine,
-//! built offline with `debootstrap` and imported into the local engine.
+//! The fleet's host images: Debian bookworm root filesystems built with `debootstrap`
+//! and imported into the local engine. Two recipes:
 //!
-//! [`ensure`] returns the image's reference, building it only when the local engine has
-//! no image with the expected tag. The tag is a hash of everything that goes into the
-//! image (suite, variant, package list, the two scripts from `scripts/fleet/` and the
+//! - [`FLEET_HOST`] (`wharf-fleet-host:HASH`): with its own Docker Engine (`docker.io`)
+//!   and the two scripts from `scripts/fleet/` that start it; every fleet host runs it.
+//! - [`BARE_HOST`] (`wharf-fleet-bare-host:HASH`): the same base *without* Docker, a
+//!   fresh Debian host for `scripts/prepare-host.sh` to prepare (see
+//!   [`crate::bare_host`]).
+//!
+//! [`ensure`] (and [`ensure_bare`]) return the image's reference, building it only when
+//! the local engine has no image with the expected tag. The tag is a hash of everything
+//! that goes into the image (suite, variant, package list, the scripts installed and the
 //! image config), so a change to any of them builds a new image and an unchanged recipe
 //! reuses the cached one. Builds are serialized across threads and processes by a lock
-//! directory next to the system's temporary files; a lock whose owner died is broken.
+//! directory per recipe next to the system's temporary files; a lock whose owner died is
+//! broken.
 //!
 //! Environment:
 //! - `WHARF_FLEET_HOST_IMAGE`: use this image reference as it is (no build, no check).
+//! - `WHARF_FLEET_BARE_HOST_IMAGE`: the same for the bare host image.
 //! - `WHARF_FLEET_DEBIAN_MIRROR`: the Debian mirror debootstrap downloads from (default
 //!   `http://deb.debian.org/debian`); not part of the tag.
 
@@ -25,6 +33,9 @@ use crate::fleet_docker::{docker, docker_output, owner_id, owner_is_gone};
 /// The repository of the host image in the local engine.
 pub const IMAGE_REPOSITORY: &str = "wharf-fleet-host";
 
+/// The repository of the bare host image (no Docker) in the local engine.
+pub const BARE_IMAGE_REPOSITORY: &str = "wharf-fleet-bare-host";
+
 /// The Debian suite of the host's root filesystem.
 pub const SUITE: &str = "bookworm";
 
@@ -34,6 +45,10 @@ pub const VARIANT: &str = "minbase";
 /// Packages installed on top of the variant: the engine, a shell for the deployment
 /// scripts, and tools for checks from inside a host.
 pub const PACKAGES: &[&str] = &["docker.io", "bash", "curl", "iproute2", "ca-certificates"];
+
+/// The bare host's packages: those of [`PACKAGES`] but the engine. What a freshly
+/// installed minimal Debian server has (apt, a shell, curl, certificates).
+pub const BARE_PACKAGES: &[&str] = &["bash", "curl", "iproute2", "ca-certificates"];
 
 /// The mirror used when `WHARF_FLEET_DEBIAN_MIRROR` is not set.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
@@ -53,6 +68,9 @@ pub const HOST_DOCKERD_PATH: &str = "/usr/local/sbin/wharf-host-dockerd";
 /// Bump to force a rebuild when something not captured below changes.
 const RECIPE_REVISION: u32 = 1;
 
+/// [`RECIPE_REVISION`] of the bare host image.
+const BARE_RECIPE_REVISION: u32 = 1;
+
 /// `docker import --change` instructions: the image config.
 const IMAGE_CHANGES: &[&str] = &[
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -60,38 +78,197 @@ const IMAGE_CHANGES: &[&str] = &[
     "LABEL org.opencontainers.image.title=wharf-fleet-host",
 ];
 
+/// The bare host's image config. Its main process only waits; the container is started
+/// with `--init` (the engine's tini as PID 1 reaps what the host's services leave).
+const BARE_IMAGE_CHANGES: &[&str] = &[
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "CMD [\"sleep\", \"infinity\"]",
+    "LABEL org.opencontainers.image.title=wharf-fleet-bare-host",
+];
+
+/// One image recipe: what debootstrap installs, the files added, the image config.
+#[derive(Debug)]
+pub struct Recipe {
+    /// The repository the image is tagged in (`REPOSITORY:HASH`).
+    pub repository: &'static str,
+    /// Bumped to force a rebuild.
+    revision: u32,
+    /// debootstrap's `--include`.
+    pub packages: &'static [&'static str],
+    /// Executable files added to the root filesystem: (name in the hash, path, text).
+    files: &'static [(&'static str, &'static str, &'static str)],
+    /// `docker import --change` instructions.
+    changes: &'static [&'static str],
+    /// A file in the image holding the recipe's hash.
+    marker: &'static str,
+    /// `WHARF_…` variable naming an image to use instead of building.
+    override_var: &'static str,
+    /// Serializes builds between the tests of one process; holds the last reference found.
+    cache: tokio::sync::Mutex<Option<String>>,
+}
+
+/// The fleet host: Debian with its own Docker Engine and the scripts that start it.
+pub static FLEET_HOST: Recipe = Recipe {
+    repository: IMAGE_REPOSITORY,
+    revision: RECIPE_REVISION,
+    packages: PACKAGES,
+    files: &[
+        ("init", HOST_INIT_PATH, HOST_INIT_SCRIPT),
+        ("dockerd", HOST_DOCKERD_PATH, HOST_DOCKERD_SCRIPT),
+    ],
+    changes: IMAGE_CHANGES,
+    marker: "etc/wharf-fleet-host",
+    override_var: "WHARF_FLEET_HOST_IMAGE",
+    cache: tokio::sync::Mutex::const_new(None),
+};
+
+/// A fresh Debian host without Docker, for the host preparation script.
+pub static BARE_HOST: Recipe = Recipe {
+    repository: BARE_IMAGE_REPOSITORY,
+    revision: BARE_RECIPE_REVISION,
+    packages: BARE_PACKAGES,
+    files: &[],
+    changes: BARE_IMAGE_CHANGES,
+    marker: "etc/wharf-fleet-bare-host",
+    override_var: "WHARF_FLEET_BARE_HOST_IMAGE",
+    cache: tokio::sync::Mutex::const_new(None),
+};
+
+impl Recipe {
+    /// The recipe's hash: what the tag is made of.
+    pub fn hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        let mut part = |name: &str, value: &str| {
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+            hasher.update(value.len().to_le_bytes());
+            hasher.update(value.as_bytes());
+        };
+        part("revision", &self.revision.to_string());
+        part("arch", std::env::consts::ARCH);
+        part("suite", SUITE);
+        part("variant", VARIANT);
+        part("packages", &self.packages.join(","));
+        for (name, _, text) in self.files {
+            part(name, text);
+        }
+        part("changes", &self.changes.join("\n"));
+        hex::encode(&hasher.finalize()[..8])
+    }
+
+    /// The reference the recipe builds: `REPOSITORY:HASH`.
+    pub fn reference(&self) -> String {
+        format!("{}:{}", self.repository, self.hash())
+    }
+
+    /// Returns the image's reference, building and importing it first if the local
+    /// engine does not have it (about a minute; needs root and `debootstrap`).
+    pub async fn ensure(&'static self) -> anyhow::Result<String> {
+        if let Ok(reference) = std::env::var(self.override_var) {
+            if !reference.is_empty() {
+                return Ok(reference);
+            }
+        }
+        let mut cached = self.cache.lock().await;
+        let reference = self.reference();
+        if cached.as_deref() == Some(reference.as_str()) && exists(&reference).await? {
+            return Ok(reference);
+        }
+        if !exists(&reference).await? {
+            let build_reference = reference.clone();
+            tokio::task::spawn_blocking(move || self.build_locked(&build_reference))
+                .await
+                .context("the host image build task panicked")??;
+        }
+        *cached = Some(reference.clone());
+        Ok(reference)
+    }
+
+    /// Builds under the cross-process lock, unless another process built it meanwhile.
+    fn build_locked(&self, reference: &str) -> anyhow::Result<()> {
+        let _lock = BuildLock::acquire(self.repository, &self.hash())?;
+        let present = Command::new("docker")
+            .args(["image", "inspect", "--format", "{{.Id}}", reference])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("running docker image inspect")?
+            .success();
+        if present {
+            return Ok(());
+        }
+        self.build(reference)
+    }
+
+    /// Builds the root filesystem with debootstrap and imports it as `reference`.
+    pub fn build(&self, reference: &str) -> anyhow::Result<()> {
+        let started = Instant::now();
+        check_prerequisites()?;
+        let workdir = tempfile::Builder::new()
+            .prefix("wharf-fleet-rootfs-")
+            .tempdir()
+            .context("creating the root filesystem's build directory")?;
+        let rootfs = workdir.path().join("rootfs");
+        let log_path = workdir.path().join("debootstrap.log");
+        let mirror = std::env::var("WHARF_FLEET_DEBIAN_MIRROR")
+            .ok()
+            .filter(|mirror| !mirror.is_empty())
+            .unwrap_or_else(|| DEFAULT_MIRROR.to_owned());
+        eprintln!(
+            "wharf-testkit: building the image {reference} with debootstrap \
+             ({SUITE}, {VARIANT}, from {mirror}); about a minute"
+        );
+        run_debootstrap(&rootfs, self.packages, &mirror, &log_path)?;
+        self.finish_rootfs(&rootfs)?;
+        import(&rootfs, self.changes, reference)?;
+        remove_older_tags(self.repository, reference);
+        eprintln!(
+            "wharf-testkit: built {reference} in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    /// Trims the package caches and installs the recipe's files.
+    fn finish_rootfs(&self, rootfs: &Path) -> anyhow::Result<()> {
+        for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+            let dir = rootfs.join(dir);
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_file() {
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("removing {}", path.display()))?;
+                }
+            }
+        }
+        for (_, path, text) in self.files {
+            let target = rootfs.join(path.trim_start_matches('/'));
+            write_executable(&target, text)?;
+        }
+        std::fs::write(rootfs.join(self.marker), self.hash())
+            .with_context(|| format!("writing /{}", self.marker))?;
+        Ok(())
+    }
+}
+
 /// How long debootstrap may take (about a minute with a nearby mirror).
 const DEBOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 /// How long to wait for another process's build before giving up.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(25 * 60);
 
-/// Serializes builds between the tests of one process; holds the last reference found.
-static BUILD: tokio::sync::Mutex<Option<String>> = tokio::sync::Mutex::const_new(None);
-
-/// The recipe's hash: what the tag is made of.
+/// The fleet host recipe's hash: what the tag is made of.
 pub fn recipe_hash() -> String {
-    let mut hasher = Sha256::new();
-    let mut part = |name: &str, value: &str| {
-        hasher.update(name.as_bytes());
-        hasher.update([0]);
-        hasher.update(value.len().to_le_bytes());
-        hasher.update(value.as_bytes());
-    };
-    part("revision", &RECIPE_REVISION.to_string());
-    part("arch", std::env::consts::ARCH);
-    part("suite", SUITE);
-    part("variant", VARIANT);
-    part("packages", &PACKAGES.join(","));
-    part("init", HOST_INIT_SCRIPT);
-    part("dockerd", HOST_DOCKERD_SCRIPT);
-    part("changes", &IMAGE_CHANGES.join("\n"));
-    hex::encode(&hasher.finalize()[..8])
+    FLEET_HOST.hash()
 }
 
-/// The reference the current recipe builds: `wharf-fleet-host:HASH`.
+/// The reference the current fleet host recipe builds: `wharf-fleet-host:HASH`.
 pub fn expected_reference() -> String {
-    format!("{IMAGE_REPOSITORY}:{}", recipe_hash())
+    FLEET_HOST.reference()
 }
 
 /// Whether the local engine has an image called `reference`.
@@ -104,73 +281,20 @@ pub async fn exists(reference: &str) -> anyhow::Result<bool> {
     Ok(output.success())
 }
 
-/// Returns the host image's reference, building and importing it first if the local
-/// engine does not have it (about a minute; needs root and `debootstrap`).
+/// Returns the fleet host image's reference, building and importing it first if the
+/// local engine does not have it (about a minute; needs root and `debootstrap`).
 pub async fn ensure() -> anyhow::Result<String> {
-    if let Ok(reference) = std::env::var("WHARF_FLEET_HOST_IMAGE") {
-        if !reference.is_empty() {
-            return Ok(reference);
-        }
-    }
-    let mut cached = BUILD.lock().await;
-    let reference = expected_reference();
-    if cached.as_deref() == Some(reference.as_str()) && exists(&reference).await? {
-        return Ok(reference);
-    }
-    if !exists(&reference).await? {
-        let build_reference = reference.clone();
-        tokio::task::spawn_blocking(move || build_locked(&build_reference))
-            .await
-            .context("the host image build task panicked")??;
-    }
-    *cached = Some(reference.clone());
-    Ok(reference)
+    FLEET_HOST.ensure().await
 }
 
-/// Builds under the cross-process lock, unless another process built it meanwhile.
-fn build_locked(reference: &str) -> anyhow::Result<()> {
-    let _lock = BuildLock::acquire(&recipe_hash())?;
-    let present = Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}", reference])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .context("running docker image inspect")?
-        .success();
-    if present {
-        return Ok(());
-    }
-    build(reference)
+/// Returns the bare host image's reference (no Docker), building it first if needed.
+pub async fn ensure_bare() -> anyhow::Result<String> {
+    BARE_HOST.ensure().await
 }
 
-/// Builds the root filesystem with debootstrap and imports it as `reference`.
+/// Builds the fleet host's root filesystem with debootstrap and imports it as `reference`.
 pub fn build(reference: &str) -> anyhow::Result<()> {
-    let started = Instant::now();
-    check_prerequisites()?;
-    let workdir = tempfile::Builder::new()
-        .prefix("wharf-fleet-rootfs-")
-        .tempdir()
-        .context("creating the root filesystem's build directory")?;
-    let rootfs = workdir.path().join("rootfs");
-    let log_path = workdir.path().join("debootstrap.log");
-    let mirror = std::env::var("WHARF_FLEET_DEBIAN_MIRROR")
-        .ok()
-        .filter(|mirror| !mirror.is_empty())
-        .unwrap_or_else(|| DEFAULT_MIRROR.to_owned());
-    eprintln!(
-        "wharf-testkit: building the fleet host image {reference} with debootstrap \
-         ({SUITE}, {VARIANT}, from {mirror}); about a minute"
-    );
-    run_debootstrap(&rootfs, &mirror, &log_path)?;
-    finish_rootfs(&rootfs)?;
-    import(&rootfs, reference)?;
-    remove_older_tags(reference);
-    eprintln!(
-        "wharf-testkit: built {reference} in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    FLEET_HOST.build(reference)
 }
 
 fn check_prerequisites() -> anyhow::Result<()> {
@@ -191,13 +315,18 @@ fn check_prerequisites() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_debootstrap(rootfs: &Path, mirror: &str, log_path: &Path) -> anyhow::Result<()> {
+fn run_debootstrap(
+    rootfs: &Path,
+    packages: &[&str],
+    mirror: &str,
+    log_path: &Path,
+) -> anyhow::Result<()> {
     let log = std::fs::File::create(log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
     let log_err = log.try_clone().context("duplicating the log handle")?;
     let mut child = Command::new("/usr/sbin/debootstrap")
         .arg(format!("--variant={VARIANT}"))
-        .arg(format!("--include={}", PACKAGES.join(",")))
+        .arg(format!("--include={}", packages.join(",")))
         .arg(SUITE)
         .arg(rootfs)
         .arg(mirror)
@@ -234,33 +363,6 @@ fn run_debootstrap(rootfs: &Path, mirror: &str, log_path: &Path) -> anyhow::Resu
     Ok(())
 }
 
-/// Trims the package caches and installs the host scripts.
-fn finish_rootfs(rootfs: &Path) -> anyhow::Result<()> {
-    for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
-        let dir = rootfs.join(dir);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_file() {
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("removing {}", path.display()))?;
-            }
-        }
-    }
-    for (path, text) in [
-        (HOST_INIT_PATH, HOST_INIT_SCRIPT),
-        (HOST_DOCKERD_PATH, HOST_DOCKERD_SCRIPT),
-    ] {
-        let target = rootfs.join(path.trim_start_matches('/'));
-        write_executable(&target, text)?;
-    }
-    std::fs::write(rootfs.join("etc/wharf-fleet-host"), recipe_hash())
-        .context("writing /etc/wharf-fleet-host")?;
-    Ok(())
-}
-
 fn write_executable(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     if let Some(parent) = path.parent() {
@@ -273,7 +375,7 @@ fn write_executable(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 /// `tar -C ROOTFS -c . | docker import --change ... - REFERENCE`.
-fn import(rootfs: &Path, reference: &str) -> anyhow::Result<()> {
+fn import(rootfs: &Path, changes: &[&str], reference: &str) -> anyhow::Result<()> {
     let mut tar = Command::new("tar")
         .arg("-C")
         .arg(rootfs)
@@ -286,7 +388,7 @@ fn import(rootfs: &Path, reference: &str) -> anyhow::Result<()> {
     let tar_out = tar.stdout.take().context("tar has no stdout pipe")?;
     let mut import = Command::new("docker");
     import.arg("import");
-    for change in IMAGE_CHANGES {
+    for change in changes {
         import.arg("--change").arg(change);
     }
     let imported = import
@@ -313,14 +415,9 @@ fn import(rootfs: &Path, reference: &str) -> anyhow::Result<()> {
 
 /// Removes tags of earlier recipes. An image still used by a container (another run on
 /// an older checkout) stays: `docker rmi` without `--force` refuses it.
-fn remove_older_tags(current: &str) {
+fn remove_older_tags(repository: &str, current: &str) {
     let Ok(output) = Command::new("docker")
-        .args([
-            "images",
-            IMAGE_REPOSITORY,
-            "--format",
-            "{{.Repository}}:{{.Tag}}",
-        ])
+        .args(["images", repository, "--format", "{{.Repository}}:{{.Tag}}"])
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
@@ -358,8 +455,8 @@ struct BuildLock {
 }
 
 impl BuildLock {
-    fn acquire(hash: &str) -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("{IMAGE_REPOSITORY}-{hash}.lock"));
+    fn acquire(repository: &str, hash: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("{repository}-{hash}.lock"));
         let deadline = Instant::now() + LOCK_TIMEOUT;
         let mut announced = false;
         loop {
@@ -388,7 +485,7 @@ impl BuildLock {
             }
             if !announced {
                 eprintln!(
-                    "wharf-testkit: waiting for another process building the fleet host image \
+                    "wharf-testkit: waiting for another process building the image {repository} \
                      (lock {})",
                     dir.display()
                 );
@@ -437,6 +534,20 @@ mod tests {
         assert_eq!(recipe_hash(), recipe_hash());
         assert_eq!(recipe_hash().len(), 16);
         assert!(expected_reference().starts_with("wharf-fleet-host:"));
+    }
+
+    #[test]
+    fn the_bare_host_is_the_fleet_host_without_docker() {
+        assert_ne!(BARE_HOST.hash(), FLEET_HOST.hash());
+        assert!(BARE_HOST.reference().starts_with("wharf-fleet-bare-host:"));
+        assert!(!BARE_PACKAGES.contains(&"docker.io"));
+        let without_engine: Vec<&str> = PACKAGES
+            .iter()
+            .copied()
+            .filter(|package| *package != "docker.io")
+            .collect();
+        assert_eq!(without_engine, BARE_PACKAGES);
+        assert!(BARE_HOST.files.is_empty());
     }
 
     #[test]

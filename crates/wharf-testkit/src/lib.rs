@@ -5,6 +5,7 @@
 //! `/var/run/docker.sock` (or `DOCKER_HOST=unix://…`) and Debian's `docker-registry`
 //! binary. Nothing is pulled from the internet; images are built locally.
 
+pub mod bare_host;
 pub mod docker;
 pub mod fleet;
 mod fleet_docker;
