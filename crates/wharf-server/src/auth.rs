@@ -67,13 +67,15 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
-        let token = bearer(parts)?;
-        match state
-            .store
-            .instance_by_credential(&hash_token(token))
-            .await?
-        {
-            Some(instance) => Ok(Agent(instance)),
+        let hash = hash_token(bearer(parts)?);
+        if let Some(instance) = state.agent_credentials.get(&hash) {
+            return Ok(Agent(instance));
+        }
+        match state.store.instance_by_credential(&hash).await? {
+            Some(instance) => {
+                state.agent_credentials.insert(&hash, instance.clone());
+                Ok(Agent(instance))
+            }
             None => Err(ApiError::unauthorized(
                 "the agent credential is not valid (was the instance deleted?)",
             )),

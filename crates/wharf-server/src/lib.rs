@@ -10,7 +10,7 @@ mod console;
 mod engine;
 mod error;
 mod extract;
-mod heartbeats;
+mod group_commit;
 mod metrics;
 mod openapi;
 mod secrets;

@@ -128,13 +128,16 @@ pub async fn track(
     let elapsed = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();
     metrics.observe(&method, &route, status, elapsed);
-    tracing::info!(
-        method,
-        route,
-        status,
-        ms = format_args!("{:.1}", elapsed * 1000.0),
-        "request"
-    );
+    let ms = format_args!("{:.1}", elapsed * 1000.0);
+    // Agents' requests (heartbeats, polls, step reports: thousands a second with a
+    // large fleet) are logged only at debug level, or when they fail; a line each
+    // would cost more than answering them. Their counts and latencies are in the
+    // metrics either way.
+    if route.starts_with("/agent/") && status < 500 {
+        tracing::debug!(method, route, status, ms = %ms, "request");
+    } else {
+        tracing::info!(method, route, status, ms = %ms, "request");
+    }
     response
 }
 

@@ -1,12 +1,16 @@
 //! The state every handler shares.
 
 use crate::engine::Wakeups;
+use crate::group_commit::GroupCommit;
 use crate::metrics::Metrics;
 use crate::secrets::SecretBox;
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wharf_store::Store;
+use std::time::Instant;
+use wharf_api::WorkAssignment;
+use wharf_store::{AgentWrite, HeartbeatRecord, InstanceRecord, Store};
 
 /// When an instance counts as online.
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +59,13 @@ pub struct AppState {
     pub wakeups: Wakeups,
     pub liveness: Liveness,
     /// Heartbeats waiting to be written together.
-    pub heartbeats: crate::heartbeats::HeartbeatWriter,
+    pub heartbeats: GroupCommit<HeartbeatRecord>,
+    /// Claims and step reports waiting to be written together.
+    pub agent_writes: GroupCommit<AgentWrite>,
+    /// The work of recent releases, as every instance gets it.
+    pub assignments: Assignments,
+    /// Agents' credentials recently checked.
+    pub agent_credentials: AgentCredentials,
 }
 
 impl AppState {
@@ -67,6 +77,96 @@ impl AppState {
             wakeups: Wakeups::default(),
             liveness: Liveness::default(),
             heartbeats: Default::default(),
+            agent_writes: Default::default(),
+            assignments: Default::default(),
+            agent_credentials: Default::default(),
         }
+    }
+}
+
+/// The work of recent releases, by release id, as every instance of a release
+/// gets it (with the instance's id left empty): building it reads the release, its
+/// deployment and registry and decrypts the registry password, which a release of
+/// thousands of instances would otherwise do once per instance. Deployments never
+/// change; an entry is still rebuilt after [`Assignments::FRESH_FOR`], so that a
+/// changed registry password reaches the instances of a running release soon.
+#[derive(Clone, Default)]
+pub struct Assignments(Arc<Mutex<HashMap<String, BuiltAt>>>);
+
+/// When an entry was built, and the work.
+type BuiltAt = (Instant, Arc<WorkAssignment>);
+
+impl Assignments {
+    /// More releases than ever run at once.
+    const MAX: usize = 256;
+    /// How long an entry is used before it is built again.
+    pub const FRESH_FOR: Duration = Duration::from_secs(5);
+
+    pub fn get(&self, release_id: &str) -> Option<Arc<WorkAssignment>> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(release_id)
+            .filter(|(at, _)| at.elapsed() < Self::FRESH_FOR)
+            .map(|(_, work)| work.clone())
+    }
+
+    pub fn insert(&self, release_id: &str, work: Arc<WorkAssignment>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= Self::MAX {
+            map.retain(|_, (at, _)| at.elapsed() < Self::FRESH_FOR);
+            if map.len() >= Self::MAX {
+                map.clear();
+            }
+        }
+        map.insert(release_id.to_owned(), (Instant::now(), work));
+    }
+}
+
+/// Agent credentials recently found in the store, by the credential's hash, with
+/// their instance. Every agent request (heartbeats alone are a thousand a second
+/// at 10,000 agents) would otherwise read the store to check its credential. An
+/// entry is used for [`AgentCredentials::FRESH_FOR`] at most; deleting an instance
+/// through this server forgets its entry at once, so a deleted instance's
+/// credential stops working at once here (and within that time on another server
+/// sharing the store).
+#[derive(Clone, Default)]
+pub struct AgentCredentials(Arc<Mutex<HashMap<String, CheckedAt>>>);
+
+/// When a credential was found, and its instance.
+type CheckedAt = (Instant, InstanceRecord);
+
+impl AgentCredentials {
+    /// More than the agents one server holds; past it the cache starts over.
+    const MAX: usize = 200_000;
+    /// How long an entry is used before the store is asked again.
+    pub const FRESH_FOR: Duration = Duration::from_secs(10);
+
+    pub fn get(&self, hash: &str) -> Option<InstanceRecord> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(hash)
+            .filter(|(at, _)| at.elapsed() < Self::FRESH_FOR)
+            .map(|(_, instance)| instance.clone())
+    }
+
+    pub fn insert(&self, hash: &str, instance: InstanceRecord) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= Self::MAX {
+            map.clear();
+        }
+        map.insert(hash.to_owned(), (Instant::now(), instance));
+    }
+
+    /// Updates the cached instance (what its agent reported about Docker), keeping
+    /// the entry's age.
+    pub fn update(&self, instance: &InstanceRecord) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, cached)) = map.get_mut(&instance.credential_hash) {
+            *cached = instance.clone();
+        }
+    }
+
+    /// Forgets a deleted instance's credential.
+    pub fn forget(&self, instance: &InstanceRecord) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&instance.credential_hash);
     }
 }

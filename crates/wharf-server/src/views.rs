@@ -3,6 +3,7 @@
 
 use crate::state::Liveness;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use wharf_api as api;
 use wharf_domain::deployment::registry_address;
 use wharf_store::{
@@ -183,19 +184,31 @@ pub fn release(
     }
     let batches = match steps {
         None => Vec::new(),
-        Some(steps) => (0..record.batch_count)
-            .map(|batch| {
-                let members: Vec<&TaskRecord> = tasks.iter().filter(|t| t.batch == batch).collect();
-                api::ReleaseBatch {
-                    number: batch + 1,
-                    state: batch_state(&members).to_owned(),
-                    instances: members
-                        .into_iter()
-                        .map(|t| release_instance(t, steps))
-                        .collect(),
-                }
-            })
-            .collect(),
+        Some(steps) => {
+            // Steps by instance, so that a release of thousands of instances is
+            // one pass over its steps rather than one per instance.
+            let mut steps_of: HashMap<&str, Vec<&StepRecord>> = HashMap::new();
+            for step in steps {
+                steps_of.entry(&step.instance_id).or_default().push(step);
+            }
+            (0..record.batch_count)
+                .map(|batch| {
+                    let members: Vec<&TaskRecord> =
+                        tasks.iter().filter(|t| t.batch == batch).collect();
+                    api::ReleaseBatch {
+                        number: batch + 1,
+                        state: batch_state(&members).to_owned(),
+                        instances: members
+                            .into_iter()
+                            .map(|t| {
+                                let steps = steps_of.get(t.instance_id.as_str());
+                                release_instance(t, steps.map_or(&[], Vec::as_slice))
+                            })
+                            .collect(),
+                    }
+                })
+                .collect()
+        }
     };
     api::Release {
         id: record.id,
@@ -237,7 +250,8 @@ fn batch_state(tasks: &[&TaskRecord]) -> &'static str {
     }
 }
 
-fn release_instance(task: &TaskRecord, steps: &[StepRecord]) -> api::ReleaseInstance {
+/// One instance of a release view; `steps` are the instance's own, in run order.
+fn release_instance(task: &TaskRecord, steps: &[&StepRecord]) -> api::ReleaseInstance {
     api::ReleaseInstance {
         id: task.instance_id.clone(),
         name: task.instance_name.clone(),
@@ -248,7 +262,6 @@ fn release_instance(task: &TaskRecord, steps: &[StepRecord]) -> api::ReleaseInst
         message: task.message.clone(),
         steps: steps
             .iter()
-            .filter(|s| s.instance_id == task.instance_id)
             .map(|s| api::ReleaseStep {
                 name: s.step.as_str().to_owned(),
                 state: s.state.as_str().to_owned(),
@@ -262,20 +275,30 @@ fn release_instance(task: &TaskRecord, steps: &[StepRecord]) -> api::ReleaseInst
     }
 }
 
-pub fn step_log(step: StepRecord, tasks: &[TaskRecord]) -> api::StepLog {
-    let instance_name = tasks
+/// The output of `steps`, each with its instance's name from `tasks` (looked up
+/// by id once, not per step).
+pub fn step_logs(
+    steps: impl IntoIterator<Item = StepRecord>,
+    tasks: &[TaskRecord],
+) -> Vec<api::StepLog> {
+    let names: HashMap<&str, &str> = tasks
         .iter()
-        .find(|t| t.instance_id == step.instance_id)
-        .map(|t| t.instance_name.clone())
-        .unwrap_or_default();
-    api::StepLog {
-        instance_id: step.instance_id,
-        instance_name,
-        step: step.step.as_str().to_owned(),
-        state: step.state.as_str().to_owned(),
-        exit_code: step.exit_code,
-        output: step.output,
-        dropped_bytes: step.dropped_bytes,
-        message: step.message,
-    }
+        .map(|t| (t.instance_id.as_str(), t.instance_name.as_str()))
+        .collect();
+    steps
+        .into_iter()
+        .map(|step| api::StepLog {
+            instance_name: names
+                .get(step.instance_id.as_str())
+                .map(|name| (*name).to_owned())
+                .unwrap_or_default(),
+            instance_id: step.instance_id,
+            step: step.step.as_str().to_owned(),
+            state: step.state.as_str().to_owned(),
+            exit_code: step.exit_code,
+            output: step.output,
+            dropped_bytes: step.dropped_bytes,
+            message: step.message,
+        })
+        .collect()
 }

@@ -224,6 +224,12 @@ pub trait Store: Send + Sync + 'static {
             .filter(|t| t.batch == batch && !t.state.is_terminal())
             .count() as u32)
     }
+    /// How each batch of a release stands, by batch; batches without tasks are
+    /// left out.
+    async fn task_batch_summaries(&self, release_id: &str) -> StoreResult<Vec<BatchSummary>>;
+    /// The release's dispatched and running tasks, each with its instance's last
+    /// heartbeat (or that the instance is gone).
+    async fn task_list_live(&self, release_id: &str) -> StoreResult<Vec<LiveTask>>;
     /// Pending -> Dispatched for every task of `batch`, with the deadline; returns the
     /// instance ids dispatched.
     async fn task_dispatch_batch(
@@ -241,6 +247,9 @@ pub trait Store: Send + Sync + 'static {
         instance_id: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<TaskRecord>>;
+    /// Whether [`Store::task_claim`] would find a task for the instance: a read, so
+    /// that the many polls that find no work do not need the writer.
+    async fn task_claimable(&self, instance_id: &str) -> StoreResult<bool>;
     /// The instance's tasks in state Running (an agent that polls while it has one
     /// restarted).
     async fn task_list_running_for_instance(
@@ -309,6 +318,14 @@ pub trait Store: Send + Sync + 'static {
         instance_id: Option<&str>,
     ) -> StoreResult<Vec<StepRecord>>;
 
+    /// [`Store::step_list`] without the steps' output (left empty): what views of
+    /// a whole release need, without reading up to a MiB of output per step.
+    async fn step_list_without_output(
+        &self,
+        release_id: &str,
+        instance_id: Option<&str>,
+    ) -> StoreResult<Vec<StepRecord>>;
+
     /// A release succeeded: the group's previous deployment becomes what was current
     /// (if different) and its current becomes `deployment`.
     async fn group_set_current_deployment(
@@ -317,6 +334,20 @@ pub trait Store: Send + Sync + 'static {
         group: &str,
         deployment: &str,
     ) -> StoreResult<()>;
+    /// Many agents' writes at once, in one transaction where the backend can; each
+    /// write is still all or nothing on its own and answers as its single-call
+    /// method would (a refused one does not stop the others). `Err` only when the
+    /// batch as a whole could not be written, and then none of it was.
+    async fn agent_writes(
+        &self,
+        writes: &[AgentWrite],
+    ) -> StoreResult<Vec<StoreResult<AgentWritten>>> {
+        let mut results = Vec::with_capacity(writes.len());
+        for write in writes {
+            results.push(agent_write_one_by_one(self, write).await);
+        }
+        Ok(results)
+    }
     /// Records the digest the pull step reported on a task.
     async fn task_set_digest(
         &self,
@@ -381,4 +412,113 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         limit: u32,
     ) -> StoreResult<Vec<ScalingActivityRecord>>;
+}
+
+/// The default [`Store::agent_writes`] of one write: the single-call methods in
+/// turn (each its own transaction). A backend that batches must answer the same.
+async fn agent_write_one_by_one<S: Store + ?Sized>(
+    store: &S,
+    write: &AgentWrite,
+) -> StoreResult<AgentWritten> {
+    match write {
+        AgentWrite::Claim { instance_id, now } => store
+            .task_claim(instance_id, *now)
+            .await
+            .map(AgentWritten::Claimed),
+        AgentWrite::StepBegin {
+            release_id,
+            instance_id,
+            step,
+            now,
+        } => store
+            .step_begin(release_id, instance_id, *step, *now)
+            .await
+            .map(|()| AgentWritten::Recorded),
+        AgentWrite::StepOutput {
+            release_id,
+            instance_id,
+            step,
+            chunk,
+            dropped,
+            keep_bytes,
+        } => store
+            .step_append_output(release_id, instance_id, *step, chunk, *dropped, *keep_bytes)
+            .await
+            .map(|()| AgentWritten::Recorded),
+        AgentWrite::StepEnd {
+            release_id,
+            instance_id,
+            batch,
+            step,
+            state,
+            exit_code,
+            message,
+            digest,
+            task_end,
+            now,
+        } => {
+            refuse_open_task_end(task_end)?;
+            let changed = store
+                .step_finish(
+                    release_id,
+                    instance_id,
+                    *step,
+                    *state,
+                    *exit_code,
+                    message.as_deref(),
+                    *now,
+                )
+                .await?;
+            let mut ended = AgentWritten::StepEnded {
+                changed,
+                task_finished: false,
+                batch_open: 0,
+            };
+            if !changed {
+                return Ok(ended);
+            }
+            if let Some(digest) = digest {
+                store
+                    .task_set_digest(release_id, instance_id, digest)
+                    .await?;
+            }
+            if let Some((task_state, reason)) = task_end {
+                let finished = store
+                    .task_finish(
+                        release_id,
+                        instance_id,
+                        *task_state,
+                        None,
+                        reason.as_deref(),
+                        *now,
+                    )
+                    .await?;
+                let batch_open = if finished && *task_state == TaskState::Succeeded {
+                    store.task_count_open_in_batch(release_id, *batch).await?
+                } else {
+                    0
+                };
+                ended = AgentWritten::StepEnded {
+                    changed,
+                    task_finished: finished,
+                    batch_open,
+                };
+            }
+            Ok(ended)
+        }
+    }
+}
+
+/// A step end may end its task only in an end state; checked before anything is
+/// written, so that such a write is refused whole.
+pub(crate) fn refuse_open_task_end(
+    task_end: &Option<(TaskState, Option<String>)>,
+) -> StoreResult<()> {
+    match task_end {
+        Some((state, _)) if !state.is_terminal() => Err(StoreError::Conflict(format!(
+            "a task cannot be finished as {}",
+            state.as_str()
+        ))),
+        _ => Ok(()),
+    }
 }

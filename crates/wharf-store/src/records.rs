@@ -226,6 +226,106 @@ pub struct TaskRecord {
     pub message: Option<String>,
 }
 
+/// How the tasks of one batch of a release stand: what the release driver decides
+/// on, read without loading every task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchSummary {
+    /// 0-based batch index.
+    pub batch: u32,
+    pub pending: u32,
+    pub dispatched: u32,
+    pub running: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub cancelled: u32,
+    /// When the batch's last ended task ended.
+    pub last_finished_at: Option<DateTime<Utc>>,
+}
+
+impl BatchSummary {
+    /// Tasks that have not ended.
+    pub fn open(&self) -> u32 {
+        self.pending + self.dispatched + self.running
+    }
+
+    /// Whether any task of the batch has left `pending` (the batch is under way or
+    /// over).
+    pub fn started(&self) -> bool {
+        self.dispatched + self.running + self.succeeded + self.failed + self.cancelled > 0
+    }
+}
+
+/// A dispatched or running task with what the driver needs to tell whether it
+/// was lost: its instance's last heartbeat, or that the instance is gone.
+#[derive(Debug, Clone)]
+pub struct LiveTask {
+    pub task: TaskRecord,
+    /// `None` when the instance was deleted; else its last heartbeat, if any.
+    pub instance_heartbeat: Option<Option<DateTime<Utc>>>,
+}
+
+/// One write an agent's request asks for. Written together with others that
+/// arrive at the same time (see [`crate::Store::agent_writes`]), each one still
+/// all or nothing on its own.
+#[derive(Debug, Clone)]
+pub enum AgentWrite {
+    /// [`crate::Store::task_claim`].
+    Claim {
+        instance_id: String,
+        now: DateTime<Utc>,
+    },
+    /// [`crate::Store::step_begin`].
+    StepBegin {
+        release_id: String,
+        instance_id: String,
+        step: StepName,
+        now: DateTime<Utc>,
+    },
+    /// [`crate::Store::step_append_output`].
+    StepOutput {
+        release_id: String,
+        instance_id: String,
+        step: StepName,
+        chunk: String,
+        dropped: u64,
+        keep_bytes: usize,
+    },
+    /// [`crate::Store::step_finish`]; if that changed the step, then the pull's
+    /// digest ([`crate::Store::task_set_digest`]) and the task's end
+    /// ([`crate::Store::task_finish`]) when the report ends the task, and for a
+    /// success how many tasks of `batch` are still open.
+    StepEnd {
+        release_id: String,
+        instance_id: String,
+        batch: u32,
+        step: StepName,
+        state: StepState,
+        exit_code: Option<i32>,
+        message: Option<String>,
+        digest: Option<String>,
+        /// The task's end state and message when this report ends the task.
+        task_end: Option<(TaskState, Option<String>)>,
+        now: DateTime<Utc>,
+    },
+}
+
+/// What an [`AgentWrite`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentWritten {
+    /// The task claimed, if the instance had one.
+    Claimed(Option<TaskRecord>),
+    /// A begin or output was recorded.
+    Recorded,
+    /// A step end: whether it changed the step (a repeated report does not), and
+    /// whether the task ended with it; `batch_open` counts the batch's open tasks
+    /// after a successful end (0 otherwise).
+    StepEnded {
+        changed: bool,
+        task_finished: bool,
+        batch_open: u32,
+    },
+}
+
 /// The state of one step of one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepState {

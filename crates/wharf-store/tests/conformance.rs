@@ -1,5 +1,6 @@
 //! The store conformance suite: what every [`Store`] backend must do, written
-//! against the trait alone. Each check in `suite` takes a [`Backend`]; a backend
+//! against the trait alone. Each check in `suite` takes a [`Backend`] (a paired
+//! check takes two, to compare a call with its equivalent calls); a backend
 //! runs the whole suite with one `conformance!` line, as SQLite does at the end
 //! of this file, so a new backend (PostgreSQL) proves itself by the same checks.
 
@@ -16,8 +17,18 @@ pub trait Backend: Send + Sync {
 }
 
 /// Expands to one test per check of the suite, each on a fresh backend made by
-/// `$make`.
+/// `$make`; a paired check also gets a second fresh backend, to compare with.
 macro_rules! conformance {
+    (@paired $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                let backend = $make;
+                let reference = $make;
+                crate::suite::$check(&backend, &reference).await;
+            }
+        )*
+    };
     ($make:expr) => {
         conformance!($make;
             api_tokens_are_found_by_hash_and_counted,
@@ -69,6 +80,14 @@ macro_rules! conformance {
             execs_round_trip_and_are_listed_apart_from_releases,
             an_exec_and_a_release_never_run_on_a_group_together,
             exec_steps_are_recorded_after_fetch,
+            batch_summaries_count_each_batch_by_state,
+            live_tasks_are_the_dispatched_and_running_ones_with_their_heartbeat,
+            claimable_says_whether_a_claim_would_find_work,
+            a_refused_agent_write_is_undone_alone,
+            steps_without_output_are_the_steps_with_their_output_emptied,
+        );
+        conformance!(@paired $make;
+            agent_writes_answer_as_their_single_calls_do,
         );
     };
     ($make:expr; $($check:ident),* $(,)?) => {
@@ -846,6 +865,19 @@ pub mod suite {
             store.instance_heartbeats(&[]).await.unwrap(),
             Vec::<bool>::new()
         );
+        // Two heartbeats of one instance in one call: the later one is kept,
+        // whichever order they come in, and both are answered as found.
+        let mut late = beat(&web.id, "0.4.0", "10.0.0.9");
+        late.at = at(50);
+        let found = store
+            .instance_heartbeats(&[late.clone(), beat(&web.id, "0.2.0", "10.0.0.1")])
+            .await
+            .unwrap();
+        assert_eq!(found, vec![true, true]);
+        web.last_heartbeat_at = Some(at(50));
+        web.agent_version = "0.4.0".into();
+        web.address = "10.0.0.9".into();
+        assert_eq!(store.instance_fetch(&web.id).await.unwrap(), web);
     }
 
     pub async fn deleting_an_instance_removes_its_memberships_and_credential(
@@ -3579,6 +3611,1071 @@ pub mod suite {
         assert_eq!(names, vec![StepName::Fetch, StepName::Exec]);
         assert_eq!(steps[1].output, "hello\n");
         assert_eq!(steps[1].exit_code, Some(3));
+    }
+
+    // ------------------------------------------------------------ reads and writes in bulk
+
+    /// A summary of one batch: its counts by state (pending, dispatched, running,
+    /// succeeded, failed, cancelled) and when its last ended task ended.
+    fn summary(batch: u32, counts: [u32; 6], last: Option<DateTime<Utc>>) -> BatchSummary {
+        let [pending, dispatched, running, succeeded, failed, cancelled] = counts;
+        BatchSummary {
+            batch,
+            pending,
+            dispatched,
+            running,
+            succeeded,
+            failed,
+            cancelled,
+            last_finished_at: last,
+        }
+    }
+
+    /// The batch summaries as the tasks themselves say they must be.
+    fn summarize(tasks: &[TaskRecord]) -> Vec<BatchSummary> {
+        let mut batches: BTreeMap<u32, BatchSummary> = BTreeMap::new();
+        for t in tasks {
+            let s = batches.entry(t.batch).or_insert_with(|| BatchSummary {
+                batch: t.batch,
+                ..BatchSummary::default()
+            });
+            *match t.state {
+                TaskState::Pending => &mut s.pending,
+                TaskState::Dispatched => &mut s.dispatched,
+                TaskState::Running => &mut s.running,
+                TaskState::Succeeded => &mut s.succeeded,
+                TaskState::Failed => &mut s.failed,
+                TaskState::Cancelled => &mut s.cancelled,
+            } += 1;
+            s.last_finished_at = s.last_finished_at.max(t.finished_at);
+        }
+        batches.into_values().collect()
+    }
+
+    /// The release's batch summaries, checked against its task list and the open
+    /// count of each batch.
+    async fn batch_summaries(store: &dyn Store, release_id: &str) -> Vec<BatchSummary> {
+        let summaries = store
+            .task_batch_summaries(release_id)
+            .await
+            .expect("batch summaries");
+        let tasks = store.task_list(release_id).await.expect("tasks listed");
+        assert_eq!(
+            summaries,
+            summarize(&tasks),
+            "the summaries of {release_id} disagree with its tasks"
+        );
+        for s in &summaries {
+            assert_eq!(
+                s.open(),
+                store
+                    .task_count_open_in_batch(release_id, s.batch)
+                    .await
+                    .unwrap(),
+                "open tasks of batch {} of {release_id}",
+                s.batch
+            );
+        }
+        summaries
+    }
+
+    pub async fn batch_summaries_count_each_batch_by_state(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, b, c] = shop(&*store).await;
+        let d = register(&*store, 4, "web-d").await;
+        let r = release(1, "shop", "prod", "v1");
+        // Batch 1 has no task.
+        create(&*store, &r, &[(&a, 0), (&c, 0), (&d, 0), (&b, 2)]).await;
+        // Another release's tasks count only there.
+        let other = release(2, "shop", "staging", "v1");
+        create(&*store, &other, &[(&a, 0), (&b, 1)]).await;
+        let other_summaries = vec![
+            summary(0, [1, 0, 0, 0, 0, 0], None),
+            summary(1, [1, 0, 0, 0, 0, 0], None),
+        ];
+        assert_eq!(batch_summaries(&*store, &other.id).await, other_summaries);
+
+        let pending = batch_summaries(&*store, &r.id).await;
+        assert_eq!(
+            pending,
+            vec![
+                summary(0, [3, 0, 0, 0, 0, 0], None),
+                summary(2, [1, 0, 0, 0, 0, 0], None),
+            ]
+        );
+        assert_eq!((pending[0].open(), pending[0].started()), (3, false));
+        assert_eq!((pending[1].open(), pending[1].started()), (1, false));
+
+        run_batch(&*store, &r.id, 0, &[], at(200)).await;
+        let dispatched = batch_summaries(&*store, &r.id).await;
+        assert_eq!(
+            dispatched,
+            vec![
+                summary(0, [0, 3, 0, 0, 0, 0], None),
+                summary(2, [1, 0, 0, 0, 0, 0], None),
+            ]
+        );
+        assert_eq!((dispatched[0].open(), dispatched[0].started()), (3, true));
+        assert!(!dispatched[1].started());
+
+        for (instance, now) in [(&a, at(210)), (&c, at(211))] {
+            assert!(store.task_claim(&instance.id, now).await.unwrap().is_some());
+        }
+        assert_eq!(
+            batch_summaries(&*store, &r.id).await[0],
+            summary(0, [0, 1, 2, 0, 0, 0], None)
+        );
+
+        // The last end is the latest time, not the latest write.
+        assert!(store
+            .task_finish(&r.id, &a.id, TaskState::Succeeded, None, None, at(300))
+            .await
+            .unwrap());
+        assert_eq!(
+            batch_summaries(&*store, &r.id).await[0],
+            summary(0, [0, 1, 1, 1, 0, 0], Some(at(300)))
+        );
+        assert!(store
+            .task_finish(&r.id, &c.id, TaskState::Failed, None, Some("boom"), at(250))
+            .await
+            .unwrap());
+        let ended = batch_summaries(&*store, &r.id).await;
+        assert_eq!(ended[0], summary(0, [0, 1, 0, 1, 1, 0], Some(at(300))));
+        assert_eq!((ended[0].open(), ended[0].started()), (1, true));
+        // d (dispatched) and b (pending, batch 2) are cancelled at 280.
+        assert_eq!(
+            store
+                .task_cancel_unstarted(&r.id, "cancelled", at(280))
+                .await
+                .unwrap(),
+            2
+        );
+        let over = batch_summaries(&*store, &r.id).await;
+        assert_eq!(
+            over,
+            vec![
+                summary(0, [0, 0, 0, 1, 1, 1], Some(at(300))),
+                summary(2, [0, 0, 0, 0, 0, 1], Some(at(280))),
+            ]
+        );
+        assert_eq!((over[0].open(), over[0].started()), (0, true));
+        assert_eq!((over[1].open(), over[1].started()), (0, true));
+        assert_eq!(batch_summaries(&*store, &other.id).await, other_summaries);
+
+        // A release without tasks has no batch to summarize.
+        store.group_create(&group("shop", "canary")).await.unwrap();
+        let empty = release(3, "shop", "canary", "v1");
+        create(&*store, &empty, &[]).await;
+        assert_eq!(batch_summaries(&*store, &empty.id).await, vec![]);
+        let unknown = release_id(99);
+        expect_not_found(
+            store.task_batch_summaries(&unknown).await,
+            "release",
+            &unknown,
+        );
+    }
+
+    type Live = (TaskRecord, Option<Option<DateTime<Utc>>>);
+
+    async fn live(store: &dyn Store, release_id: &str) -> Vec<Live> {
+        store
+            .task_list_live(release_id)
+            .await
+            .expect("live tasks")
+            .into_iter()
+            .map(|l| (l.task, l.instance_heartbeat))
+            .collect()
+    }
+
+    async fn fetched(store: &dyn Store, release_id: &str, instance: &InstanceRecord) -> TaskRecord {
+        store
+            .task_fetch(release_id, &instance.id)
+            .await
+            .expect("task fetched")
+    }
+
+    pub async fn live_tasks_are_the_dispatched_and_running_ones_with_their_heartbeat(
+        backend: &dyn Backend,
+    ) {
+        let store = backend.open().await;
+        let [a, b, c] = shop(&*store).await;
+        let d = register(&*store, 4, "web-d").await;
+        let r = release(1, "shop", "prod", "v1");
+        create(&*store, &r, &[(&c, 0), (&b, 0), (&a, 0), (&d, 1)]).await;
+        // Pending tasks are not live.
+        assert_eq!(live(&*store, &r.id).await, vec![]);
+
+        run_batch(&*store, &r.id, 0, &[&a], at(200)).await;
+        store
+            .instance_heartbeat(&a.id, at(215), "0.1.0", "10.0.0.2")
+            .await
+            .unwrap();
+        store.instance_delete(&c.id).await.unwrap();
+        let listed = live(&*store, &r.id).await;
+        assert_eq!(
+            listed
+                .iter()
+                .map(|(t, _)| (t.instance_id.as_str(), t.state))
+                .collect::<Vec<_>>(),
+            vec![
+                (a.id.as_str(), TaskState::Running),
+                (b.id.as_str(), TaskState::Dispatched),
+                (c.id.as_str(), TaskState::Dispatched),
+            ]
+        );
+        assert_eq!(
+            listed,
+            vec![
+                // Heartbeating.
+                (fetched(&*store, &r.id, &a).await, Some(Some(at(215)))),
+                // Never heartbeated.
+                (fetched(&*store, &r.id, &b).await, Some(None)),
+                // Deleted.
+                (fetched(&*store, &r.id, &c).await, None),
+            ]
+        );
+        assert_eq!(listed[0].0.started_at, Some(at(200)));
+        assert_eq!(listed[1].0.deadline, Some(at(800)));
+
+        // The latest heartbeat counts.
+        for (instance, now) in [(&b, at(220)), (&a, at(230))] {
+            store
+                .instance_heartbeat(&instance.id, now, "0.1.0", &instance.address)
+                .await
+                .unwrap();
+        }
+        let heartbeats: Vec<Option<Option<DateTime<Utc>>>> = live(&*store, &r.id)
+            .await
+            .into_iter()
+            .map(|(_, heartbeat)| heartbeat)
+            .collect();
+        assert_eq!(
+            heartbeats,
+            vec![Some(Some(at(230))), Some(Some(at(220))), None]
+        );
+
+        // An ended task is not live; another release's live task is listed there.
+        assert!(store
+            .task_finish(&r.id, &a.id, TaskState::Succeeded, None, None, at(300))
+            .await
+            .unwrap());
+        let other = release(2, "shop", "staging", "v1");
+        create(&*store, &other, &[(&d, 0)]).await;
+        run_batch(&*store, &other.id, 0, &[], at(310)).await;
+        let ids_of = |tasks: Vec<Live>| -> Vec<String> {
+            tasks.into_iter().map(|(t, _)| t.instance_id).collect()
+        };
+        assert_eq!(
+            ids_of(live(&*store, &r.id).await),
+            vec![b.id.clone(), c.id.clone()]
+        );
+        assert_eq!(
+            live(&*store, &other.id).await,
+            vec![(fetched(&*store, &other.id, &d).await, Some(None))]
+        );
+        assert_eq!(
+            live(&*store, &other.id).await[0].0.state,
+            TaskState::Dispatched
+        );
+
+        assert_eq!(
+            store
+                .task_cancel_unstarted(&r.id, "cancelled", at(400))
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(live(&*store, &r.id).await, vec![]);
+        let unknown = release_id(99);
+        expect_not_found(store.task_list_live(&unknown).await, "release", &unknown);
+    }
+
+    pub async fn claimable_says_whether_a_claim_would_find_work(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, b, c] = shop(&*store).await;
+        let claimable = |instance: &InstanceRecord| {
+            let store = Arc::clone(&store);
+            let id = instance.id.clone();
+            async move { store.task_claimable(&id).await.expect("claimable") }
+        };
+        // Each "no" is checked against the claim, which then finds nothing either.
+        let nothing = |instance: &InstanceRecord, now: DateTime<Utc>| {
+            let store = Arc::clone(&store);
+            let id = instance.id.clone();
+            async move {
+                assert!(!store.task_claimable(&id).await.expect("claimable"));
+                assert_eq!(store.task_claim(&id, now).await.expect("claim"), None);
+            }
+        };
+        let r1 = release(1, "shop", "prod", "v1");
+        create(&*store, &r1, &[(&a, 0), (&c, 0), (&b, 1)]).await;
+
+        // A pending release: nothing.
+        for instance in [&a, &b, &c] {
+            nothing(instance, at(190)).await;
+        }
+        // Running, but nothing dispatched yet.
+        shift(
+            &*store,
+            &r1.id,
+            ReleaseState::Pending,
+            ReleaseState::Running,
+            at(199),
+        )
+        .await;
+        for instance in [&a, &b, &c] {
+            nothing(instance, at(199)).await;
+        }
+        store
+            .task_dispatch_batch(&r1.id, 0, at(200), at(900))
+            .await
+            .unwrap();
+        assert!(claimable(&a).await);
+        assert!(claimable(&c).await);
+        // b's task is in batch 1, still pending.
+        nothing(&b, at(201)).await;
+
+        // Paused: the dispatched tasks wait.
+        shift(
+            &*store,
+            &r1.id,
+            ReleaseState::Running,
+            ReleaseState::Paused,
+            at(205),
+        )
+        .await;
+        nothing(&a, at(206)).await;
+        assert!(!claimable(&c).await);
+        assert!(store.release_continue(&r1.id, 1).await.unwrap());
+        assert!(claimable(&a).await);
+
+        // Claimed: nothing more.
+        assert!(store.task_claim(&a.id, at(210)).await.unwrap().is_some());
+        nothing(&a, at(211)).await;
+        assert!(claimable(&c).await);
+
+        // Another release's work counts.
+        let r2 = release(2, "shop", "staging", "v1");
+        create(&*store, &r2, &[(&b, 0)]).await;
+        run_batch(&*store, &r2.id, 0, &[], at(220)).await;
+        assert!(claimable(&b).await);
+        let claimed = store.task_claim(&b.id, at(221)).await.unwrap().unwrap();
+        assert_eq!(claimed.release_id, r2.id);
+        nothing(&b, at(222)).await;
+
+        // A cancelled release's dispatched task is never claimed.
+        shift(
+            &*store,
+            &r1.id,
+            ReleaseState::Running,
+            ReleaseState::Cancelled,
+            at(230),
+        )
+        .await;
+        assert_eq!(
+            store.task_fetch(&r1.id, &c.id).await.unwrap().state,
+            TaskState::Dispatched
+        );
+        nothing(&c, at(231)).await;
+        assert!(!store.task_claimable(&instance_id(99)).await.unwrap());
+    }
+
+    // ------------------------------------------------------------ agent writes in one call
+
+    fn claim_write(instance: &InstanceRecord, now: DateTime<Utc>) -> AgentWrite {
+        AgentWrite::Claim {
+            instance_id: instance.id.clone(),
+            now,
+        }
+    }
+
+    fn begin_write(
+        r: &ReleaseRecord,
+        instance: &InstanceRecord,
+        step: StepName,
+        now: DateTime<Utc>,
+    ) -> AgentWrite {
+        AgentWrite::StepBegin {
+            release_id: r.id.clone(),
+            instance_id: instance.id.clone(),
+            step,
+            now,
+        }
+    }
+
+    fn output_write(
+        r: &ReleaseRecord,
+        instance: &InstanceRecord,
+        step: StepName,
+        chunk: &str,
+    ) -> AgentWrite {
+        AgentWrite::StepOutput {
+            release_id: r.id.clone(),
+            instance_id: instance.id.clone(),
+            step,
+            chunk: chunk.into(),
+            dropped: 0,
+            keep_bytes: 1024,
+        }
+    }
+
+    /// A step end of batch 0, with exit code 0 for success and 1 for failure,
+    /// no message, no digest, not ending the task.
+    fn end_write(
+        r: &ReleaseRecord,
+        instance: &InstanceRecord,
+        step: StepName,
+        state: StepState,
+        now: DateTime<Utc>,
+    ) -> AgentWrite {
+        AgentWrite::StepEnd {
+            release_id: r.id.clone(),
+            instance_id: instance.id.clone(),
+            batch: 0,
+            step,
+            state,
+            exit_code: Some(if state == StepState::Succeeded { 0 } else { 1 }),
+            message: None,
+            digest: None,
+            task_end: None,
+            now,
+        }
+    }
+
+    /// `write` (a step end) that also ends the task as `end`.
+    fn ending(mut write: AgentWrite, end: TaskState, reason: Option<&str>) -> AgentWrite {
+        if let AgentWrite::StepEnd { task_end, .. } = &mut write {
+            *task_end = Some((end, reason.map(str::to_owned)));
+        }
+        write
+    }
+
+    /// `write` (a step end) with the pull's digest, or the given exit code and
+    /// message.
+    fn reporting(
+        mut write: AgentWrite,
+        with_digest: Option<&str>,
+        with_exit: Option<(i32, &str)>,
+    ) -> AgentWrite {
+        if let AgentWrite::StepEnd {
+            digest,
+            exit_code,
+            message,
+            ..
+        } = &mut write
+        {
+            *digest = with_digest.map(str::to_owned);
+            if let Some((code, why)) = with_exit {
+                *exit_code = Some(code);
+                *message = Some(why.to_owned());
+            }
+        }
+        write
+    }
+
+    /// What the single-call methods do for one write, each its own call: what
+    /// [`Store::agent_writes`] must answer.
+    async fn one_by_one(store: &dyn Store, write: &AgentWrite) -> StoreResult<AgentWritten> {
+        match write {
+            AgentWrite::Claim { instance_id, now } => store
+                .task_claim(instance_id, *now)
+                .await
+                .map(AgentWritten::Claimed),
+            AgentWrite::StepBegin {
+                release_id,
+                instance_id,
+                step,
+                now,
+            } => store
+                .step_begin(release_id, instance_id, *step, *now)
+                .await
+                .map(|()| AgentWritten::Recorded),
+            AgentWrite::StepOutput {
+                release_id,
+                instance_id,
+                step,
+                chunk,
+                dropped,
+                keep_bytes,
+            } => store
+                .step_append_output(release_id, instance_id, *step, chunk, *dropped, *keep_bytes)
+                .await
+                .map(|()| AgentWritten::Recorded),
+            AgentWrite::StepEnd {
+                release_id,
+                instance_id,
+                batch,
+                step,
+                state,
+                exit_code,
+                message,
+                digest,
+                task_end,
+                now,
+            } => {
+                let changed = store
+                    .step_finish(
+                        release_id,
+                        instance_id,
+                        *step,
+                        *state,
+                        *exit_code,
+                        message.as_deref(),
+                        *now,
+                    )
+                    .await?;
+                if !changed {
+                    return Ok(AgentWritten::StepEnded {
+                        changed,
+                        task_finished: false,
+                        batch_open: 0,
+                    });
+                }
+                if let Some(digest) = digest {
+                    store
+                        .task_set_digest(release_id, instance_id, digest)
+                        .await?;
+                }
+                let Some((task_state, reason)) = task_end else {
+                    return Ok(AgentWritten::StepEnded {
+                        changed,
+                        task_finished: false,
+                        batch_open: 0,
+                    });
+                };
+                let finished = store
+                    .task_finish(
+                        release_id,
+                        instance_id,
+                        *task_state,
+                        None,
+                        reason.as_deref(),
+                        *now,
+                    )
+                    .await?;
+                let batch_open = if finished && *task_state == TaskState::Succeeded {
+                    store.task_count_open_in_batch(release_id, *batch).await?
+                } else {
+                    0
+                };
+                Ok(AgentWritten::StepEnded {
+                    changed,
+                    task_finished: finished,
+                    batch_open,
+                })
+            }
+        }
+    }
+
+    /// Answers in a comparable form (errors by their debug text, which names
+    /// the variant and what it carries).
+    fn answers(results: Vec<StoreResult<AgentWritten>>) -> Vec<Result<AgentWritten, String>> {
+        results
+            .into_iter()
+            .map(|result| result.map_err(|err| format!("{err:?}")))
+            .collect()
+    }
+
+    /// Application `shop` (see [`shop`]) plus instance 4 `web-d`, outside every
+    /// group; release 1 of `v2` (an image) to `prod` with tasks a, b, d in batch 0
+    /// and c in batch 1, running, with batch 0 dispatched at 200 (deadline 900).
+    async fn agent_fixture(store: &dyn Store) -> (ReleaseRecord, [InstanceRecord; 4]) {
+        let [a, b, c] = shop(store).await;
+        let d = register(store, 4, "web-d").await;
+        let r = release(1, "shop", "prod", "v2");
+        create(store, &r, &[(&a, 0), (&b, 0), (&d, 0), (&c, 1)]).await;
+        shift(
+            store,
+            &r.id,
+            ReleaseState::Pending,
+            ReleaseState::Running,
+            at(199),
+        )
+        .await;
+        store
+            .task_dispatch_batch(&r.id, 0, at(200), at(900))
+            .await
+            .expect("batch dispatched");
+        (r, [a, b, c, d])
+    }
+
+    /// Everything agent writes can change: the tasks, the steps with their
+    /// output, the batch summaries and the instances' memberships.
+    type Written = (
+        Vec<TaskRecord>,
+        Vec<StepRecord>,
+        Vec<BatchSummary>,
+        Vec<Vec<MembershipRecord>>,
+    );
+
+    async fn written(
+        store: &dyn Store,
+        r: &ReleaseRecord,
+        instances: &[InstanceRecord],
+    ) -> Written {
+        let mut memberships = Vec::new();
+        for instance in instances {
+            memberships.push(store.instance_memberships(&instance.id).await.unwrap());
+        }
+        (
+            store.task_list(&r.id).await.unwrap(),
+            store.step_list(&r.id, None).await.unwrap(),
+            store.task_batch_summaries(&r.id).await.unwrap(),
+            memberships,
+        )
+    }
+
+    /// A step's name, state, end, exit code and output.
+    type StepSeen = (
+        StepName,
+        StepState,
+        Option<DateTime<Utc>>,
+        Option<i32>,
+        String,
+    );
+
+    pub async fn agent_writes_answer_as_their_single_calls_do(
+        backend: &dyn Backend,
+        reference: &dyn Backend,
+    ) {
+        let store = backend.open().await;
+        let single = reference.open().await;
+        let (r, [a, b, c, d]) = agent_fixture(&*store).await;
+        agent_fixture(&*single).await;
+        let everyone = [a.clone(), b.clone(), c.clone(), d.clone()];
+        let pull = StepName::Pull;
+        let calls: Vec<Vec<AgentWrite>> = vec![
+            vec![
+                claim_write(&a, at(210)),
+                claim_write(&b, at(211)),
+                // c's task is pending.
+                claim_write(&c, at(212)),
+                begin_write(&r, &a, pull, at(220)),
+                output_write(&r, &a, pull, "pulling web\n"),
+                // Refused: the task is not running.
+                begin_write(&r, &c, StepName::Prepare, at(221)),
+                // Refused: the step never began.
+                end_write(&r, &b, StepName::Stop, StepState::Failed, at(222)),
+                begin_write(&r, &b, StepName::Prepare, at(223)),
+                reporting(
+                    end_write(&r, &a, pull, StepState::Succeeded, at(230)),
+                    Some("sha256:aaa"),
+                    None,
+                ),
+                // A failure ends its task; a and d are still open, but only a
+                // success counts them.
+                ending(
+                    reporting(
+                        end_write(&r, &b, StepName::Prepare, StepState::Failed, at(231)),
+                        None,
+                        Some((2, "boom")),
+                    ),
+                    TaskState::Failed,
+                    Some("step prepare failed: boom"),
+                ),
+                begin_write(&r, &a, StepName::Start, at(240)),
+                output_write(&r, &a, StepName::Start, "started\n"),
+                // d is still dispatched: one open task left.
+                ending(
+                    end_write(&r, &a, StepName::Start, StepState::Succeeded, at(250)),
+                    TaskState::Succeeded,
+                    None,
+                ),
+                // Repeated, with another outcome and a digest: changes nothing.
+                ending(
+                    reporting(
+                        end_write(&r, &a, StepName::Start, StepState::Failed, at(260)),
+                        Some("sha256:late"),
+                        Some((9, "late")),
+                    ),
+                    TaskState::Failed,
+                    Some("late"),
+                ),
+            ],
+            vec![
+                claim_write(&d, at(300)),
+                begin_write(&r, &d, StepName::Start, at(301)),
+                ending(
+                    reporting(
+                        end_write(&r, &d, StepName::Start, StepState::Succeeded, at(302)),
+                        Some("sha256:ddd"),
+                        None,
+                    ),
+                    TaskState::Succeeded,
+                    None,
+                ),
+                // Repeated: changes nothing, and the batch is not counted again.
+                ending(
+                    reporting(
+                        end_write(&r, &d, StepName::Start, StepState::Succeeded, at(303)),
+                        Some("sha256:again"),
+                        None,
+                    ),
+                    TaskState::Succeeded,
+                    None,
+                ),
+            ],
+        ];
+
+        let claimed = |instance: &InstanceRecord, now: DateTime<Utc>| {
+            let mut t = task(&r, instance, 0);
+            t.state = TaskState::Running;
+            t.dispatched_at = Some(at(200));
+            t.deadline = Some(at(900));
+            t.started_at = Some(now);
+            Ok(AgentWritten::Claimed(Some(t)))
+        };
+        let ended = |changed, task_finished, batch_open| {
+            Ok(AgentWritten::StepEnded {
+                changed,
+                task_finished,
+                batch_open,
+            })
+        };
+        let expected: Vec<Vec<Result<AgentWritten, String>>> = vec![
+            vec![
+                claimed(&a, at(210)),
+                claimed(&b, at(211)),
+                Ok(AgentWritten::Claimed(None)),
+                Ok(AgentWritten::Recorded),
+                Ok(AgentWritten::Recorded),
+                Err(format!(
+                    "{:?}",
+                    StoreError::Conflict("the task is pending; step prepare cannot begin".into())
+                )),
+                Err(format!(
+                    "{:?}",
+                    StoreError::NotFound {
+                        kind: "step",
+                        name: format!("{}/{}/stop", r.id, b.id),
+                    }
+                )),
+                Ok(AgentWritten::Recorded),
+                ended(true, false, 0),
+                ended(true, true, 0),
+                Ok(AgentWritten::Recorded),
+                Ok(AgentWritten::Recorded),
+                ended(true, true, 1),
+                ended(false, false, 0),
+            ],
+            vec![
+                claimed(&d, at(300)),
+                Ok(AgentWritten::Recorded),
+                ended(true, true, 0),
+                ended(false, false, 0),
+            ],
+        ];
+
+        for (n, (writes, expected)) in calls.iter().zip(expected).enumerate() {
+            let batched = answers(
+                store
+                    .agent_writes(writes)
+                    .await
+                    .expect("the call is written"),
+            );
+            let mut one_by_one_answers = Vec::new();
+            for write in writes {
+                one_by_one_answers.push(one_by_one(&*single, write).await);
+            }
+            let one_by_one_answers = answers(one_by_one_answers);
+            assert_eq!(
+                batched, one_by_one_answers,
+                "call {n}: batched vs one by one"
+            );
+            assert_eq!(batched, expected, "call {n}");
+            assert_eq!(
+                written(&*store, &r, &everyone).await,
+                written(&*single, &r, &everyone).await,
+                "call {n}: what was written"
+            );
+
+            if n == 0 {
+                // The refused writes changed nothing.
+                assert_eq!(fetched(&*store, &r.id, &c).await, task(&r, &c, 1));
+                assert_eq!(store.step_list(&r.id, Some(&c.id)).await.unwrap(), vec![]);
+                assert!(!store
+                    .step_list(&r.id, Some(&b.id))
+                    .await
+                    .unwrap()
+                    .iter()
+                    .any(|s| s.step == StepName::Stop));
+                // The repeated end changed nothing.
+                let done = fetched(&*store, &r.id, &a).await;
+                assert_eq!(
+                    (
+                        done.state,
+                        done.finished_at,
+                        done.image_digest.as_deref(),
+                        done.message.as_deref()
+                    ),
+                    (
+                        TaskState::Succeeded,
+                        Some(at(250)),
+                        Some("sha256:aaa"),
+                        None
+                    )
+                );
+                let failed = fetched(&*store, &r.id, &b).await;
+                assert_eq!(
+                    (failed.state, failed.finished_at, failed.message.as_deref()),
+                    (
+                        TaskState::Failed,
+                        Some(at(231)),
+                        Some("step prepare failed: boom")
+                    )
+                );
+                let steps_of_a: Vec<StepSeen> = store
+                    .step_list(&r.id, Some(&a.id))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| (s.step, s.state, s.finished_at, s.exit_code, s.output))
+                    .collect();
+                assert_eq!(
+                    steps_of_a,
+                    vec![
+                        (
+                            StepName::Fetch,
+                            StepState::Succeeded,
+                            Some(at(210)),
+                            None,
+                            String::new()
+                        ),
+                        (
+                            pull,
+                            StepState::Succeeded,
+                            Some(at(230)),
+                            Some(0),
+                            "pulling web\n".into()
+                        ),
+                        (
+                            StepName::Start,
+                            StepState::Succeeded,
+                            Some(at(250)),
+                            Some(0),
+                            "started\n".into()
+                        ),
+                    ]
+                );
+                let prepare_of_b = store
+                    .step_list(&r.id, Some(&b.id))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|s| s.step == StepName::Prepare)
+                    .unwrap();
+                assert_eq!(
+                    (
+                        prepare_of_b.state,
+                        prepare_of_b.exit_code,
+                        prepare_of_b.message.as_deref()
+                    ),
+                    (StepState::Failed, Some(2), Some("boom"))
+                );
+                // A success records the deployment and digest on the membership;
+                // a failure records nothing.
+                assert_eq!(
+                    membership(&*store, &a, "shop", "prod").await,
+                    Some((Some("v2".into()), Some("sha256:aaa".into())))
+                );
+                assert_eq!(
+                    membership(&*store, &b, "shop", "prod").await,
+                    Some((None, None))
+                );
+            }
+        }
+        let d_done = fetched(&*store, &r.id, &d).await;
+        assert_eq!(
+            (
+                d_done.state,
+                d_done.finished_at,
+                d_done.image_digest.as_deref()
+            ),
+            (TaskState::Succeeded, Some(at(302)), Some("sha256:ddd"))
+        );
+        // d is in no group: no membership appears.
+        assert_eq!(store.instance_memberships(&d.id).await.unwrap(), vec![]);
+        assert_eq!(
+            batch_summaries(&*store, &r.id).await,
+            vec![
+                summary(0, [0, 0, 0, 2, 1, 0], Some(at(302))),
+                summary(1, [1, 0, 0, 0, 0, 0], None),
+            ]
+        );
+        // Nothing at all is nothing.
+        assert_eq!(answers(store.agent_writes(&[]).await.unwrap()), vec![]);
+    }
+
+    pub async fn a_refused_agent_write_is_undone_alone(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let (r, [a, ..]) = agent_fixture(&*store).await;
+        assert!(store.task_claim(&a.id, at(210)).await.unwrap().is_some());
+        store
+            .step_begin(&r.id, &a.id, StepName::Start, at(220))
+            .await
+            .unwrap();
+        let start_of_a = || {
+            let store = Arc::clone(&store);
+            let (release, instance) = (r.id.clone(), a.id.clone());
+            async move {
+                store
+                    .step_list(&release, Some(&instance))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|s| s.step == StepName::Start)
+                    .unwrap()
+            }
+        };
+        let task_before = fetched(&*store, &r.id, &a).await;
+
+        // The step end succeeds, then the task's end is refused (a task never
+        // ends as running): the whole write is undone, the writes around it are
+        // not, and the output after it finds the step still running.
+        let results = store
+            .agent_writes(&[
+                output_write(&r, &a, StepName::Start, "one\n"),
+                ending(
+                    end_write(&r, &a, StepName::Start, StepState::Succeeded, at(230)),
+                    TaskState::Running,
+                    None,
+                ),
+                output_write(&r, &a, StepName::Start, "two\n"),
+            ])
+            .await
+            .expect("the call is written");
+        assert_eq!(
+            answers(results),
+            vec![
+                Ok(AgentWritten::Recorded),
+                Err(format!(
+                    "{:?}",
+                    StoreError::Conflict("a task cannot be finished as running".into())
+                )),
+                Ok(AgentWritten::Recorded),
+            ]
+        );
+        let start = start_of_a().await;
+        assert_eq!(
+            (
+                start.state,
+                start.finished_at,
+                start.exit_code,
+                start.output.as_str()
+            ),
+            (StepState::Running, None, None, "one\ntwo\n")
+        );
+        assert_eq!(fetched(&*store, &r.id, &a).await, task_before);
+
+        // The step can still end, and then ends its task.
+        let results = store
+            .agent_writes(&[ending(
+                end_write(&r, &a, StepName::Start, StepState::Succeeded, at(240)),
+                TaskState::Succeeded,
+                None,
+            )])
+            .await
+            .unwrap();
+        // b and d are still dispatched.
+        assert_eq!(
+            answers(results),
+            vec![Ok(AgentWritten::StepEnded {
+                changed: true,
+                task_finished: true,
+                batch_open: 2,
+            })]
+        );
+        assert_eq!(start_of_a().await.finished_at, Some(at(240)));
+        assert_eq!(
+            fetched(&*store, &r.id, &a).await.state,
+            TaskState::Succeeded
+        );
+    }
+
+    pub async fn steps_without_output_are_the_steps_with_their_output_emptied(
+        backend: &dyn Backend,
+    ) {
+        let store = backend.open().await;
+        let [a, b, c] = shop(&*store).await;
+        let r = release(1, "shop", "prod", "v2");
+        create(&*store, &r, &[(&a, 0), (&b, 0), (&c, 1)]).await;
+        run_batch(&*store, &r.id, 0, &[&a, &b], at(200)).await;
+        for (instance, step, chunk, keep) in [
+            (&a, StepName::Prepare, "mkdir -p /srv\n", 1024),
+            // Cut to its last 8 bytes: the dropped count stays in the list.
+            (&a, StepName::Pull, "pulling the image\n", 8),
+            (&b, StepName::Start, "started\n", 1024),
+        ] {
+            store
+                .step_begin(&r.id, &instance.id, step, at(300))
+                .await
+                .unwrap();
+            store
+                .step_append_output(&r.id, &instance.id, step, chunk, 3, keep)
+                .await
+                .unwrap();
+        }
+        assert!(store
+            .step_finish(
+                &r.id,
+                &a.id,
+                StepName::Prepare,
+                StepState::Failed,
+                Some(1),
+                Some("no space"),
+                at(310)
+            )
+            .await
+            .unwrap());
+
+        for instance in [None, Some(&a.id), Some(&b.id), Some(&c.id)] {
+            let with = store
+                .step_list(&r.id, instance.map(String::as_str))
+                .await
+                .unwrap();
+            let without = store
+                .step_list_without_output(&r.id, instance.map(String::as_str))
+                .await
+                .unwrap();
+            let emptied: Vec<StepRecord> = with
+                .iter()
+                .cloned()
+                .map(|mut s| {
+                    s.output.clear();
+                    s
+                })
+                .collect();
+            assert_eq!(without, emptied, "steps of {instance:?}");
+        }
+        // The comparison above had output to leave out.
+        let all = store.step_list(&r.id, None).await.unwrap();
+        assert_eq!(all.len(), 5);
+        assert_eq!(all.iter().filter(|s| !s.output.is_empty()).count(), 3);
+        let without = store.step_list_without_output(&r.id, None).await.unwrap();
+        assert!(without.iter().all(|s| s.output.is_empty()));
+        let pull = without.iter().find(|s| s.step == StepName::Pull).unwrap();
+        assert_eq!(pull.dropped_bytes, 3 + 10);
+        let prepare = without
+            .iter()
+            .find(|s| s.step == StepName::Prepare)
+            .unwrap();
+        assert_eq!(
+            (prepare.state, prepare.exit_code, prepare.message.as_deref()),
+            (StepState::Failed, Some(1), Some("no space"))
+        );
+        assert_eq!(
+            store
+                .step_list_without_output(&r.id, Some(&c.id))
+                .await
+                .unwrap(),
+            vec![]
+        );
+        let unknown = release_id(99);
+        expect_not_found(
+            store.step_list_without_output(&unknown, None).await,
+            "release",
+            &unknown,
+        );
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::auth::Agent;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::heartbeats::HeartbeatError;
+use crate::group_commit::BatchFailed;
 use crate::secrets::{generate_secret, hash_token, random_id_bytes, AGENT_CREDENTIAL_PREFIX};
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
@@ -186,8 +186,16 @@ async fn record_docker(
         .instance_set_docker(&instance.id, version.as_deref(), error.as_deref())
         .await
     {
+        Ok(()) => {
+            // The credential cache holds what the next heartbeat compares with.
+            let mut updated = instance.clone();
+            updated.docker_version = version;
+            updated.docker_error = error;
+            state.agent_credentials.update(&updated);
+            Ok(())
+        }
         // Deleted meanwhile: the heartbeat itself was answered already.
-        Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
+        Err(StoreError::NotFound { .. }) => Ok(()),
         Err(err) => Err(err.into()),
     }
 }
@@ -207,23 +215,23 @@ pub async fn heartbeat(
     check_protocol(&headers)?;
     text_field("agent_version", &body.agent_version, 64)?;
     // Heartbeats that arrive together are written in one transaction (see
-    // `heartbeats.rs`); this answers once this one is stored.
+    // `group_commit.rs`); this answers once this one is stored.
     let beat = HeartbeatRecord {
         id: instance.id.clone(),
         at: chrono::Utc::now(),
         agent_version: body.agent_version,
         address,
     };
-    match state.heartbeats.record(state.store.clone(), beat).await {
-        Ok(()) => {}
-        Err(HeartbeatError::NotFound) => {
+    match state.heartbeats.write(state.store.clone(), beat).await {
+        Ok(true) => {}
+        Ok(false) => {
             return Err(StoreError::NotFound {
                 kind: "instance",
                 name: instance.id,
             }
             .into())
         }
-        Err(HeartbeatError::Store) => return Err(ApiError::internal()),
+        Err(BatchFailed) => return Err(ApiError::internal()),
     }
     if let Some(docker) = &body.docker {
         record_docker(&state, &instance, docker).await?;
@@ -246,6 +254,7 @@ pub async fn deregister(
 ) -> ApiResult<StatusCode> {
     check_protocol(&headers)?;
     state.store.instance_delete(&instance.id).await?;
+    state.agent_credentials.forget(&instance);
     tracing::info!(instance = %instance.id, name = %instance.name, "instance deregistered itself");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -188,9 +188,10 @@ pub(crate) async fn step_logs(
         })?),
     };
     let steps = state.store.step_list(id, instance_id.as_deref()).await?;
-    Ok(steps
-        .into_iter()
-        .filter(|s| step.is_none_or(|wanted| s.step == wanted))
-        .map(|s| views::step_log(s, &tasks))
-        .collect())
+    Ok(views::step_logs(
+        steps
+            .into_iter()
+            .filter(|s| step.is_none_or(|wanted| s.step == wanted)),
+        &tasks,
+    ))
 }

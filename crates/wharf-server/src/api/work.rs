@@ -8,17 +8,21 @@ use crate::engine::driver::fail_open_step;
 use crate::engine::exec::is_exec;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
+use crate::group_commit::BatchFailed;
 use crate::state::AppState;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::Duration;
 use wharf_api::{ErrorBody, PullSpec, StepEvent, StepEventAck, VerifyWork, WorkAssignment};
 use wharf_domain::deployment::{registry_address, DeploymentKind};
 use wharf_domain::release::StepName;
-use wharf_store::{StepState, StoreError, TaskRecord, TaskState, EXEC_KIND};
+use wharf_store::{
+    AgentWrite, AgentWritten, StepState, StoreError, StoreResult, TaskRecord, TaskState, EXEC_KIND,
+};
 
 /// The longest a poll may wait; agents ask for less than their HTTP timeout.
 const MAX_WAIT_SECS: u64 = 60;
@@ -44,16 +48,15 @@ pub async fn poll(
     let deadline = tokio::time::Instant::now() + wait;
     let wake = state.wakeups.agent(&instance.id);
     loop {
-        if let Some(task) = state
-            .store
-            .task_claim(&instance.id, chrono::Utc::now())
-            .await?
-        {
+        if let Some(task) = claim(&state, &instance.id).await? {
             // The driver is not woken: a claimed task changes nothing it decides on
             // (the batch was under way once dispatched), and with thousands of agents
             // a pass per claim would be a pass over every task per claim.
-            tracing::info!(release = %task.release_id, instance = %instance.id, "task fetched");
-            return Ok(Json(assignment(&state, task).await?).into_response());
+            tracing::debug!(release = %task.release_id, instance = %instance.id, "task fetched");
+            let mut work =
+                WorkAssignment::clone(&*assignment_template(&state, &task.release_id).await?);
+            work.instance_id = task.instance_id;
+            return Ok(Json(work).into_response());
         }
         tokio::select! {
             _ = wake.notified() => {}
@@ -61,6 +64,43 @@ pub async fn poll(
             _ = state.wakeups.shutting_down() => return Ok(StatusCode::NO_CONTENT.into_response()),
         }
     }
+}
+
+/// Claims the instance's next task, if it has one. Most polls find none, so a
+/// read looks first and only work that is there goes to the writer, together with
+/// other agents' claims and reports.
+async fn claim(state: &AppState, instance_id: &str) -> ApiResult<Option<TaskRecord>> {
+    if !state.store.task_claimable(instance_id).await? {
+        return Ok(None);
+    }
+    let write = AgentWrite::Claim {
+        instance_id: instance_id.to_owned(),
+        now: chrono::Utc::now(),
+    };
+    match agent_write(state, write).await?? {
+        AgentWritten::Claimed(task) => Ok(task),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Stores one of an agent's writes through the group commit: the outer error is
+/// the batch's failure (logged where it happened), the inner one the store's
+/// answer to this write alone.
+async fn agent_write(state: &AppState, write: AgentWrite) -> ApiResult<StoreResult<AgentWritten>> {
+    state
+        .agent_writes
+        .write(state.store.clone(), write)
+        .await
+        .map_err(|BatchFailed| ApiError::internal())
+}
+
+/// A store answer of the wrong kind for its write: a bug, logged, never a panic.
+fn unexpected(answer: AgentWritten) -> ApiError {
+    tracing::error!(
+        ?answer,
+        "the store answered an agent write with the wrong kind"
+    );
+    ApiError::internal()
 }
 
 /// An agent runs one task at a time and polls only between tasks, so a task still
@@ -75,7 +115,7 @@ async fn fail_abandoned_tasks(state: &AppState, instance_id: &str) -> ApiResult<
     {
         let steps = state
             .store
-            .step_list(&task.release_id, Some(instance_id))
+            .step_list_without_output(&task.release_id, Some(instance_id))
             .await?;
         let open = steps
             .iter()
@@ -105,13 +145,24 @@ async fn fail_abandoned_tasks(state: &AppState, instance_id: &str) -> ApiResult<
     Ok(())
 }
 
-async fn assignment(state: &AppState, task: TaskRecord) -> ApiResult<WorkAssignment> {
-    let release = state.store.release_fetch(&task.release_id).await?;
+/// The work of a release as every instance gets it, with `instance_id` empty;
+/// built once and kept for a while (see [`crate::state::Assignments`]).
+async fn assignment_template(state: &AppState, release_id: &str) -> ApiResult<Arc<WorkAssignment>> {
+    if let Some(work) = state.assignments.get(release_id) {
+        return Ok(work);
+    }
+    let work = Arc::new(build_assignment(state, release_id).await?);
+    state.assignments.insert(release_id, work.clone());
+    Ok(work)
+}
+
+async fn build_assignment(state: &AppState, release_id: &str) -> ApiResult<WorkAssignment> {
+    let release = state.store.release_fetch(release_id).await?;
     if is_exec(&release) {
         let (_, exec) = state.store.exec_fetch(&release.id).await?;
         return Ok(WorkAssignment {
             release_id: release.id,
-            instance_id: task.instance_id,
+            instance_id: String::new(),
             app: release.app,
             group: release.group,
             deployment: String::new(),
@@ -177,7 +228,7 @@ async fn assignment(state: &AppState, task: TaskRecord) -> ApiResult<WorkAssignm
     .collect();
     Ok(WorkAssignment {
         release_id: release.id,
-        instance_id: task.instance_id,
+        instance_id: String::new(),
         app: release.app,
         group: release.group,
         deployment: release.deployment,
@@ -230,7 +281,6 @@ pub async fn event(
         return Ok(Json(StepEventAck { proceed: false }));
     }
     let now = chrono::Utc::now();
-    let store = &state.store;
     match event {
         StepEvent::Begin { step } => {
             let step = parse_step(&step)?;
@@ -240,8 +290,14 @@ pub async fn event(
                     "step: fetch is recorded by the server",
                 ));
             }
-            match store.step_begin(&release_id, &instance.id, step, now).await {
-                Ok(()) => {}
+            let write = AgentWrite::StepBegin {
+                release_id,
+                instance_id: instance.id,
+                step,
+                now,
+            };
+            match agent_write(&state, write).await? {
+                Ok(_) => {}
                 // The task ended meanwhile, or the step already ran: run no more.
                 Err(StoreError::Conflict(_)) => return Ok(Json(StepEventAck { proceed: false })),
                 Err(err) => return Err(err.into()),
@@ -252,17 +308,15 @@ pub async fn event(
             chunk,
             dropped_bytes,
         } => {
-            let step = parse_step(&step)?;
-            store
-                .step_append_output(
-                    &release_id,
-                    &instance.id,
-                    step,
-                    &chunk,
-                    dropped_bytes,
-                    STEP_OUTPUT_KEEP_BYTES,
-                )
-                .await?;
+            let write = AgentWrite::StepOutput {
+                release_id,
+                instance_id: instance.id,
+                step: parse_step(&step)?,
+                chunk,
+                dropped: dropped_bytes,
+                keep_bytes: STEP_OUTPUT_KEEP_BYTES,
+            };
+            agent_write(&state, write).await??;
         }
         StepEvent::End {
             step,
@@ -272,33 +326,7 @@ pub async fn event(
             image_digest,
         } => {
             let step = parse_step(&step)?;
-            let step_state = if succeeded {
-                StepState::Succeeded
-            } else {
-                StepState::Failed
-            };
-            let changed = store
-                .step_finish(
-                    &release_id,
-                    &instance.id,
-                    step,
-                    step_state,
-                    exit_code,
-                    message.as_deref(),
-                    now,
-                )
-                .await?;
-            if !changed {
-                return Ok(Json(StepEventAck { proceed: true }));
-            }
-            let mut task = task;
-            if let (StepName::Pull, Some(digest)) = (step, &image_digest) {
-                store
-                    .task_set_digest(&release_id, &instance.id, digest)
-                    .await?;
-                task.image_digest = Some(digest.clone());
-            }
-            finish_task_if_done(
+            let task_end = task_end(
                 &state,
                 &task,
                 step,
@@ -307,83 +335,84 @@ pub async fn event(
                 message.as_deref(),
             )
             .await?;
+            let write = AgentWrite::StepEnd {
+                release_id,
+                instance_id: instance.id,
+                batch: task.batch,
+                step,
+                state: if succeeded {
+                    StepState::Succeeded
+                } else {
+                    StepState::Failed
+                },
+                exit_code,
+                message,
+                digest: image_digest.filter(|_| step == StepName::Pull),
+                task_end,
+                now,
+            };
+            let written = agent_write(&state, write).await??;
+            let AgentWritten::StepEnded {
+                task_finished,
+                batch_open,
+                ..
+            } = written
+            else {
+                return Err(unexpected(written));
+            };
+            if task_finished {
+                tracing::info!(release = %task.release_id, instance = %task.instance_id, succeeded, "instance finished");
+                // A success that leaves other tasks of its batch open changes
+                // nothing the driver decides on, so it is not woken for it: with
+                // thousands of instances a pass per success would dominate the
+                // release. The count is read in the same transaction as this
+                // task's end, so of the last two tasks to end, the later one
+                // always sees 0. The driver's tick remains a backstop.
+                if !succeeded || batch_open == 0 {
+                    state.wakeups.wake_driver();
+                }
+            }
         }
     }
     Ok(Json(StepEventAck { proceed: true }))
 }
 
-/// A failed step fails the task; the last planned step succeeding ends it well.
-async fn finish_task_if_done(
+/// Whether a step's end ends its task, and how: a failed step fails the task; the
+/// last planned step succeeding ends it well.
+async fn task_end(
     state: &AppState,
     task: &TaskRecord,
     step: StepName,
     succeeded: bool,
     exit_code: Option<i32>,
     message: Option<&str>,
-) -> ApiResult<()> {
-    let now = chrono::Utc::now();
-    let (state_after, reason) = if succeeded && step == StepName::Exec {
-        // An exec has one step after fetch.
-        (TaskState::Succeeded, None)
-    } else if succeeded {
-        // Every plan ends with start or verify, so no other step can end a task:
-        // those skip reading the release and deployment (two reads per report).
-        if !matches!(step, StepName::Start | StepName::Verify) {
-            return Ok(());
-        }
-        let release = state.store.release_fetch(&task.release_id).await?;
-        let deployment = state
-            .store
-            .deployment_fetch(&release.app, &release.deployment)
-            .await?;
-        let plan = StepName::plan(
-            deployment.kind == DeploymentKind::DockerImage,
-            deployment.verify.is_some(),
-        );
-        if plan.last() != Some(&step) {
-            return Ok(());
-        }
-        (TaskState::Succeeded, None)
-    } else {
+) -> ApiResult<Option<(TaskState, Option<String>)>> {
+    if !succeeded {
         let why = match (message, exit_code) {
             (Some(message), _) => format!("step {} failed: {message}", step.as_str()),
             (None, Some(code)) => format!("step {} failed with exit code {code}", step.as_str()),
             (None, None) => format!("step {} failed", step.as_str()),
         };
-        (TaskState::Failed, Some(why))
-    };
-    // `task` carries the digest: the pull step's report recorded it before this
-    // report read the task, or this very report is the pull's and set it above.
-    let digest = task.image_digest.clone();
-    if state
-        .store
-        .task_finish(
-            &task.release_id,
-            &task.instance_id,
-            state_after,
-            digest.as_deref(),
-            reason.as_deref(),
-            now,
-        )
-        .await?
-    {
-        tracing::info!(release = %task.release_id, instance = %task.instance_id, state = ?state_after, "instance finished");
-        // A success that leaves other tasks of its batch open changes nothing the
-        // driver decides on, so it is not woken for it: with thousands of instances
-        // a pass (which reads every task) per success would dominate the release.
-        // The count is read after this task's own update, so of the last two tasks
-        // to end, the later one always sees 0. The driver's tick remains a backstop.
-        let batch_open = if state_after == TaskState::Succeeded {
-            state
-                .store
-                .task_count_open_in_batch(&task.release_id, task.batch)
-                .await?
-        } else {
-            0
-        };
-        if batch_open == 0 {
-            state.wakeups.wake_driver();
-        }
+        return Ok(Some((TaskState::Failed, Some(why))));
     }
-    Ok(())
+    let last = match step {
+        // An exec has one step after fetch.
+        StepName::Exec => true,
+        // Every plan ends with start or verify, so no other step can end a task.
+        StepName::Start | StepName::Verify => {
+            last_planned_step(state, &task.release_id).await? == step
+        }
+        _ => false,
+    };
+    Ok(last.then_some((TaskState::Succeeded, None)))
+}
+
+/// The last planned step of a release: the last step its agents are given.
+async fn last_planned_step(state: &AppState, release_id: &str) -> ApiResult<StepName> {
+    let work = assignment_template(state, release_id).await?;
+    Ok(work
+        .steps
+        .last()
+        .and_then(|step| StepName::parse(step))
+        .unwrap_or(StepName::Start))
 }

@@ -1338,10 +1338,7 @@ pub async fn release_page(
 pub async fn release_logs(state: &AppState, id: &str) -> Result<Vec<StepLog>, ApiError> {
     let tasks = state.store.task_list(id).await?;
     let steps = state.store.step_list(id, None).await?;
-    Ok(steps
-        .into_iter()
-        .map(|s| crate::views::step_log(s, &tasks))
-        .collect())
+    Ok(crate::views::step_logs(steps, &tasks))
 }
 
 // ---------------------------------------------------------------- scaling groups

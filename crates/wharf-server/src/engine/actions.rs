@@ -15,7 +15,7 @@ use wharf_store::ReleaseRecord;
 pub async fn release_view(state: &AppState, id: &str) -> ApiResult<Release> {
     let release = state.store.release_fetch(id).await?;
     let tasks = state.store.task_list(id).await?;
-    let steps = state.store.step_list(id, None).await?;
+    let steps = state.store.step_list_without_output(id, None).await?;
     // The automatic rollback of a failed release is created right after it fails,
     // so it is among the group's newest releases.
     let rolled_back_by = if release.rollback_on_failure {

@@ -8,18 +8,17 @@ use crate::engine::create::{plan_release, NewRelease, ReleaseKind};
 use crate::engine::exec::{is_exec, DEADLINE_SLACK_SECS};
 use crate::state::AppState;
 use chrono::{DateTime, Duration, Utc};
-use std::collections::HashMap;
 use wharf_domain::release::{PauseMode, ReleaseState};
-use wharf_store::{ReleaseRecord, StoreError, TaskRecord, TaskState};
+use wharf_store::{LiveTask, ReleaseRecord, StoreError, TaskRecord, TaskState};
 
 /// How often the driver looks at active releases when nothing wakes it: the
 /// resolution of deadlines, batch intervals and offline detection.
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// The least time between two looks for lost tasks (offline instances, passed
-/// deadlines). That look reads every instance, so it is not repeated on each of the
-/// many passes agents' reports cause during a large release; offline detection and
-/// deadlines keep the resolution of `TICK`.
+/// deadlines). That look reads every dispatched or running task with its instance,
+/// so it is not repeated on each of the many passes agents' reports cause during a
+/// large release; offline detection and deadlines keep the resolution of `TICK`.
 const LOST_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Runs until the server shuts down.
@@ -96,27 +95,21 @@ async fn drive_running(
     now: DateTime<Utc>,
     check_lost: bool,
 ) -> Result<(), StoreError> {
-    let mut tasks = state.store.task_list(&release.id).await?;
-    if check_lost && fail_lost_tasks(state, release, &tasks, now).await? {
-        tasks = state.store.task_list(&release.id).await?;
+    // A pass reads per-batch counts, not every task: with thousands of instances
+    // the driver runs many passes per batch.
+    if check_lost {
+        fail_lost_tasks(state, release, now).await?;
     }
-    let failed = tasks
-        .iter()
-        .filter(|t| t.state == TaskState::Failed)
-        .count() as u32;
+    let batches = state.store.task_batch_summaries(&release.id).await?;
+    let failed: u32 = batches.iter().map(|b| b.failed).sum();
     if failed > release.max_failures {
-        return fail_release(state, release, &tasks, failed, now).await;
+        return fail_release(state, release, failed, now).await;
     }
-    let Some(batch) = tasks
-        .iter()
-        .filter(|t| !t.state.is_terminal())
-        .map(|t| t.batch)
-        .min()
-    else {
+    let Some(current) = batches.iter().find(|b| b.open() > 0) else {
         return succeed_release(state, release, failed, now).await;
     };
-    let in_batch = || tasks.iter().filter(move |t| t.batch == batch);
-    if in_batch().any(|t| t.state != TaskState::Pending) {
+    let batch = current.batch;
+    if current.started() {
         // The batch is under way; reports and deadlines move it on.
         return Ok(());
     }
@@ -142,11 +135,10 @@ async fn drive_running(
         return Ok(());
     }
     if batch > 0 && release.pause == PauseMode::Auto && release.batch_interval_secs > 0 {
-        let previous_end = tasks
+        let previous_end = batches
             .iter()
-            .filter(|t| t.batch == batch - 1)
-            .filter_map(|t| t.finished_at)
-            .max();
+            .find(|b| b.batch == batch - 1)
+            .and_then(|b| b.last_finished_at);
         if let Some(end) = previous_end {
             if now < end + Duration::seconds(release.batch_interval_secs as i64) {
                 return Ok(());
@@ -187,37 +179,23 @@ async fn dispatch_batch(
 }
 
 /// Fails dispatched or running tasks whose instance is offline or gone, or whose
-/// deadline passed. Returns whether any task changed.
+/// deadline passed.
 async fn fail_lost_tasks(
     state: &AppState,
     release: &ReleaseRecord,
-    tasks: &[TaskRecord],
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let live: Vec<&TaskRecord> = tasks
-        .iter()
-        .filter(|t| matches!(t.state, TaskState::Dispatched | TaskState::Running))
-        .collect();
-    if live.is_empty() {
-        return Ok(false);
-    }
-    let instances: HashMap<String, Option<DateTime<Utc>>> = state
-        .store
-        .instance_list()
-        .await?
-        .into_iter()
-        .map(|i| (i.id, i.last_heartbeat_at))
-        .collect();
-    let mut changed = false;
-    for task in live {
-        let reason = match instances.get(&task.instance_id) {
+) -> Result<(), StoreError> {
+    for LiveTask {
+        task,
+        instance_heartbeat,
+    } in state.store.task_list_live(&release.id).await?
+    {
+        let reason = match instance_heartbeat {
             None => Some("the instance was deleted".to_owned()),
-            Some(heartbeat) if state.liveness.status(*heartbeat, now) == "offline" => {
-                Some(format!(
-                    "the instance went offline (no heartbeat for {} s)",
-                    state.liveness.offline_after.as_secs()
-                ))
-            }
+            Some(heartbeat) if state.liveness.status(heartbeat, now) == "offline" => Some(format!(
+                "the instance went offline (no heartbeat for {} s)",
+                state.liveness.offline_after.as_secs()
+            )),
             _ => match task.deadline {
                 Some(deadline) if now > deadline => {
                     Some("the instance did not finish its steps within their timeouts".to_owned())
@@ -226,7 +204,7 @@ async fn fail_lost_tasks(
             },
         };
         if let Some(reason) = reason {
-            fail_open_step(state, task, &reason, now).await?;
+            fail_open_step(state, &task, &reason, now).await?;
             if state
                 .store
                 .task_finish(
@@ -240,11 +218,10 @@ async fn fail_lost_tasks(
                 .await?
             {
                 tracing::warn!(release = %release.id, instance = %task.instance_id, reason, "instance failed");
-                changed = true;
             }
         }
     }
-    Ok(changed)
+    Ok(())
 }
 
 /// Closes the step a lost task was running, so the record says where it stopped.
@@ -256,7 +233,7 @@ pub async fn fail_open_step(
 ) -> Result<(), StoreError> {
     let steps = state
         .store
-        .step_list(&task.release_id, Some(&task.instance_id))
+        .step_list_without_output(&task.release_id, Some(&task.instance_id))
         .await?;
     for step in steps
         .iter()
@@ -317,7 +294,6 @@ async fn succeed_release(
 async fn fail_release(
     state: &AppState,
     release: &ReleaseRecord,
-    tasks: &[TaskRecord],
     failed: u32,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -337,7 +313,8 @@ async fn fail_release(
     // failure: no reader sees the failed release without its rollback, and a
     // restart in between cannot lose it.
     let rollback = if release.rollback_on_failure {
-        plan_automatic_rollback(state, release, tasks).await
+        let tasks = state.store.task_list(&release.id).await?;
+        plan_automatic_rollback(state, release, &tasks).await
     } else {
         None
     };

@@ -3,7 +3,7 @@
 
 use super::convert::{labels, labels_json, millis, optional_time, time};
 use super::failure::{already_exists, insert_failed, not_found};
-use crate::{InstanceRecord, MembershipRecord, StoreError, StoreResult};
+use crate::{HeartbeatRecord, InstanceRecord, MembershipRecord, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
@@ -204,6 +204,52 @@ pub(super) async fn by_credential(
     hash: &str,
 ) -> StoreResult<Option<InstanceRecord>> {
     find_where(conn, "credential_hash", hash).await
+}
+
+/// Records many heartbeats in one statement (the heartbeats go in as one JSON
+/// array): at thousands of agents a statement per heartbeat is a round trip to
+/// the writer's thread each. Answers, for each, whether its instance exists. When
+/// one instance has several heartbeats here, the latest one wins.
+pub(super) async fn heartbeats(
+    conn: &mut SqliteConnection,
+    beats: &[HeartbeatRecord],
+) -> StoreResult<Vec<bool>> {
+    if beats.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<serde_json::Value> = beats
+        .iter()
+        .map(|beat| {
+            serde_json::json!({
+                "id": beat.id,
+                "at": millis(beat.at),
+                "version": beat.agent_version,
+                "address": beat.address,
+            })
+        })
+        .collect();
+    let json = serde_json::Value::Array(rows).to_string();
+    // `json_each` numbers the array's elements (`key`); of several heartbeats of
+    // one instance the one with the latest time (then the last sent) is used.
+    let updated: Vec<String> = sqlx::query_scalar(
+        "UPDATE instances SET last_heartbeat_at = b.at, agent_version = b.version, \
+         address = b.address \
+         FROM (SELECT value ->> 'id' AS id, value ->> 'at' AS at, \
+                      value ->> 'version' AS version, value ->> 'address' AS address, \
+                      ROW_NUMBER() OVER (PARTITION BY value ->> 'id' \
+                                         ORDER BY value ->> 'at' DESC, key DESC) AS n \
+               FROM json_each(?)) AS b \
+         WHERE b.n = 1 AND instances.id = b.id \
+         RETURNING instances.id",
+    )
+    .bind(json)
+    .fetch_all(conn)
+    .await?;
+    let updated: std::collections::HashSet<String> = updated.into_iter().collect();
+    Ok(beats
+        .iter()
+        .map(|beat| updated.contains(&beat.id))
+        .collect())
 }
 
 pub(super) async fn heartbeat(

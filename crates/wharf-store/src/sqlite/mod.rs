@@ -7,6 +7,7 @@
 //! (deferred) transaction on the reader pool so that each call sees one snapshot.
 //! One submodule per table family holds the SQL.
 
+mod agent_writes;
 mod apps;
 mod convert;
 mod deployments;
@@ -23,15 +24,17 @@ mod tokens;
 
 use crate::ExecRecord;
 use crate::{
-    ApiTokenRecord, AppRecord, DeploymentRecord, GroupRecord, HeartbeatRecord, InstanceRecord,
-    MemberRecord, MembershipRecord, RegistrationTokenRecord, RegistryRecord, ReleaseRecord,
-    StepRecord, StepState, Store, StoreError, StoreResult, TaskRecord, TaskState,
+    AgentWrite, AgentWritten, ApiTokenRecord, AppRecord, BatchSummary, DeploymentRecord,
+    GroupRecord, HeartbeatRecord, InstanceRecord, LiveTask, MemberRecord, MembershipRecord,
+    RegistrationTokenRecord, RegistryRecord, ReleaseRecord, StepRecord, StepState, Store,
+    StoreError, StoreResult, TaskRecord, TaskState,
 };
 use crate::{
     HookRunRecord, ScalingActivityRecord, ScalingGroupRecord, ScalingHeldRecord, ScalingJoin,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -68,8 +71,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
+        // A connection to a local file cannot go stale, so the pools do not ping it
+        // before handing it out (a round trip to the connection's thread per call).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         MIGRATOR
@@ -81,6 +87,7 @@ impl SqliteStore {
         // instead of a second writer.
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
+            .test_before_acquire(false)
             .connect_with(options.pragma("query_only", "ON"))
             .await?;
         Ok(SqliteStore { writer, reader })
@@ -104,6 +111,14 @@ impl SqliteStore {
     /// is rolled back when dropped, which for a read changes nothing.
     async fn read(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         Ok(self.reader.begin().await?)
+    }
+
+    /// A reader without a transaction, for the hot reads of agents' requests
+    /// whose one statement is its own snapshot: BEGIN and ROLLBACK would be two
+    /// more round trips to the connection's thread, which at thousands of agents
+    /// cost more than the query.
+    async fn read_one(&self) -> StoreResult<PoolConnection<Sqlite>> {
+        Ok(self.reader.acquire().await?)
     }
 }
 
@@ -164,7 +179,7 @@ impl Store for SqliteStore {
     }
 
     async fn instance_by_credential(&self, hash: &str) -> StoreResult<Option<InstanceRecord>> {
-        instances::by_credential(&mut *self.read().await?, hash).await
+        instances::by_credential(&mut *self.read_one().await?, hash).await
     }
 
     async fn instance_heartbeat(
@@ -181,22 +196,7 @@ impl Store for SqliteStore {
 
     async fn instance_heartbeats(&self, beats: &[HeartbeatRecord]) -> StoreResult<Vec<bool>> {
         let mut tx = self.write().await?;
-        let mut found = Vec::with_capacity(beats.len());
-        for beat in beats {
-            match instances::heartbeat(
-                &mut tx,
-                &beat.id,
-                beat.at,
-                &beat.agent_version,
-                &beat.address,
-            )
-            .await
-            {
-                Ok(()) => found.push(true),
-                Err(StoreError::NotFound { .. }) => found.push(false),
-                Err(err) => return Err(err),
-            }
-        }
+        let found = instances::heartbeats(&mut tx, beats).await?;
         commit(tx).await?;
         Ok(found)
     }
@@ -314,7 +314,7 @@ impl Store for SqliteStore {
     }
 
     async fn deployment_fetch(&self, app: &str, name: &str) -> StoreResult<DeploymentRecord> {
-        deployments::fetch(&mut *self.read().await?, app, name).await
+        deployments::fetch(&mut *self.read_one().await?, app, name).await
     }
 
     async fn deployment_delete(&self, app: &str, name: &str) -> StoreResult<()> {
@@ -334,7 +334,7 @@ impl Store for SqliteStore {
     }
 
     async fn release_fetch(&self, id: &str) -> StoreResult<ReleaseRecord> {
-        releases::fetch(&mut *self.read().await?, id).await
+        releases::fetch(&mut *self.read_one().await?, id).await
     }
 
     async fn release_list(
@@ -423,8 +423,26 @@ impl Store for SqliteStore {
         tasks::list(&mut *self.read().await?, release_id).await
     }
 
+    async fn agent_writes(
+        &self,
+        writes: &[AgentWrite],
+    ) -> StoreResult<Vec<StoreResult<AgentWritten>>> {
+        let mut tx = self.write().await?;
+        let results = agent_writes::write_all(&mut tx, writes).await?;
+        commit(tx).await?;
+        Ok(results)
+    }
+
+    async fn task_batch_summaries(&self, release_id: &str) -> StoreResult<Vec<BatchSummary>> {
+        tasks::batch_summaries(&mut *self.read_one().await?, release_id).await
+    }
+
+    async fn task_list_live(&self, release_id: &str) -> StoreResult<Vec<LiveTask>> {
+        tasks::list_live(&mut *self.read_one().await?, release_id).await
+    }
+
     async fn task_count_open_in_batch(&self, release_id: &str, batch: u32) -> StoreResult<u32> {
-        tasks::count_open_in_batch(&mut *self.read().await?, release_id, batch).await
+        tasks::count_open_in_batch(&mut *self.read_one().await?, release_id, batch).await
     }
 
     async fn task_dispatch_batch(
@@ -451,15 +469,23 @@ impl Store for SqliteStore {
         Ok(claimed)
     }
 
+    async fn task_claimable(&self, instance_id: &str) -> StoreResult<bool> {
+        Ok(
+            tasks::next_claimable(&mut *self.read_one().await?, instance_id)
+                .await?
+                .is_some(),
+        )
+    }
+
     async fn task_list_running_for_instance(
         &self,
         instance_id: &str,
     ) -> StoreResult<Vec<TaskRecord>> {
-        tasks::list_running_for_instance(&mut *self.read().await?, instance_id).await
+        tasks::list_running_for_instance(&mut *self.read_one().await?, instance_id).await
     }
 
     async fn task_fetch(&self, release_id: &str, instance_id: &str) -> StoreResult<TaskRecord> {
-        tasks::fetch(&mut *self.read().await?, release_id, instance_id).await
+        tasks::fetch(&mut *self.read_one().await?, release_id, instance_id).await
     }
 
     async fn task_finish(
@@ -564,7 +590,15 @@ impl Store for SqliteStore {
         release_id: &str,
         instance_id: Option<&str>,
     ) -> StoreResult<Vec<StepRecord>> {
-        steps::list(&mut *self.read().await?, release_id, instance_id).await
+        steps::list(&mut *self.read().await?, release_id, instance_id, true).await
+    }
+
+    async fn step_list_without_output(
+        &self,
+        release_id: &str,
+        instance_id: Option<&str>,
+    ) -> StoreResult<Vec<StepRecord>> {
+        steps::list(&mut *self.read().await?, release_id, instance_id, false).await
     }
 
     async fn group_set_current_deployment(

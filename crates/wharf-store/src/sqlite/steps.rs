@@ -145,6 +145,27 @@ pub(super) async fn begin(
     step: StepName,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
+    // The usual case in one statement: the task is running and the step new (or
+    // running, and restarted). Anything else is sorted out below, where the
+    // reads say which refusal applies.
+    let begun = sqlx::query(
+        "INSERT INTO release_steps (release_id, instance_id, step, ordinal, state, started_at) \
+         SELECT ?1, ?2, ?3, ?4, 'running', ?5 FROM release_tasks \
+         WHERE release_id = ?1 AND instance_id = ?2 AND state = 'running' \
+         ON CONFLICT (release_id, instance_id, step) DO UPDATE SET started_at = excluded.started_at \
+         WHERE release_steps.state = 'running'",
+    )
+    .bind(release_id)
+    .bind(instance_id)
+    .bind(step.as_str())
+    .bind(ordinal(step))
+    .bind(millis(now))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if begun == 1 {
+        return Ok(());
+    }
     match state_of(conn, release_id, instance_id, step).await? {
         Some(StepState::Running) => {
             sqlx::query(
@@ -287,29 +308,30 @@ pub(super) async fn finish(
             step.as_str()
         )));
     }
+    let finished = sqlx::query(
+        "UPDATE release_steps SET state = ?, finished_at = ?, exit_code = ?, message = ? \
+         WHERE release_id = ? AND instance_id = ? AND step = ? AND state = 'running'",
+    )
+    .bind(state.as_str())
+    .bind(millis(now))
+    .bind(exit_code.map(i64::from))
+    .bind(message)
+    .bind(release_id)
+    .bind(instance_id)
+    .bind(step.as_str())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if finished == 1 {
+        return Ok(true);
+    }
+    // Not running: ended already (a repeated report changes nothing), or unknown.
     match state_of(conn, release_id, instance_id, step).await? {
         None => Err(not_found(
             "step",
             &name(release_id, instance_id, step.as_str()),
         )),
-        Some(StepState::Succeeded | StepState::Failed) => Ok(false),
-        Some(StepState::Running) => {
-            let finished = sqlx::query(
-                "UPDATE release_steps SET state = ?, finished_at = ?, exit_code = ?, message = ? \
-                 WHERE release_id = ? AND instance_id = ? AND step = ? AND state = 'running'",
-            )
-            .bind(state.as_str())
-            .bind(millis(now))
-            .bind(exit_code.map(i64::from))
-            .bind(message)
-            .bind(release_id)
-            .bind(instance_id)
-            .bind(step.as_str())
-            .execute(conn)
-            .await?
-            .rows_affected();
-            Ok(finished == 1)
-        }
+        Some(_) => Ok(false),
     }
 }
 
@@ -319,23 +341,26 @@ pub(super) async fn list(
     conn: &mut SqliteConnection,
     release_id: &str,
     instance_id: Option<&str>,
+    with_output: bool,
 ) -> StoreResult<Vec<StepRecord>> {
     releases::require(conn, release_id).await?;
-    sqlx::query_as::<_, StepRow>(
+    let output = if with_output { "s.output" } else { "''" };
+    let sql = format!(
         "SELECT s.release_id, s.instance_id, s.step, s.state, s.started_at, s.finished_at, \
-         s.exit_code, s.output, s.dropped_bytes, s.message \
+         s.exit_code, {output} AS output, s.dropped_bytes, s.message \
          FROM release_steps s JOIN release_tasks t \
          ON t.release_id = s.release_id AND t.instance_id = s.instance_id \
          WHERE s.release_id = ?1 AND (?2 IS NULL OR s.instance_id = ?2) \
-         ORDER BY t.instance_name, s.instance_id, s.ordinal",
-    )
-    .bind(release_id)
-    .bind(instance_id)
-    .fetch_all(conn)
-    .await?
-    .into_iter()
-    .map(StepRecord::try_from)
-    .collect()
+         ORDER BY t.instance_name, s.instance_id, s.ordinal"
+    );
+    sqlx::query_as::<_, StepRow>(&sql)
+        .bind(release_id)
+        .bind(instance_id)
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(StepRecord::try_from)
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use super::convert::{millis, optional_time, unsigned};
 use super::failure::{already_exists, not_found};
 use super::{releases, steps};
-use crate::{StoreError, StoreResult, TaskRecord, TaskState};
+use crate::{BatchSummary, LiveTask, StoreError, StoreResult, TaskRecord, TaskState};
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use wharf_domain::release::StepName;
@@ -136,6 +136,86 @@ pub(super) async fn list(
         .collect()
 }
 
+/// How each batch of a release stands; answered from the
+/// `release_tasks_by_batch` index alone.
+pub(super) async fn batch_summaries(
+    conn: &mut SqliteConnection,
+    release_id: &str,
+) -> StoreResult<Vec<BatchSummary>> {
+    releases::require(conn, release_id).await?;
+    type Row = (i64, i64, i64, i64, i64, i64, i64, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT batch, \
+         SUM(state = 'pending'), SUM(state = 'dispatched'), SUM(state = 'running'), \
+         SUM(state = 'succeeded'), SUM(state = 'failed'), SUM(state = 'cancelled'), \
+         MAX(finished_at) \
+         FROM release_tasks WHERE release_id = ? GROUP BY batch ORDER BY batch",
+    )
+    .bind(release_id)
+    .fetch_all(conn)
+    .await?;
+    let count = |column: &str, value: i64| -> StoreResult<u32> {
+        u32::try_from(value)
+            .map_err(|_| StoreError::Corrupt(format!("{column}: {value} is not a count")))
+    };
+    rows.into_iter()
+        .map(
+            |(batch, pending, dispatched, running, succeeded, failed, cancelled, last)| {
+                Ok(BatchSummary {
+                    batch: unsigned("release_tasks.batch", batch)?,
+                    pending: count("pending", pending)?,
+                    dispatched: count("dispatched", dispatched)?,
+                    running: count("running", running)?,
+                    succeeded: count("succeeded", succeeded)?,
+                    failed: count("failed", failed)?,
+                    cancelled: count("cancelled", cancelled)?,
+                    last_finished_at: optional_time("release_tasks.finished_at", last)?,
+                })
+            },
+        )
+        .collect()
+}
+
+/// The release's dispatched and running tasks with their instances' last
+/// heartbeats.
+pub(super) async fn list_live(
+    conn: &mut SqliteConnection,
+    release_id: &str,
+) -> StoreResult<Vec<LiveTask>> {
+    releases::require(conn, release_id).await?;
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        task: TaskRow,
+        instance_exists: bool,
+        last_heartbeat_at: Option<i64>,
+    }
+    let columns = TASK_COLUMNS
+        .split(", ")
+        .map(|c| format!("t.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {columns}, i.id IS NOT NULL AS instance_exists, i.last_heartbeat_at \
+         FROM release_tasks t LEFT JOIN instances i ON i.id = t.instance_id \
+         WHERE t.release_id = ? AND t.state IN ('dispatched', 'running') \
+         ORDER BY t.batch, t.instance_name, t.instance_id"
+    );
+    sqlx::query_as::<_, Row>(&sql)
+        .bind(release_id)
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let heartbeat = optional_time("instances.last_heartbeat_at", row.last_heartbeat_at)?;
+            Ok(LiveTask {
+                task: row.task.try_into()?,
+                instance_heartbeat: row.instance_exists.then_some(heartbeat),
+            })
+        })
+        .collect()
+}
+
 pub(super) async fn count_open_in_batch(
     conn: &mut SqliteConnection,
     release_id: &str,
@@ -196,6 +276,21 @@ pub(super) async fn dispatch_batch(
     Ok(dispatched.into_iter().map(|(_, id)| id).collect())
 }
 
+/// The release of the instance's oldest dispatched task of a running release.
+pub(super) async fn next_claimable(
+    conn: &mut SqliteConnection,
+    instance_id: &str,
+) -> StoreResult<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT t.release_id FROM release_tasks t JOIN releases r ON r.id = t.release_id \
+         WHERE t.instance_id = ? AND t.state = 'dispatched' AND r.state = 'running' \
+         ORDER BY t.dispatched_at, r.created_at, t.release_id LIMIT 1",
+    )
+    .bind(instance_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
 /// Takes the instance's oldest dispatched task of a running release: it becomes
 /// running, and its `fetch` step is recorded as succeeded.
 pub(super) async fn claim(
@@ -203,15 +298,7 @@ pub(super) async fn claim(
     instance_id: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<Option<TaskRecord>> {
-    let next: Option<String> = sqlx::query_scalar(
-        "SELECT t.release_id FROM release_tasks t JOIN releases r ON r.id = t.release_id \
-         WHERE t.instance_id = ? AND t.state = 'dispatched' AND r.state = 'running' \
-         ORDER BY t.dispatched_at, r.created_at, t.release_id LIMIT 1",
-    )
-    .bind(instance_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(release_id) = next else {
+    let Some(release_id) = next_claimable(conn, instance_id).await? else {
         return Ok(None);
     };
     let sql = format!(
@@ -270,7 +357,6 @@ pub(super) async fn finish(
             state.as_str()
         )));
     }
-    require(conn, release_id, instance_id).await?;
     let sql = format!(
         "UPDATE release_tasks SET state = ?, finished_at = ?, \
          image_digest = COALESCE(?, image_digest), message = COALESCE(?, message) \
@@ -287,6 +373,9 @@ pub(super) async fn finish(
         .fetch_optional(&mut *conn)
         .await?;
     let Some(recorded_digest) = finished else {
+        // Ended already, or no such task (checked only now: the usual case is one
+        // statement).
+        require(conn, release_id, instance_id).await?;
         return Ok(false);
     };
     if state == TaskState::Succeeded {

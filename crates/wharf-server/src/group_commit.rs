@@ -1,0 +1,137 @@
+//! Group commit for the writes agents cause. SQLite has one writer; with thousands
+//! of agents, one transaction per heartbeat, claim or step report queues them
+//! behind each other (10,000 agents send 1,000 heartbeats a second, and a batch of
+//! 1,000 instances makes some 8,000 claims and reports). Writes that arrive while
+//! a transaction is under way queue here and go to the store together, in one
+//! transaction. Each request still answers only once its own write is stored, with
+//! that write's own result, so nothing an agent or the driver sees changes; a
+//! write waits at most for the transaction before it.
+
+use futures::future::BoxFuture;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use wharf_store::{AgentWrite, AgentWritten, HeartbeatRecord, Store, StoreResult};
+
+/// The most writes in one transaction, so that one transaction stays short.
+const MAX_BATCH: usize = 2048;
+
+/// A kind of write that can be stored many at a time.
+pub trait BatchWrite: Send + Sized + 'static {
+    /// What one write answers.
+    type Output: Send + 'static;
+    /// What the writes are, for the log when a batch fails.
+    const WHAT: &'static str;
+    /// Stores `batch` in one go; answers each write in order.
+    fn write_batch<'a>(
+        store: &'a dyn Store,
+        batch: &'a [Self],
+    ) -> BoxFuture<'a, StoreResult<Vec<Self::Output>>>;
+}
+
+/// A heartbeat answers whether its instance exists.
+impl BatchWrite for HeartbeatRecord {
+    type Output = bool;
+    const WHAT: &'static str = "heartbeats";
+    fn write_batch<'a>(
+        store: &'a dyn Store,
+        batch: &'a [Self],
+    ) -> BoxFuture<'a, StoreResult<Vec<bool>>> {
+        store.instance_heartbeats(batch)
+    }
+}
+
+/// Claims and step reports answer as their single-call store methods would.
+impl BatchWrite for AgentWrite {
+    type Output = StoreResult<AgentWritten>;
+    const WHAT: &'static str = "agent reports";
+    fn write_batch<'a>(
+        store: &'a dyn Store,
+        batch: &'a [Self],
+    ) -> BoxFuture<'a, StoreResult<Vec<Self::Output>>> {
+        store.agent_writes(batch)
+    }
+}
+
+/// The batch a write was in could not be stored (logged); nothing of it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchFailed;
+
+type Waiter<W> = oneshot::Sender<Result<<W as BatchWrite>::Output, BatchFailed>>;
+
+struct Queue<W: BatchWrite> {
+    waiting: Vec<(W, Waiter<W>)>,
+    /// Whether a writer task is draining the queue now.
+    writing: bool,
+}
+
+/// The queue of writes of one kind, shared by every handler.
+pub struct GroupCommit<W: BatchWrite> {
+    queue: Arc<Mutex<Queue<W>>>,
+}
+
+impl<W: BatchWrite> Clone for GroupCommit<W> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<W: BatchWrite> Default for GroupCommit<W> {
+    fn default() -> Self {
+        Self {
+            queue: Arc::new(Mutex::new(Queue {
+                waiting: Vec::new(),
+                writing: false,
+            })),
+        }
+    }
+}
+
+impl<W: BatchWrite> GroupCommit<W> {
+    /// Stores `write` together with any others that arrive meanwhile, and returns
+    /// its answer once it is stored.
+    pub async fn write(&self, store: Arc<dyn Store>, write: W) -> Result<W::Output, BatchFailed> {
+        let (tx, rx) = oneshot::channel();
+        let start_writer = {
+            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.waiting.push((write, tx));
+            !std::mem::replace(&mut queue.writing, true)
+        };
+        if start_writer {
+            tokio::spawn(drain(self.queue.clone(), store));
+        }
+        // A dropped sender means the writer task died (a panic): count it as a
+        // failed batch rather than waiting for ever.
+        rx.await.unwrap_or(Err(BatchFailed))
+    }
+}
+
+/// Writes queued writes, a batch per transaction, until the queue is empty.
+async fn drain<W: BatchWrite>(queue: Arc<Mutex<Queue<W>>>, store: Arc<dyn Store>) {
+    loop {
+        let batch: Vec<(W, Waiter<W>)> = {
+            let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+            if queue.waiting.is_empty() {
+                queue.writing = false;
+                return;
+            }
+            let take = queue.waiting.len().min(MAX_BATCH);
+            queue.waiting.drain(..take).collect()
+        };
+        let (writes, waiters): (Vec<W>, Vec<Waiter<W>>) = batch.into_iter().unzip();
+        match W::write_batch(&*store, &writes).await {
+            Ok(outputs) => {
+                for (waiter, output) in waiters.into_iter().zip(outputs) {
+                    let _ = waiter.send(Ok(output));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = ?err, writes = writes.len(), what = W::WHAT, "a group commit failed");
+                for waiter in waiters {
+                    let _ = waiter.send(Err(BatchFailed));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! [`Store::agent_writes`](crate::Store::agent_writes) for SQLite: many agents'
+//! claims and step reports in one write transaction. SQLite has one writer, and
+//! with thousands of agents one transaction per report queues them behind each
+//! other; written together, a batch of reports costs about what one did. Each
+//! write runs inside its own savepoint, so a refused one is undone alone and the
+//! others still commit (a write of a single statement needs none: SQLite undoes a
+//! failed statement by itself).
+
+use super::{steps, tasks};
+use crate::{AgentWrite, AgentWritten, StoreResult, TaskState};
+use sqlx::SqliteConnection;
+
+/// Writes `writes` in order on `conn`, which is inside a write transaction;
+/// answers each.
+pub(super) async fn write_all(
+    conn: &mut SqliteConnection,
+    writes: &[AgentWrite],
+) -> StoreResult<Vec<StoreResult<AgentWritten>>> {
+    let mut results = Vec::with_capacity(writes.len());
+    for write in writes {
+        if !writes_more_than_once(write) {
+            // One write statement is all or nothing by itself.
+            results.push(write_one(conn, write).await);
+            continue;
+        }
+        sqlx::query("SAVEPOINT agent_write")
+            .execute(&mut *conn)
+            .await?;
+        let result = write_one(conn, write).await;
+        if result.is_err() {
+            sqlx::query("ROLLBACK TO agent_write")
+                .execute(&mut *conn)
+                .await?;
+        }
+        sqlx::query("RELEASE agent_write")
+            .execute(&mut *conn)
+            .await?;
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// Whether a write may change more than one thing, and so needs a savepoint to
+/// be undone alone when it is refused half-way. Every statement round trip counts
+/// here: the writer runs them one after another for every agent.
+fn writes_more_than_once(write: &AgentWrite) -> bool {
+    match write {
+        // The task moves to running and its fetch step is recorded.
+        AgentWrite::Claim { .. } => true,
+        // One INSERT or UPDATE; the rest are reads.
+        AgentWrite::StepBegin { .. } | AgentWrite::StepOutput { .. } => false,
+        AgentWrite::StepEnd {
+            digest, task_end, ..
+        } => digest.is_some() || task_end.is_some(),
+    }
+}
+
+async fn write_one(conn: &mut SqliteConnection, write: &AgentWrite) -> StoreResult<AgentWritten> {
+    match write {
+        AgentWrite::Claim { instance_id, now } => tasks::claim(conn, instance_id, *now)
+            .await
+            .map(AgentWritten::Claimed),
+        AgentWrite::StepBegin {
+            release_id,
+            instance_id,
+            step,
+            now,
+        } => steps::begin(conn, release_id, instance_id, *step, *now)
+            .await
+            .map(|()| AgentWritten::Recorded),
+        AgentWrite::StepOutput {
+            release_id,
+            instance_id,
+            step,
+            chunk,
+            dropped,
+            keep_bytes,
+        } => steps::append_output(
+            conn,
+            release_id,
+            instance_id,
+            *step,
+            chunk,
+            *dropped,
+            *keep_bytes,
+        )
+        .await
+        .map(|()| AgentWritten::Recorded),
+        AgentWrite::StepEnd {
+            release_id,
+            instance_id,
+            batch,
+            step,
+            state,
+            exit_code,
+            message,
+            digest,
+            task_end,
+            now,
+        } => {
+            crate::refuse_open_task_end(task_end)?;
+            let changed = steps::finish(
+                conn,
+                release_id,
+                instance_id,
+                *step,
+                *state,
+                *exit_code,
+                message.as_deref(),
+                *now,
+            )
+            .await?;
+            if !changed {
+                return Ok(AgentWritten::StepEnded {
+                    changed,
+                    task_finished: false,
+                    batch_open: 0,
+                });
+            }
+            if let Some(digest) = digest {
+                tasks::set_digest(conn, release_id, instance_id, digest).await?;
+            }
+            let Some((task_state, reason)) = task_end else {
+                return Ok(AgentWritten::StepEnded {
+                    changed,
+                    task_finished: false,
+                    batch_open: 0,
+                });
+            };
+            let finished = tasks::finish(
+                conn,
+                release_id,
+                instance_id,
+                *task_state,
+                None,
+                reason.as_deref(),
+                *now,
+            )
+            .await?;
+            let batch_open = if finished && *task_state == TaskState::Succeeded {
+                tasks::count_open_in_batch(conn, release_id, *batch).await?
+            } else {
+                0
+            };
+            Ok(AgentWritten::StepEnded {
+                changed,
+                task_finished: finished,
+                batch_open,
+            })
+        }
+    }
+}
