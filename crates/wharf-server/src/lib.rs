@@ -13,6 +13,7 @@ mod extract;
 mod group_commit;
 mod metrics;
 mod openapi;
+mod release_views;
 mod secrets;
 mod state;
 mod views;

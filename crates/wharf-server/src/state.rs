@@ -66,6 +66,8 @@ pub struct AppState {
     pub assignments: Assignments,
     /// Agents' credentials recently checked.
     pub agent_credentials: AgentCredentials,
+    /// The JSON of large releases' views, kept for a moment.
+    pub release_views: crate::release_views::ReleaseViews,
 }
 
 impl AppState {
@@ -80,6 +82,7 @@ impl AppState {
             agent_writes: Default::default(),
             assignments: Default::default(),
             agent_credentials: Default::default(),
+            release_views: Default::default(),
         }
     }
 }

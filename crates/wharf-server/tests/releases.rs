@@ -795,3 +795,52 @@ async fn exec_requests_are_checked_field_by_field() {
     assert_eq!(exec["batches"][0]["instances"][0]["name"], "web-2");
     server.stop().await;
 }
+
+/// The view of a release of 1,000 instances or more is kept for about a second
+/// (`release_views.rs`): its state must still show at once, and per-instance
+/// progress within a few seconds.
+#[tokio::test]
+async fn a_large_release_view_shows_state_at_once_and_progress_soon() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 1000).await;
+    let id = server
+        .create_release(
+            "prod",
+            json!({"deployment": "v1", "batches": 2, "pause": "first"}),
+        )
+        .await;
+    let release = server.wait_state(&id, "running").await;
+    assert_eq!(release["counts"]["total"], 1000);
+    let first = release["batches"][0]["instances"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Read it again so that a kept copy exists, then move one instance on.
+    server.release(&id).await;
+    let agent = agents.iter().find(|a| a.id == first).unwrap();
+    let work = agent.work().await;
+    agent.run(&work, None).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let view = server.release(&id).await;
+        let instance = &view["batches"][0]["instances"][0];
+        if instance["state"] == "succeeded" {
+            assert_eq!(view["counts"]["succeeded"], 1);
+            assert_eq!(instance["steps"].as_array().unwrap().len(), 5);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the view never showed the instance's progress: {instance:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A change of the release's state shows on the very next read.
+    let (status, _) = server
+        .post(&format!("/api/v1/releases/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(server.release(&id).await["state"], "cancelled");
+    server.stop().await;
+}

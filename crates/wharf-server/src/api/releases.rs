@@ -8,7 +8,8 @@ use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 use crate::views;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use wharf_api::{ErrorBody, Release, ReleaseCreate, StepLog};
@@ -102,12 +103,16 @@ pub(crate) async fn list_views(
 
 #[utoipa::path(get, path = "/api/v1/releases/{id}", params(("id" = String, Path)),
     responses((status = 200, body = Release), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+/// The full view of a release. For a release of 1,000 instances or more, the
+/// per-instance part may be up to about a second old (see `release_views.rs`);
+/// the release's state never is.
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Release>> {
-    Ok(Json(full_view(&state, &id).await?))
+) -> ApiResult<Response> {
+    let json = crate::release_views::release_json(&state, &id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/releases/{id}/continue", params(("id" = String, Path)),

@@ -1,0 +1,113 @@
+//! `GET /api/v1/releases/{id}` of a large release. The full view of a release lists
+//! every instance with its steps: at 10,000 instances that is some 40,000 step rows
+//! read, a view built and about 4 MB of JSON, for every read — and a CLI following
+//! the release, a console or a script polling it read it over and over while the
+//! release runs. So the JSON of a release of at least [`LARGE_RELEASE_INSTANCES`]
+//! instances is kept and served again for up to [`REFRESH_AFTER`]; an older copy is
+//! still served while a new one is built in the background (one build at a time per
+//! release). A change of the release's own state (running, paused, succeeded, …) is
+//! always seen at once: each read checks the release's row, and a copy of another
+//! state is rebuilt before answering. So only per-instance progress can lag, by about
+//! a second, and only on large releases; smaller ones are built on every read.
+
+use crate::engine::actions;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::body::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// From how many instances a release's view is kept.
+pub const LARGE_RELEASE_INSTANCES: u32 = 1000;
+/// How old a kept view may be before a read starts building a new one.
+pub const REFRESH_AFTER: Duration = Duration::from_millis(1000);
+/// More large releases than are ever read at once; past it the cache starts over.
+const MAX_KEPT: usize = 64;
+
+struct Kept {
+    built_at: Instant,
+    /// The release's state when the view was built.
+    state: String,
+    json: Bytes,
+    /// Whether a background build is under way.
+    refreshing: bool,
+}
+
+/// The kept views, by release id.
+#[derive(Clone, Default)]
+pub struct ReleaseViews(Arc<Mutex<HashMap<String, Kept>>>);
+
+impl ReleaseViews {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The full view of a release as JSON; see the module's comment for when it is
+/// a kept copy.
+pub async fn release_json(state: &AppState, id: &str) -> ApiResult<Bytes> {
+    let kept = state
+        .release_views
+        .lock()
+        .get(id)
+        .map(|k| (k.state.clone(), k.json.clone(), k.built_at.elapsed()));
+    if let Some((kept_state, json, age)) = kept {
+        let record = state.store.release_fetch(id).await?;
+        if record.state.as_str() == kept_state {
+            if age >= REFRESH_AFTER {
+                refresh_in_background(state, id);
+            }
+            return Ok(json);
+        }
+    }
+    build(state, id).await
+}
+
+/// Builds the view, keeps it if the release is large, and returns its JSON.
+async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
+    let view = actions::release_view(state, id).await?;
+    let json = Bytes::from(serde_json::to_vec(&view).map_err(|err| {
+        tracing::error!(release = id, error = %err, "a release view could not be encoded");
+        ApiError::internal()
+    })?);
+    let mut kept = state.release_views.lock();
+    if view.counts.total >= LARGE_RELEASE_INSTANCES {
+        if kept.len() >= MAX_KEPT && !kept.contains_key(id) {
+            kept.clear();
+        }
+        kept.insert(
+            id.to_owned(),
+            Kept {
+                built_at: Instant::now(),
+                state: view.state,
+                json: json.clone(),
+                refreshing: false,
+            },
+        );
+    } else {
+        kept.remove(id);
+    }
+    Ok(json)
+}
+
+fn refresh_in_background(state: &AppState, id: &str) {
+    {
+        let mut kept = state.release_views.lock();
+        match kept.get_mut(id) {
+            Some(k) if !k.refreshing => k.refreshing = true,
+            _ => return,
+        }
+    }
+    let state = state.clone();
+    let id = id.to_owned();
+    tokio::spawn(async move {
+        if let Err(err) = build(&state, &id).await {
+            // The next read tries again (or answers the error itself).
+            tracing::warn!(release = %id, error = ?err, "refreshing a kept release view failed");
+            if let Some(k) = state.release_views.lock().get_mut(&id) {
+                k.refreshing = false;
+            }
+        }
+    });
+}
