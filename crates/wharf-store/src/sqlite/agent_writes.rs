@@ -45,10 +45,11 @@ pub(super) async fn write_all(
 /// here: the writer runs them one after another for every agent.
 fn writes_more_than_once(write: &AgentWrite) -> bool {
     match write {
-        // The task moves to running and its fetch step is recorded.
-        AgentWrite::Claim { .. } => true,
-        // One INSERT or UPDATE; the rest are reads.
-        AgentWrite::StepBegin { .. } | AgentWrite::StepOutput { .. } => false,
+        // One UPDATE (its trigger records the fetch step), or one INSERT or UPDATE
+        // after reads.
+        AgentWrite::Claim { .. } | AgentWrite::StepBegin { .. } | AgentWrite::StepOutput { .. } => {
+            false
+        }
         AgentWrite::StepEnd {
             digest, task_end, ..
         } => digest.is_some() || task_end.is_some(),

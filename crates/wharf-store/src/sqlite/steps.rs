@@ -110,31 +110,6 @@ async fn state_of(
         .transpose()
 }
 
-/// Records a step that began and succeeded at `now` (the `fetch` step, which the
-/// server itself performs when an agent claims a task).
-pub(super) async fn record_finished(
-    conn: &mut SqliteConnection,
-    release_id: &str,
-    instance_id: &str,
-    step: StepName,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO release_steps (release_id, instance_id, step, ordinal, state, started_at, \
-         finished_at) VALUES (?1, ?2, ?3, ?4, 'succeeded', ?5, ?5) \
-         ON CONFLICT DO UPDATE SET state = 'succeeded', started_at = ?5, finished_at = ?5, \
-         exit_code = NULL, message = NULL",
-    )
-    .bind(release_id)
-    .bind(instance_id)
-    .bind(step.as_str())
-    .bind(ordinal(step))
-    .bind(millis(now))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Begins a step of an existing task. A step that is running begins again (its
 /// agent retried the report): its start moves to `now` and its output is kept.
 /// A finished step is refused with `Conflict`.

@@ -6,11 +6,10 @@
 
 use super::convert::{millis, optional_time, unsigned};
 use super::failure::{already_exists, not_found};
-use super::{releases, steps};
+use super::releases;
 use crate::{BatchSummary, LiveTask, StoreError, StoreResult, TaskRecord, TaskState};
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
-use wharf_domain::release::StepName;
 
 /// The states of a task that has not ended, as an SQL list.
 const OPEN_STATES: &str = "('pending', 'dispatched', 'running')";
@@ -298,26 +297,22 @@ pub(super) async fn claim(
     instance_id: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<Option<TaskRecord>> {
-    let Some(release_id) = next_claimable(conn, instance_id).await? else {
-        return Ok(None);
-    };
+    // One statement: the task is picked, moved and (by the trigger of migration
+    // 0007) its fetch step recorded.
     let sql = format!(
-        "UPDATE release_tasks SET state = 'running', started_at = ? \
-         WHERE release_id = ? AND instance_id = ? AND state = 'dispatched' \
+        "UPDATE release_tasks SET state = 'running', started_at = ?1 \
+         WHERE rowid = (SELECT t.rowid FROM release_tasks t JOIN releases r ON r.id = t.release_id \
+                        WHERE t.instance_id = ?2 AND t.state = 'dispatched' AND r.state = 'running' \
+                        ORDER BY t.dispatched_at, r.created_at, t.release_id LIMIT 1) \
          RETURNING {TASK_COLUMNS}"
     );
-    let claimed = sqlx::query_as::<_, TaskRow>(&sql)
+    sqlx::query_as::<_, TaskRow>(&sql)
         .bind(millis(now))
-        .bind(&release_id)
         .bind(instance_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(claimed) = claimed else {
-        // Cannot happen inside the write transaction; answer "no work" if it does.
-        return Ok(None);
-    };
-    steps::record_finished(conn, &release_id, instance_id, StepName::Fetch, now).await?;
-    claimed.try_into().map(Some)
+        .fetch_optional(conn)
+        .await?
+        .map(TaskRecord::try_from)
+        .transpose()
 }
 
 /// The instance's running tasks, oldest start first.
