@@ -60,8 +60,12 @@ pub struct AppState {
     pub liveness: Liveness,
     /// Heartbeats waiting to be written together.
     pub heartbeats: GroupCommit<HeartbeatRecord>,
-    /// Claims and step reports waiting to be written together.
+    /// Step reports waiting to be written together.
     pub agent_writes: GroupCommit<AgentWrite>,
+    /// Claims waiting to be written together: a queue of their own, so that a
+    /// batch's agents get their work without waiting behind the step reports of
+    /// the agents that got theirs first.
+    pub claims: GroupCommit<AgentWrite>,
     /// The work of recent releases, as every instance gets it.
     pub assignments: Assignments,
     /// Agents' credentials recently checked.
@@ -80,6 +84,7 @@ impl AppState {
             liveness: Liveness::default(),
             heartbeats: Default::default(),
             agent_writes: Default::default(),
+            claims: Default::default(),
             assignments: Default::default(),
             agent_credentials: Default::default(),
             release_views: Default::default(),

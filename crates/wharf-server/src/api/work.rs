@@ -47,8 +47,11 @@ pub async fn poll(
     let wait = Duration::from_secs(query.wait_secs.unwrap_or(25).min(MAX_WAIT_SECS));
     let deadline = tokio::time::Instant::now() + wait;
     let wake = state.wakeups.agent(&instance.id);
+    // Most polls find no work, so the first look is a read; after a wake-up (the
+    // driver dispatched to this instance) the claim goes straight to the writer.
+    let mut woken = false;
     loop {
-        if let Some(task) = claim(&state, &instance.id).await? {
+        if let Some(task) = claim(&state, &instance.id, !woken).await? {
             // The driver is not woken: a claimed task changes nothing it decides on
             // (the batch was under way once dispatched), and with thousands of agents
             // a pass per claim would be a pass over every task per claim.
@@ -59,25 +62,34 @@ pub async fn poll(
             return Ok(Json(work).into_response());
         }
         tokio::select! {
-            _ = wake.notified() => {}
+            _ = wake.notified() => woken = true,
             _ = tokio::time::sleep_until(deadline) => return Ok(StatusCode::NO_CONTENT.into_response()),
             _ = state.wakeups.shutting_down() => return Ok(StatusCode::NO_CONTENT.into_response()),
         }
     }
 }
 
-/// Claims the instance's next task, if it has one. Most polls find none, so a
-/// read looks first and only work that is there goes to the writer, together with
-/// other agents' claims and reports.
-async fn claim(state: &AppState, instance_id: &str) -> ApiResult<Option<TaskRecord>> {
-    if !state.store.task_claimable(instance_id).await? {
+/// Claims the instance's next task, if it has one, together with other agents'
+/// claims. With `look_first`, a read looks first and only work that is there goes
+/// to the writer.
+async fn claim(
+    state: &AppState,
+    instance_id: &str,
+    look_first: bool,
+) -> ApiResult<Option<TaskRecord>> {
+    if look_first && !state.store.task_claimable(instance_id).await? {
         return Ok(None);
     }
     let write = AgentWrite::Claim {
         instance_id: instance_id.to_owned(),
         now: chrono::Utc::now(),
     };
-    match agent_write(state, write).await?? {
+    let claimed = state
+        .claims
+        .write(state.store.clone(), write)
+        .await
+        .map_err(|BatchFailed| ApiError::internal())??;
+    match claimed {
         AgentWritten::Claimed(task) => Ok(task),
         other => Err(unexpected(other)),
     }
