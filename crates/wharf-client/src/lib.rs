@@ -392,6 +392,31 @@ impl Client {
         self.get(release_path(id, "")?).await
     }
 
+    /// Fetches a release once it differs from the version `after` (from an earlier
+    /// answer; `None` answers at once), waiting at most `wait_secs` on the server.
+    /// Returns the release and its version, to pass back as `after` next time.
+    pub async fn release_follow(
+        &self,
+        id: &str,
+        after: Option<&str>,
+        wait_secs: u64,
+    ) -> ClientResult<(Release, Option<String>)> {
+        let wait = wait_secs.to_string();
+        let query = query(&[
+            ("after", after),
+            ("wait_secs", after.map(|_| wait.as_str())),
+        ]);
+        let (url, response) = self
+            .send(Method::GET, release_path(id, &query)?, None::<&()>)
+            .await?;
+        let version = response
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim_matches('"').to_owned());
+        Ok((self.decode(&url, response).await?, version))
+    }
+
     /// Resumes a paused release; 409 `not_paused` otherwise.
     pub async fn release_continue(&self, id: &str) -> ClientResult<Release> {
         self.post_empty(release_path(id, "/continue")?).await

@@ -3,7 +3,7 @@
 //! `{"error": ...}` answer as every other mistake.
 
 use crate::error::ApiError;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 
@@ -51,6 +51,22 @@ impl From<PathRejection> for ApiError {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_path",
+            rejection.body_text(),
+        )
+    }
+}
+
+/// `axum::extract::Query` with API-shaped rejections: a bad query parameter gets
+/// the API's error body (its message names the parameter), not plain text.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
             rejection.body_text(),
         )
     }

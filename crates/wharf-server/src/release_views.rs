@@ -111,3 +111,66 @@ fn refresh_in_background(state: &AppState, id: &str) {
         }
     });
 }
+
+/// The longest a read may wait for a release to change.
+pub const MAX_WAIT_SECS: u64 = 30;
+
+/// A short token that changes whenever the release's state or any of its
+/// instances' states changes (not on every step): what a follower passes back as
+/// `after` to wait for the next change.
+pub async fn release_version(state: &AppState, id: &str) -> ApiResult<String> {
+    use sha2::{Digest as _, Sha256};
+    let record = state.store.release_fetch(id).await?;
+    let batches = state.store.task_batch_summaries(id).await?;
+    let mut text = format!(
+        "{}|{:?}|{:?}|{}|{:?}",
+        record.state.as_str(),
+        record.started_at,
+        record.finished_at,
+        record.continued_through,
+        record.message
+    );
+    for b in &batches {
+        text.push_str(&format!(
+            "|{}:{}:{}:{}:{}:{}:{}",
+            b.batch, b.pending, b.dispatched, b.running, b.succeeded, b.failed, b.cancelled
+        ));
+    }
+    Ok(hex::encode(&Sha256::digest(text.as_bytes())[..8]))
+}
+
+/// Waits until the release's version differs from `after`, for at most
+/// `wait_secs` (bounded by [`MAX_WAIT_SECS`]) or until the server shuts down.
+/// The release is looked at every 10 ms while it is small, every 250 ms once it
+/// is large (each look counts its tasks).
+pub async fn wait_for_change(
+    state: &AppState,
+    id: &str,
+    after: &str,
+    wait_secs: u64,
+) -> ApiResult<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs.min(MAX_WAIT_SECS));
+    let large = state
+        .store
+        .task_batch_summaries(id)
+        .await?
+        .iter()
+        .map(|b| b.open() + b.succeeded + b.failed + b.cancelled)
+        .sum::<u32>()
+        >= LARGE_RELEASE_INSTANCES;
+    let every = if large {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_millis(10)
+    };
+    while release_version(state, id).await? == after {
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = state.wakeups.shutting_down() => break,
+        }
+    }
+    Ok(())
+}

@@ -844,3 +844,78 @@ async fn a_large_release_view_shows_state_at_once_and_progress_soon() {
     assert_eq!(server.release(&id).await["state"], "cancelled");
     server.stop().await;
 }
+
+/// `GET /api/v1/releases/{id}?after=VERSION&wait_secs=N` answers as soon as the
+/// release changes (how the CLI follows a release), and after N seconds when it
+/// does not; the version is the answer's `ETag`.
+#[tokio::test]
+async fn a_release_read_can_wait_for_the_next_change() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 1).await;
+    let id = server
+        .create_release("prod", json!({"deployment": "v1"}))
+        .await;
+    let work = agents[0].work().await;
+    let get = |query: String| {
+        let url = format!("{}/api/v1/releases/{id}{query}", server.url);
+        let admin = server.admin.clone();
+        async move {
+            let started = tokio::time::Instant::now();
+            let response = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(admin)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let etag = response
+                .headers()
+                .get("etag")
+                .map(|v| v.to_str().unwrap().trim_matches('"').to_owned());
+            let body: Value = response.json().await.unwrap();
+            (status, etag, body, started.elapsed())
+        }
+    };
+    let (status, etag, running, _) = get(String::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(running["state"], "running");
+    let version = etag.expect("an answer carries the release's version");
+
+    // Nothing changes: the read answers after the wait, with the same version.
+    let (_, same, _, waited) = get(format!("?after={version}&wait_secs=1")).await;
+    assert_eq!(same.as_deref(), Some(version.as_str()));
+    assert!(
+        waited >= Duration::from_millis(900),
+        "answered after {waited:?}"
+    );
+
+    // The instance ends while a read waits: it answers at once with the change.
+    let waiting = tokio::spawn(get(format!("?after={version}&wait_secs=20")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    agents[0].run(&work, None).await;
+    let (status, changed, body, waited) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(changed.as_deref(), Some(version.as_str()));
+    assert!(
+        waited < Duration::from_secs(10),
+        "answered after {waited:?}"
+    );
+    assert!(
+        body["counts"]["succeeded"] == 1 || body["state"] == "succeeded",
+        "{body:#}"
+    );
+
+    // A bad wait is refused with the API's error body, naming the parameter.
+    let (status, _, body, _) = get("?after=x&wait_secs=soon".to_owned()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_query", "{body:#}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("wait_secs"),
+        "{body:#}"
+    );
+    server.stop().await;
+}

@@ -5,9 +5,9 @@ use crate::api::releases::{step_logs, LogsQuery};
 use crate::auth::Admin;
 use crate::engine::{actions, exec};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -48,7 +48,7 @@ pub struct ListQuery {
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<Exec>>> {
     if query.group.is_some() && query.app.is_none() {
         return Err(ApiError::invalid(
@@ -93,7 +93,7 @@ pub async fn logs(
     _: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-    Query(query): Query<LogsQuery>,
+    ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> ApiResult<Json<Vec<StepLog>>> {
     exec::fetch(&state, &id).await?;
     Ok(Json(step_logs(&state, &id, &query).await?))

@@ -4,10 +4,11 @@
 use crate::auth::Admin;
 use crate::engine::actions;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::release_views;
 use crate::state::AppState;
 use crate::views;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -68,7 +69,7 @@ pub struct ListQuery {
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<Release>>> {
     if query.group.is_some() && query.app.is_none() {
         return Err(ApiError::invalid(
@@ -101,18 +102,44 @@ pub(crate) async fn list_views(
     Ok(views)
 }
 
-#[utoipa::path(get, path = "/api/v1/releases/{id}", params(("id" = String, Path)),
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ShowQuery {
+    /// A version of the release (the `ETag` of an earlier answer): answer once the
+    /// release differs from it (its state, or any instance's state), or after
+    /// `wait_secs`.
+    after: Option<String>,
+    /// With `after`: how long to wait for a change (at most 30 s; default 10).
+    wait_secs: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/releases/{id}", params(("id" = String, Path), ShowQuery),
     responses((status = 200, body = Release), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-/// The full view of a release. For a release of 1,000 instances or more, the
-/// per-instance part may be up to about a second old (see `release_views.rs`);
-/// the release's state never is.
+/// The full view of a release; its `ETag` is the release's version, to pass back
+/// as `after` to wait for the next change (how the CLI follows a release). For a
+/// release of 1,000 instances or more, the per-instance part may be up to about a
+/// second old (see `release_views.rs`); the release's state never is.
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ShowQuery>,
 ) -> ApiResult<Response> {
-    let json = crate::release_views::release_json(&state, &id).await?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+    if let Some(after) = &query.after {
+        release_views::wait_for_change(&state, &id, after, query.wait_secs.unwrap_or(10)).await?;
+    }
+    // The version is read before the view: a change in between shows in the view
+    // and makes the next wait return at once, never the other way round.
+    let version = release_views::release_version(&state, &id).await?;
+    let json = release_views::release_json(&state, &id).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::ETAG, format!("\"{version}\"")),
+        ],
+        json,
+    )
+        .into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/releases/{id}/continue", params(("id" = String, Path)),
@@ -152,7 +179,7 @@ pub async fn logs(
     _: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-    Query(query): Query<LogsQuery>,
+    ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> ApiResult<Json<Vec<StepLog>>> {
     Ok(Json(step_logs(&state, &id, &query).await?))
 }

@@ -7,10 +7,10 @@ use crate::auth::Agent;
 use crate::engine::driver::fail_open_step;
 use crate::engine::exec::is_exec;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::group_commit::BatchFailed;
 use crate::state::AppState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -41,7 +41,7 @@ pub struct WorkQuery {
 pub async fn poll(
     Agent(instance): Agent,
     State(state): State<AppState>,
-    Query(query): Query<WorkQuery>,
+    ApiQuery(query): ApiQuery<WorkQuery>,
 ) -> ApiResult<Response> {
     fail_abandoned_tasks(&state, &instance.id).await?;
     let wait = Duration::from_secs(query.wait_secs.unwrap_or(25).min(MAX_WAIT_SECS));

@@ -37,6 +37,10 @@ const SMALL_RELEASE_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// See [`SMALL_RELEASE_POLL_INTERVAL`]; the view of a larger release grows with
 /// its instances and steps, so it is read less often.
 const SMALL_RELEASE_INSTANCES: u32 = 100;
+/// How long one fetch of a followed release may wait on the server for a change;
+/// short, so that step-level progress (which does not change the version) still
+/// shows every couple of seconds.
+const FOLLOW_WAIT_SECS: u64 = 2;
 /// How long the server may stay unreachable while following before giving up.
 const UNREACHABLE_GRACE: Duration = Duration::from_secs(30);
 /// How long `logs --follow` waits, after the release ended, for steps still
@@ -327,10 +331,24 @@ pub(crate) async fn follow_progress(
         POLL_INTERVAL
     };
     let mut poller = Poller::new(client, &release_id).longest_wait(longest_wait);
+    // The release's version from the last answer: the server answers the next
+    // fetch only once the release has changed (or after FOLLOW_WAIT_SECS), so the
+    // end of a release shows as soon as the server records it.
+    let mut version: Option<String> = None;
     while !is_terminal(&release) {
+        let after = version.clone();
+        let fetch = move |c: &'_ Client, id: &'_ str| {
+            let after = after.clone();
+            let id = id.to_owned();
+            let c = c.clone();
+            async move {
+                c.release_follow(&id, after.as_deref(), FOLLOW_WAIT_SECS)
+                    .await
+            }
+        };
         let next = tokio::select! {
             () = &mut interrupt => None,
-            next = poller.next(|c, id| c.release_fetch(id)) => Some(next?),
+            next = poller.next(fetch) => Some(next?),
         };
         let Some(next) = next else {
             view.abandon();
@@ -342,7 +360,14 @@ pub(crate) async fn follow_progress(
             ))?;
             return Err(CommandError::Interrupted);
         };
+        let (next, next_version) = next;
+        if next_version.is_some() {
+            // The server waits for changes itself; a server that gives no
+            // version is polled at the intervals above instead.
+            poller.no_pause();
+        }
         release = next;
+        version = next_version;
         view.show(ctx, &release)?;
     }
     view.finish(&release);
@@ -395,6 +420,12 @@ impl<'a> Poller<'a> {
             interval: FIRST_POLL_INTERVAL,
             longest: POLL_INTERVAL,
         }
+    }
+
+    /// Fetches again at once: for fetches that wait on the server.
+    fn no_pause(&mut self) {
+        self.interval = Duration::ZERO;
+        self.longest = Duration::ZERO;
     }
 
     /// Waits at most `longest` between fetches.
