@@ -11,6 +11,7 @@ pub mod fleet;
 mod fleet_docker;
 pub mod fleet_scenario;
 pub mod fleet_server;
+pub mod fleet_test;
 pub mod host_image;
 pub mod registry;
 pub mod sample_image;

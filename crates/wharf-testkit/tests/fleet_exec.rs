@@ -27,6 +27,7 @@ use serde_json::Value;
 use wharf_testkit::bare_host::BareHost;
 use wharf_testkit::fleet::{Fleet, FleetOptions};
 use wharf_testkit::fleet_scenario::{self as scenario, Scenario};
+use wharf_testkit::fleet_test::{check, Phases};
 use wharf_testkit::sample_image;
 
 /// One test at a time: a 2-core machine.
@@ -45,48 +46,6 @@ const PREPARE_TIMEOUT: Duration = Duration::from_secs(600);
 const FAIL_FAST: Duration = Duration::from_secs(20);
 /// Per host, a file with a random token only that host has.
 const TOKEN_FILE: &str = "/etc/wharf-exec-token";
-
-/// Times the phases of a test and prints them as it goes.
-struct Phases {
-    test: &'static str,
-    started: Instant,
-    last: Instant,
-    lines: Vec<String>,
-}
-
-impl Phases {
-    fn new(test: &'static str) -> Self {
-        let now = Instant::now();
-        Self {
-            test,
-            started: now,
-            last: now,
-            lines: Vec::new(),
-        }
-    }
-
-    fn done(&mut self, name: &str) -> Duration {
-        let took = self.last.elapsed();
-        let line = format!("{name}: {:.1}s", took.as_secs_f64());
-        eprintln!("{}: {line}", self.test);
-        self.lines.push(line);
-        self.last = Instant::now();
-        took
-    }
-
-    fn finish(self) {
-        eprintln!(
-            "{}: {} | total {:.1}s",
-            self.test,
-            self.lines.join(", "),
-            self.started.elapsed().as_secs_f64()
-        );
-    }
-}
-
-fn check<T>(result: anyhow::Result<T>, fleet: &Fleet) -> T {
-    result.unwrap_or_else(|error| panic!("{error:#}\n{}", fleet.diagnostics()))
-}
 
 fn parse_json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|error| panic!("{error}: {text}"))

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use wharf_testkit::fleet::{Fleet, FleetOptions};
 use wharf_testkit::fleet_scenario::{self as scenario, Scenario, CONTAINER};
+use wharf_testkit::fleet_test::{check, Phases};
 use wharf_testkit::sample_image;
 
 /// One fault test at a time.
@@ -32,48 +33,6 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 const SLEEP_BEFORE_RUN: u32 = 4;
 /// The agent's journal in a host.
 const JOURNAL: &str = "/var/lib/wharf-agent/journal.json";
-
-/// Times the phases of a test and prints them as it goes.
-struct Phases {
-    test: &'static str,
-    started: Instant,
-    last: Instant,
-    lines: Vec<String>,
-}
-
-impl Phases {
-    fn new(test: &'static str) -> Self {
-        let now = Instant::now();
-        Self {
-            test,
-            started: now,
-            last: now,
-            lines: Vec::new(),
-        }
-    }
-
-    fn done(&mut self, name: &str) -> Duration {
-        let took = self.last.elapsed();
-        let line = format!("{name}: {:.1}s", took.as_secs_f64());
-        eprintln!("{}: {line}", self.test);
-        self.lines.push(line);
-        self.last = Instant::now();
-        took
-    }
-
-    fn finish(self) {
-        eprintln!(
-            "{}: {} | total {:.1}s",
-            self.test,
-            self.lines.join(", "),
-            self.started.elapsed().as_secs_f64()
-        );
-    }
-}
-
-fn check<T>(result: anyhow::Result<T>, fleet: &Fleet) -> T {
-    result.unwrap_or_else(|error| panic!("{error:#}\n{}", fleet.diagnostics()))
-}
 
 /// A fleet of `hosts` with the given liveness, `v1` pushed, the registry, app and group
 /// created, and a deployment `slow` of v1 whose start script sleeps before `docker run`.

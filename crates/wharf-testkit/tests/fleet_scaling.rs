@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use wharf_testkit::fleet::{Fleet, FleetOptions, AGENT_STATE_DIR};
 use wharf_testkit::fleet_scenario::{self as scenario, shell_word, Scenario, APP, GROUP};
+use wharf_testkit::fleet_test::{check, Phases};
 use wharf_testkit::sample_image;
 
 /// One fleet test of this file at a time, to keep a 2-core machine responsive.
@@ -47,46 +48,6 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 const SLEEP_BEFORE_RUN: u32 = 4;
 /// With this file in a host, the start script of `v2-marked` fails.
 const FAIL_MARKER: &str = "/var/tmp/fail-v2";
-
-/// Times the phases of a test and prints them as it goes.
-struct Phases {
-    test: &'static str,
-    started: Instant,
-    last: Instant,
-    lines: Vec<String>,
-}
-
-impl Phases {
-    fn new(test: &'static str) -> Self {
-        let now = Instant::now();
-        Self {
-            test,
-            started: now,
-            last: now,
-            lines: Vec::new(),
-        }
-    }
-
-    fn done(&mut self, name: &str) {
-        let line = format!("{name}: {:.1}s", self.last.elapsed().as_secs_f64());
-        eprintln!("{}: {line}", self.test);
-        self.lines.push(line);
-        self.last = Instant::now();
-    }
-
-    fn finish(self) {
-        eprintln!(
-            "{}: {} | total {:.1}s",
-            self.test,
-            self.lines.join(", "),
-            self.started.elapsed().as_secs_f64()
-        );
-    }
-}
-
-fn check<T>(result: anyhow::Result<T>, fleet: &Fleet) -> T {
-    result.unwrap_or_else(|error| panic!("{error:#}\n{}", fleet.diagnostics()))
-}
 
 async fn wharf(fleet: &Fleet, args: &[&str]) -> String {
     check(fleet.wharf_ok(args).await, fleet)

@@ -5,10 +5,11 @@
 //! Needs what tests/fleet.rs needs (see FLEET.md).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wharf_testkit::docker::{unique_name, ImageGuard};
 use wharf_testkit::fleet::{Fleet, FleetOptions};
+use wharf_testkit::fleet_test::Phases;
 use wharf_testkit::sample_image;
 
 const APP: &str = "shop";
@@ -28,39 +29,6 @@ else
   echo 'nothing to stop: my-container does not exist'
 fi
 ";
-
-/// Times the phases of the scenario and prints them as it goes.
-struct Phases {
-    started: Instant,
-    last: Instant,
-    lines: Vec<String>,
-}
-
-impl Phases {
-    fn new() -> Self {
-        let now = Instant::now();
-        Self {
-            started: now,
-            last: now,
-            lines: Vec::new(),
-        }
-    }
-
-    fn done(&mut self, name: &str) {
-        let line = format!("{name}: {:.1}s", self.last.elapsed().as_secs_f64());
-        eprintln!("fleet_seed: {line}");
-        self.lines.push(line);
-        self.last = Instant::now();
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "{} | total {:.1}s",
-            self.lines.join(", "),
-            self.started.elapsed().as_secs_f64()
-        )
-    }
-}
 
 /// Runs `wharf ARGS` against the fleet's server and returns its stdout; panics with the
 /// command's stderr when it fails.
@@ -105,7 +73,7 @@ fn write_script(dir: &Path, name: &str, text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_seed_batches_pause_continue_upgrade_rollback() {
-    let mut phases = Phases::new();
+    let mut phases = Phases::new("fleet_seed");
     let fleet = Fleet::start(FleetOptions::with_hosts(4))
         .await
         .expect("start a 4-host fleet");
@@ -318,8 +286,5 @@ async fn fleet_seed_batches_pause_continue_upgrade_rollback() {
     );
     drop(fleet);
     phases.done("clean-up");
-    eprintln!(
-        "fleet_seed_batches_pause_continue_upgrade_rollback: {}",
-        phases.summary()
-    );
+    phases.finish();
 }
