@@ -415,8 +415,9 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// The default [`Store::agent_writes`] of one write: the single-call methods in
-/// turn (each its own transaction). A backend that batches must answer the same.
-async fn agent_write_one_by_one<S: Store + ?Sized>(
+/// turn (each its own transaction). A backend that batches must answer the same;
+/// the conformance suite compares it with this.
+pub async fn agent_write_one_by_one<S: Store + ?Sized>(
     store: &S,
     write: &AgentWrite,
 ) -> StoreResult<AgentWritten> {

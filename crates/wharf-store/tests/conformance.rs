@@ -4073,100 +4073,6 @@ pub mod suite {
         write
     }
 
-    /// What the single-call methods do for one write, each its own call: what
-    /// [`Store::agent_writes`] must answer.
-    async fn one_by_one(store: &dyn Store, write: &AgentWrite) -> StoreResult<AgentWritten> {
-        match write {
-            AgentWrite::Claim { instance_id, now } => store
-                .task_claim(instance_id, *now)
-                .await
-                .map(AgentWritten::Claimed),
-            AgentWrite::StepBegin {
-                release_id,
-                instance_id,
-                step,
-                now,
-            } => store
-                .step_begin(release_id, instance_id, *step, *now)
-                .await
-                .map(|()| AgentWritten::Recorded),
-            AgentWrite::StepOutput {
-                release_id,
-                instance_id,
-                step,
-                chunk,
-                dropped,
-                keep_bytes,
-            } => store
-                .step_append_output(release_id, instance_id, *step, chunk, *dropped, *keep_bytes)
-                .await
-                .map(|()| AgentWritten::Recorded),
-            AgentWrite::StepEnd {
-                release_id,
-                instance_id,
-                batch,
-                step,
-                state,
-                exit_code,
-                message,
-                digest,
-                task_end,
-                now,
-            } => {
-                let changed = store
-                    .step_finish(
-                        release_id,
-                        instance_id,
-                        *step,
-                        *state,
-                        *exit_code,
-                        message.as_deref(),
-                        *now,
-                    )
-                    .await?;
-                if !changed {
-                    return Ok(AgentWritten::StepEnded {
-                        changed,
-                        task_finished: false,
-                        batch_open: 0,
-                    });
-                }
-                if let Some(digest) = digest {
-                    store
-                        .task_set_digest(release_id, instance_id, digest)
-                        .await?;
-                }
-                let Some((task_state, reason)) = task_end else {
-                    return Ok(AgentWritten::StepEnded {
-                        changed,
-                        task_finished: false,
-                        batch_open: 0,
-                    });
-                };
-                let finished = store
-                    .task_finish(
-                        release_id,
-                        instance_id,
-                        *task_state,
-                        None,
-                        reason.as_deref(),
-                        *now,
-                    )
-                    .await?;
-                let batch_open = if finished && *task_state == TaskState::Succeeded {
-                    store.task_count_open_in_batch(release_id, *batch).await?
-                } else {
-                    0
-                };
-                Ok(AgentWritten::StepEnded {
-                    changed,
-                    task_finished: finished,
-                    batch_open,
-                })
-            }
-        }
-    }
-
     /// Answers in a comparable form (errors by their debug text, which names
     /// the variant and what it carries).
     fn answers(results: Vec<StoreResult<AgentWritten>>) -> Vec<Result<AgentWritten, String>> {
@@ -4375,7 +4281,7 @@ pub mod suite {
             );
             let mut one_by_one_answers = Vec::new();
             for write in writes {
-                one_by_one_answers.push(one_by_one(&*single, write).await);
+                one_by_one_answers.push(wharf_store::agent_write_one_by_one(&*single, write).await);
             }
             let one_by_one_answers = answers(one_by_one_answers);
             assert_eq!(
