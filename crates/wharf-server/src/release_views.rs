@@ -119,6 +119,11 @@ pub const MAX_WAIT_SECS: u64 = 30;
 /// instances' states changes (not on every step): what a follower passes back as
 /// `after` to wait for the next change.
 pub async fn release_version(state: &AppState, id: &str) -> ApiResult<String> {
+    Ok(version_and_size(state, id).await?.0)
+}
+
+/// The release's version and how many instances it has.
+async fn version_and_size(state: &AppState, id: &str) -> ApiResult<(String, u32)> {
     use sha2::{Digest as _, Sha256};
     let record = state.store.release_fetch(id).await?;
     let batches = state.store.task_batch_summaries(id).await?;
@@ -136,41 +141,39 @@ pub async fn release_version(state: &AppState, id: &str) -> ApiResult<String> {
             b.batch, b.pending, b.dispatched, b.running, b.succeeded, b.failed, b.cancelled
         ));
     }
-    Ok(hex::encode(&Sha256::digest(text.as_bytes())[..8]))
+    let instances = batches
+        .iter()
+        .map(|b| b.open() + b.succeeded + b.failed + b.cancelled)
+        .sum();
+    Ok((
+        hex::encode(&Sha256::digest(text.as_bytes())[..8]),
+        instances,
+    ))
 }
 
 /// Waits until the release's version differs from `after`, for at most
-/// `wait_secs` (bounded by [`MAX_WAIT_SECS`]) or until the server shuts down.
-/// The release is looked at every 10 ms while it is small, every 250 ms once it
-/// is large (each look counts its tasks).
+/// `wait_secs` (bounded by [`MAX_WAIT_SECS`]) or until the server shuts down, and
+/// returns the version it saw last. The release is looked at every 10 ms while it
+/// is small, every 250 ms once it is large (each look counts its tasks).
 pub async fn wait_for_change(
     state: &AppState,
     id: &str,
     after: &str,
     wait_secs: u64,
-) -> ApiResult<()> {
+) -> ApiResult<String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs.min(MAX_WAIT_SECS));
-    let large = state
-        .store
-        .task_batch_summaries(id)
-        .await?
-        .iter()
-        .map(|b| b.open() + b.succeeded + b.failed + b.cancelled)
-        .sum::<u32>()
-        >= LARGE_RELEASE_INSTANCES;
-    let every = if large {
+    let (mut version, instances) = version_and_size(state, id).await?;
+    let every = if instances >= LARGE_RELEASE_INSTANCES {
         Duration::from_millis(250)
     } else {
         Duration::from_millis(10)
     };
-    while release_version(state, id).await? == after {
-        if tokio::time::Instant::now() >= deadline {
-            break;
-        }
+    while version == after && tokio::time::Instant::now() < deadline {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = state.wakeups.shutting_down() => break,
         }
+        version = release_version(state, id).await?;
     }
-    Ok(())
+    Ok(version)
 }

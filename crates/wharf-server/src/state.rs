@@ -66,10 +66,21 @@ pub struct AppState {
     /// batch's agents get their work without waiting behind the step reports of
     /// the agents that got theirs first.
     pub claims: GroupCommit<AgentWrite>,
-    /// The work of recent releases, as every instance gets it.
-    pub assignments: Assignments,
-    /// Agents' credentials recently checked.
-    pub agent_credentials: AgentCredentials,
+    /// The work of recent releases, by release id, as every instance of a release
+    /// gets it (with the instance's id left empty): building it reads the release,
+    /// its deployment and registry and decrypts the registry password, which a
+    /// release of thousands of instances would otherwise do once per instance.
+    /// Deployments never change; an entry is still rebuilt after 5 s, so that a
+    /// changed registry password reaches the instances of a running release soon.
+    pub assignments: RecentMap<Arc<WorkAssignment>>,
+    /// Agent credentials recently found in the store, by the credential's hash,
+    /// with their instance. Every agent request (heartbeats alone are a thousand a
+    /// second at 10,000 agents) would otherwise read the store to check its
+    /// credential. An entry is used for 10 s at most; deleting an instance through
+    /// this server removes its entry at once, so a deleted instance's credential
+    /// stops working at once here (and within that time on another server sharing
+    /// the store).
+    pub agent_credentials: RecentMap<InstanceRecord>,
     /// The JSON of large releases' views, kept for a moment.
     pub release_views: crate::release_views::ReleaseViews,
 }
@@ -85,96 +96,66 @@ impl AppState {
             heartbeats: Default::default(),
             agent_writes: Default::default(),
             claims: Default::default(),
-            assignments: Default::default(),
-            agent_credentials: Default::default(),
+            // More releases than ever run at once.
+            assignments: RecentMap::new(Duration::from_secs(5), 256),
+            // More than the agents one server holds.
+            agent_credentials: RecentMap::new(Duration::from_secs(10), 200_000),
             release_views: Default::default(),
         }
     }
 }
 
-/// The work of recent releases, by release id, as every instance of a release
-/// gets it (with the instance's id left empty): building it reads the release, its
-/// deployment and registry and decrypts the registry password, which a release of
-/// thousands of instances would otherwise do once per instance. Deployments never
-/// change; an entry is still rebuilt after [`Assignments::FRESH_FOR`], so that a
-/// changed registry password reaches the instances of a running release soon.
-#[derive(Clone, Default)]
-pub struct Assignments(Arc<Mutex<HashMap<String, BuiltAt>>>);
+/// A map whose entries are used for a while after they were put in (`fresh_for`),
+/// then ignored until put in again: what the server keeps in memory of what the
+/// store holds, so that thousands of agents' requests do not each read it. At
+/// `max` entries the stale ones are dropped, and if that is not enough, all.
+#[derive(Clone)]
+pub struct RecentMap<V> {
+    entries: Arc<Mutex<HashMap<String, (Instant, V)>>>,
+    fresh_for: Duration,
+    max: usize,
+}
 
-/// When an entry was built, and the work.
-type BuiltAt = (Instant, Arc<WorkAssignment>);
-
-impl Assignments {
-    /// More releases than ever run at once.
-    const MAX: usize = 256;
-    /// How long an entry is used before it is built again.
-    pub const FRESH_FOR: Duration = Duration::from_secs(5);
-
-    pub fn get(&self, release_id: &str) -> Option<Arc<WorkAssignment>> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(release_id)
-            .filter(|(at, _)| at.elapsed() < Self::FRESH_FOR)
-            .map(|(_, work)| work.clone())
+impl<V: Clone> RecentMap<V> {
+    pub fn new(fresh_for: Duration, max: usize) -> Self {
+        Self {
+            entries: Arc::default(),
+            fresh_for,
+            max,
+        }
     }
 
-    pub fn insert(&self, release_id: &str, work: Arc<WorkAssignment>) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= Self::MAX {
-            map.retain(|_, (at, _)| at.elapsed() < Self::FRESH_FOR);
-            if map.len() >= Self::MAX {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, V)>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entry for `key`, if it is still fresh.
+    pub fn get(&self, key: &str) -> Option<V> {
+        self.lock()
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < self.fresh_for)
+            .map(|(_, value)| value.clone())
+    }
+
+    pub fn insert(&self, key: &str, value: V) {
+        let mut map = self.lock();
+        if map.len() >= self.max && !map.contains_key(key) {
+            map.retain(|_, (at, _)| at.elapsed() < self.fresh_for);
+            if map.len() >= self.max {
                 map.clear();
             }
         }
-        map.insert(release_id.to_owned(), (Instant::now(), work));
-    }
-}
-
-/// Agent credentials recently found in the store, by the credential's hash, with
-/// their instance. Every agent request (heartbeats alone are a thousand a second
-/// at 10,000 agents) would otherwise read the store to check its credential. An
-/// entry is used for [`AgentCredentials::FRESH_FOR`] at most; deleting an instance
-/// through this server forgets its entry at once, so a deleted instance's
-/// credential stops working at once here (and within that time on another server
-/// sharing the store).
-#[derive(Clone, Default)]
-pub struct AgentCredentials(Arc<Mutex<HashMap<String, CheckedAt>>>);
-
-/// When a credential was found, and its instance.
-type CheckedAt = (Instant, InstanceRecord);
-
-impl AgentCredentials {
-    /// More than the agents one server holds; past it the cache starts over.
-    const MAX: usize = 200_000;
-    /// How long an entry is used before the store is asked again.
-    pub const FRESH_FOR: Duration = Duration::from_secs(10);
-
-    pub fn get(&self, hash: &str) -> Option<InstanceRecord> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(hash)
-            .filter(|(at, _)| at.elapsed() < Self::FRESH_FOR)
-            .map(|(_, instance)| instance.clone())
+        map.insert(key.to_owned(), (Instant::now(), value));
     }
 
-    pub fn insert(&self, hash: &str, instance: InstanceRecord) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= Self::MAX {
-            map.clear();
-        }
-        map.insert(hash.to_owned(), (Instant::now(), instance));
-    }
-
-    /// Updates the cached instance (what its agent reported about Docker), keeping
-    /// the entry's age.
-    pub fn update(&self, instance: &InstanceRecord) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, cached)) = map.get_mut(&instance.credential_hash) {
-            *cached = instance.clone();
+    /// Replaces the value of an entry that exists, keeping its age.
+    pub fn update(&self, key: &str, value: V) {
+        if let Some((_, kept)) = self.lock().get_mut(key) {
+            *kept = value;
         }
     }
 
-    /// Forgets a deleted instance's credential.
-    pub fn forget(&self, instance: &InstanceRecord) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&instance.credential_hash);
+    pub fn remove(&self, key: &str) {
+        self.lock().remove(key);
     }
 }

@@ -191,7 +191,8 @@ async fn record_docker(
             let mut updated = instance.clone();
             updated.docker_version = version;
             updated.docker_error = error;
-            state.agent_credentials.update(&updated);
+            let hash = updated.credential_hash.clone();
+            state.agent_credentials.update(&hash, updated);
             Ok(())
         }
         // Deleted meanwhile: the heartbeat itself was answered already.
@@ -254,7 +255,7 @@ pub async fn deregister(
 ) -> ApiResult<StatusCode> {
     check_protocol(&headers)?;
     state.store.instance_delete(&instance.id).await?;
-    state.agent_credentials.forget(&instance);
+    state.agent_credentials.remove(&instance.credential_hash);
     tracing::info!(instance = %instance.id, name = %instance.name, "instance deregistered itself");
     Ok(StatusCode::NO_CONTENT)
 }

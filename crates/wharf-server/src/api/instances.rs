@@ -140,6 +140,6 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let record = state.store.instance_fetch(&instance).await?;
     state.store.instance_delete(&record.id).await?;
-    state.agent_credentials.forget(&record);
+    state.agent_credentials.remove(&record.credential_hash);
     Ok(StatusCode::NO_CONTENT)
 }

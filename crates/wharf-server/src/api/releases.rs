@@ -125,12 +125,15 @@ pub async fn show(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ShowQuery>,
 ) -> ApiResult<Response> {
-    if let Some(after) = &query.after {
-        release_views::wait_for_change(&state, &id, after, query.wait_secs.unwrap_or(10)).await?;
-    }
     // The version is read before the view: a change in between shows in the view
     // and makes the next wait return at once, never the other way round.
-    let version = release_views::release_version(&state, &id).await?;
+    let version = match &query.after {
+        Some(after) => {
+            let wait = query.wait_secs.unwrap_or(10);
+            release_views::wait_for_change(&state, &id, after, wait).await?
+        }
+        None => release_views::release_version(&state, &id).await?,
+    };
     let json = release_views::release_json(&state, &id).await?;
     Ok((
         [

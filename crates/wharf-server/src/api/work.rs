@@ -8,7 +8,7 @@ use crate::engine::driver::fail_open_step;
 use crate::engine::exec::is_exec;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::group_commit::BatchFailed;
+use crate::group_commit::{BatchFailed, GroupCommit};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -84,12 +84,7 @@ async fn claim(
         instance_id: instance_id.to_owned(),
         now: chrono::Utc::now(),
     };
-    let claimed = state
-        .claims
-        .write(state.store.clone(), write)
-        .await
-        .map_err(|BatchFailed| ApiError::internal())??;
-    match claimed {
+    match agent_write(state, &state.claims, write).await?? {
         AgentWritten::Claimed(task) => Ok(task),
         other => Err(unexpected(other)),
     }
@@ -98,9 +93,12 @@ async fn claim(
 /// Stores one of an agent's writes through the group commit: the outer error is
 /// the batch's failure (logged where it happened), the inner one the store's
 /// answer to this write alone.
-async fn agent_write(state: &AppState, write: AgentWrite) -> ApiResult<StoreResult<AgentWritten>> {
-    state
-        .agent_writes
+async fn agent_write(
+    state: &AppState,
+    queue: &GroupCommit<AgentWrite>,
+    write: AgentWrite,
+) -> ApiResult<StoreResult<AgentWritten>> {
+    queue
         .write(state.store.clone(), write)
         .await
         .map_err(|BatchFailed| ApiError::internal())
@@ -158,7 +156,7 @@ async fn fail_abandoned_tasks(state: &AppState, instance_id: &str) -> ApiResult<
 }
 
 /// The work of a release as every instance gets it, with `instance_id` empty;
-/// built once and kept for a while (see [`crate::state::Assignments`]).
+/// built once and kept for a while (`AppState::assignments`).
 async fn assignment_template(state: &AppState, release_id: &str) -> ApiResult<Arc<WorkAssignment>> {
     if let Some(work) = state.assignments.get(release_id) {
         return Ok(work);
@@ -308,7 +306,7 @@ pub async fn event(
                 step,
                 now,
             };
-            match agent_write(&state, write).await? {
+            match agent_write(&state, &state.agent_writes, write).await? {
                 Ok(_) => {}
                 // The task ended meanwhile, or the step already ran: run no more.
                 Err(StoreError::Conflict(_)) => return Ok(Json(StepEventAck { proceed: false })),
@@ -328,7 +326,7 @@ pub async fn event(
                 dropped: dropped_bytes,
                 keep_bytes: STEP_OUTPUT_KEEP_BYTES,
             };
-            agent_write(&state, write).await??;
+            agent_write(&state, &state.agent_writes, write).await??;
         }
         StepEvent::End {
             step,
@@ -363,7 +361,7 @@ pub async fn event(
                 task_end,
                 now,
             };
-            let written = agent_write(&state, write).await??;
+            let written = agent_write(&state, &state.agent_writes, write).await??;
             let AgentWritten::StepEnded {
                 task_finished,
                 batch_open,
