@@ -1,5 +1,5 @@
-//! Rebuilds the crate when a migration is added: `sqlx::migrate!` embeds the files
-//! it finds, but cargo would not otherwise notice a new file in the directory.
+//! Rebuilds the crate when a migration changes: `migrate.rs` embeds the files with
+//! `include_str!`, and cargo would not otherwise notice a new file in the directory.
 
 fn main() {
     println!("cargo:rerun-if-changed=migrations");

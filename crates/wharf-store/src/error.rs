@@ -23,14 +23,18 @@ pub enum StoreError {
     Conflict(String),
     #[error("registration refused: {0}")]
     RegistrationRefused(&'static str),
+    /// The store was closed (the server is shutting down) or lost its database
+    /// thread.
+    #[error("the store is closed")]
+    Closed,
     #[error("the database failed")]
-    Backend(#[source] sqlx::Error),
+    Backend(#[source] rusqlite::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(err: sqlx::Error) -> Self {
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
         StoreError::Backend(err)
     }
 }

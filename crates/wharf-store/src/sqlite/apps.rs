@@ -3,14 +3,25 @@
 
 use super::convert::{millis, time};
 use super::failure::{delete_failed, insert_failed, named, not_found, refuse_if_used};
+use super::query;
 use crate::{AppRecord, StoreError, StoreResult};
-use sqlx::SqliteConnection;
+use rusqlite::{params, Connection, Row};
 
-#[derive(sqlx::FromRow)]
 struct AppRow {
     name: String,
     description: String,
     created_at: i64,
+}
+
+impl AppRow {
+    /// Reads a row of `name, description, created_at`.
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(AppRow {
+            name: row.get(0)?,
+            description: row.get(1)?,
+            created_at: row.get(2)?,
+        })
+    }
 }
 
 impl TryFrom<AppRow> for AppRecord {
@@ -26,11 +37,13 @@ impl TryFrom<AppRow> for AppRecord {
 }
 
 /// Fails with `NotFound` unless the application exists.
-pub(super) async fn require(conn: &mut SqliteConnection, name: &str) -> StoreResult<()> {
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM apps WHERE name = ?)")
-        .bind(name)
-        .fetch_one(conn)
-        .await?;
+pub(super) fn require(conn: &Connection, name: &str) -> StoreResult<()> {
+    let exists: bool = query::one(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM apps WHERE name = ?)",
+        [name],
+        |row| row.get(0),
+    )?;
     if exists {
         Ok(())
     } else {
@@ -38,40 +51,44 @@ pub(super) async fn require(conn: &mut SqliteConnection, name: &str) -> StoreRes
     }
 }
 
-pub(super) async fn create(conn: &mut SqliteConnection, app: &AppRecord) -> StoreResult<()> {
-    sqlx::query("INSERT INTO apps (name, description, created_at) VALUES (?, ?, ?)")
-        .bind(&app.name)
-        .bind(&app.description)
-        .bind(millis(app.created_at))
-        .execute(conn)
-        .await
-        .map_err(|err| insert_failed(err, "application", &app.name))?;
+pub(super) fn create(conn: &Connection, app: &AppRecord) -> StoreResult<()> {
+    query::execute(
+        conn,
+        "INSERT INTO apps (name, description, created_at) VALUES (?, ?, ?)",
+        params![app.name, app.description, millis(app.created_at)],
+    )
+    .map_err(|err| insert_failed(err, "application", &app.name))?;
     Ok(())
 }
 
-pub(super) async fn list(conn: &mut SqliteConnection) -> StoreResult<Vec<AppRecord>> {
-    sqlx::query_as::<_, AppRow>("SELECT name, description, created_at FROM apps ORDER BY name")
-        .fetch_all(conn)
-        .await?
-        .into_iter()
-        .map(AppRecord::try_from)
-        .collect()
+pub(super) fn list(conn: &Connection) -> StoreResult<Vec<AppRecord>> {
+    query::all(
+        conn,
+        "SELECT name, description, created_at FROM apps ORDER BY name",
+        [],
+        AppRow::read,
+    )?
+    .into_iter()
+    .map(AppRecord::try_from)
+    .collect()
 }
 
-pub(super) async fn fetch(conn: &mut SqliteConnection, name: &str) -> StoreResult<AppRecord> {
-    sqlx::query_as::<_, AppRow>("SELECT name, description, created_at FROM apps WHERE name = ?")
-        .bind(name)
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| not_found("application", name))?
-        .try_into()
+pub(super) fn fetch(conn: &Connection, name: &str) -> StoreResult<AppRecord> {
+    query::optional(
+        conn,
+        "SELECT name, description, created_at FROM apps WHERE name = ?",
+        [name],
+        AppRow::read,
+    )?
+    .ok_or_else(|| not_found("application", name))?
+    .try_into()
 }
 
 /// Deletes an application that has no groups and no deployments.
-pub(super) async fn delete(conn: &mut SqliteConnection, name: &str) -> StoreResult<()> {
-    require(conn, name).await?;
-    let groups = names_in(conn, "app_groups", name).await?;
-    let deployments = names_in(conn, "deployments", name).await?;
+pub(super) fn delete(conn: &Connection, name: &str) -> StoreResult<()> {
+    require(conn, name)?;
+    let groups = names_in(conn, "app_groups", name)?;
+    let deployments = names_in(conn, "deployments", name)?;
     refuse_if_used(
         "application",
         name,
@@ -80,20 +97,13 @@ pub(super) async fn delete(conn: &mut SqliteConnection, name: &str) -> StoreResu
             named("deployment", "deployments", &deployments),
         ],
     )?;
-    sqlx::query("DELETE FROM apps WHERE name = ?")
-        .bind(name)
-        .execute(conn)
-        .await
+    query::execute(conn, "DELETE FROM apps WHERE name = ?", [name])
         .map_err(|err| delete_failed(err, "application", name))?;
     Ok(())
 }
 
 /// The names of an application's rows in `table`, one of our own table names.
-async fn names_in(
-    conn: &mut SqliteConnection,
-    table: &'static str,
-    app: &str,
-) -> StoreResult<Vec<String>> {
+fn names_in(conn: &Connection, table: &'static str, app: &str) -> StoreResult<Vec<String>> {
     let sql = format!("SELECT name FROM {table} WHERE app = ? ORDER BY name");
-    Ok(sqlx::query_scalar(&sql).bind(app).fetch_all(conn).await?)
+    query::all(conn, &sql, [app], |row| row.get(0))
 }

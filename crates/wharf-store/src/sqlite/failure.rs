@@ -8,7 +8,7 @@ const LISTED_NAMES: usize = 10;
 
 /// Maps the failure of an INSERT: a unique violation means `kind name` exists.
 /// Callers with several unique columns check them first, to name the one taken.
-pub(super) fn insert_failed(err: sqlx::Error, kind: &'static str, name: &str) -> StoreError {
+pub(super) fn insert_failed(err: rusqlite::Error, kind: &'static str, name: &str) -> StoreError {
     insert_with_parent_failed(err, (kind, name), None)
 }
 
@@ -17,32 +17,51 @@ pub(super) fn insert_failed(err: sqlx::Error, kind: &'static str, name: &str) ->
 /// from a writer outside this store. SQLite does not say which foreign key
 /// failed, so the caller names the parent it checks first.
 pub(super) fn insert_with_parent_failed(
-    err: sqlx::Error,
+    err: rusqlite::Error,
     duplicate: (&'static str, &str),
     missing_parent: Option<(&'static str, &str)>,
 ) -> StoreError {
-    if let sqlx::Error::Database(db) = &err {
-        if db.is_unique_violation() {
-            return already_exists(duplicate.0, duplicate.1);
-        }
-        if let (true, Some((kind, name))) = (db.is_foreign_key_violation(), missing_parent) {
-            return not_found(kind, name);
-        }
+    if is_unique_violation(&err) {
+        return already_exists(duplicate.0, duplicate.1);
+    }
+    if let (true, Some((kind, name))) = (is_foreign_key_violation(&err), missing_parent) {
+        return not_found(kind, name);
     }
     StoreError::Backend(err)
 }
 
 /// Maps the failure of a DELETE whose dependants the caller has checked already:
 /// a foreign key violation means something still refers to the row.
-pub(super) fn delete_failed(err: sqlx::Error, kind: &'static str, name: &str) -> StoreError {
-    match &err {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::InUse {
+pub(super) fn delete_failed(err: rusqlite::Error, kind: &'static str, name: &str) -> StoreError {
+    if is_foreign_key_violation(&err) {
+        return StoreError::InUse {
             kind,
             name: name.to_owned(),
             by: "other records".to_owned(),
-        },
-        _ => StoreError::Backend(err),
+        };
     }
+    StoreError::Backend(err)
+}
+
+/// The SQLite extended result code of a failed statement, if it has one.
+fn extended_code(err: &rusqlite::Error) -> Option<std::ffi::c_int> {
+    match err {
+        rusqlite::Error::SqliteFailure(failure, _) => Some(failure.extended_code),
+        _ => None,
+    }
+}
+
+/// A UNIQUE or PRIMARY KEY constraint refused the statement.
+pub(super) fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    matches!(
+        extended_code(err),
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+    )
+}
+
+/// A FOREIGN KEY constraint refused the statement.
+pub(super) fn is_foreign_key_violation(err: &rusqlite::Error) -> bool {
+    extended_code(err) == Some(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
 }
 
 /// The name of a row scoped to an application, as errors show it: `app/name`.

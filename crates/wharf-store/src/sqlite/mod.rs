@@ -1,11 +1,13 @@
 //! The SQLite backend of [`Store`]: one database file in WAL mode, written through
-//! a single connection and read through a small pool.
+//! a single connection and read through a few more.
 //!
-//! Every write runs in a `BEGIN IMMEDIATE` transaction on the writer pool, which
-//! has exactly one connection: writes queue in the pool instead of racing for
-//! SQLite's write lock, and a refused call rolls back whole. Reads run in a
-//! (deferred) transaction on the reader pool so that each call sees one snapshot.
-//! One submodule per table family holds the SQL.
+//! Each connection lives on a thread of its own (`worker.rs`), and a store call
+//! is one closure that runs all its statements there: one round trip between the
+//! async caller and the database per call, whatever it does. Every write runs in
+//! a `BEGIN IMMEDIATE` transaction on the one writer: writes queue for it instead
+//! of racing for SQLite's write lock, and a refused call rolls back whole. Reads
+//! run in a (deferred) transaction on whichever reader is free, so that each call
+//! sees one snapshot. One submodule per table family holds the SQL.
 
 mod agent_writes;
 mod apps;
@@ -15,12 +17,15 @@ mod execs;
 mod failure;
 mod groups;
 mod instances;
+mod migrate;
+mod query;
 mod registries;
 mod releases;
 mod scaling;
 mod steps;
 mod tasks;
 mod tokens;
+mod worker;
 
 use crate::ExecRecord;
 use crate::{
@@ -34,129 +39,182 @@ use crate::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Sqlite, Transaction};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use wharf_domain::release::{ReleaseState, StepName};
-
-/// The schema, embedded at build time. Migrations only ever get added.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+use worker::Workers;
 
 /// How long a statement waits for a lock held by another connection (another
 /// process on the same file, or the WAL checkpoint) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many connections serve reads at once.
-const READERS: u32 = 4;
+const READERS: usize = 4;
+
+/// Prepared statements each connection keeps; more than the store has SQL texts
+/// on its hot paths, so that none is prepared again.
+const STATEMENT_CACHE: usize = 256;
 
 /// A [`Store`] kept in one SQLite file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    writer: Arc<Workers>,
+    readers: Arc<Workers>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
 }
 
 impl SqliteStore {
     /// Opens the database at `path`, creating the file if it is missing, and brings
     /// its schema up to date.
     pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        // A connection to a local file cannot go stale, so the pools do not ping it
-        // before handing it out (a round trip to the connection's thread per call).
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await?;
-        MIGRATOR
-            .run(&writer)
+        let path = path.to_owned();
+        // Opening, migrating and starting threads block; none of it may hold up
+        // the caller's runtime.
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path))
             .await
-            .map_err(|err| StoreError::Backend(sqlx::Error::Migrate(Box::new(err))))?;
+            .map_err(|_| StoreError::Closed)?
+    }
+
+    fn open_blocking(path: &Path) -> StoreResult<SqliteStore> {
+        let mut writer = connect(path, false)?;
+        migrate::run(&mut writer)?;
         // The readers are opened after the migrations so that they never see a
         // half-made schema, and `query_only` makes a write through them an error
         // instead of a second writer.
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .test_before_acquire(false)
-            .connect_with(options.pragma("query_only", "ON"))
-            .await?;
-        Ok(SqliteStore { writer, reader })
+        let readers = (0..READERS)
+            .map(|_| connect(path, true))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(SqliteStore {
+            writer: Arc::new(Workers::start("wharf-db-writer", vec![writer])?),
+            readers: Arc::new(Workers::start("wharf-db-reader", readers)?),
+        })
     }
 
-    /// Closes every connection, waiting for those in use to be returned. Calls
-    /// made afterwards fail.
+    /// Closes every connection, after the calls already made. Calls made
+    /// afterwards fail with [`StoreError::Closed`].
     pub async fn close(&self) {
-        self.reader.close().await;
+        self.readers.close().await;
         self.writer.close().await;
     }
 
-    /// Starts a write transaction. `BEGIN IMMEDIATE` takes the write lock at once,
-    /// so a transaction that reads before it writes cannot fail half-way with
+    /// Runs `call` in a write transaction, committed if it succeeds and rolled
+    /// back whole if it fails. `BEGIN IMMEDIATE` takes the write lock at once, so
+    /// a transaction that reads before it writes cannot fail half-way with
     /// SQLITE_BUSY when another process writes in between.
-    async fn write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    async fn write<T, F>(&self, call: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer
+            .run(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let answer = call(&tx)?;
+                tx.commit()?;
+                Ok(answer)
+            })
+            .await
     }
 
-    /// Starts a read transaction: one consistent snapshot for the whole call. It
-    /// is rolled back when dropped, which for a read changes nothing.
-    async fn read(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        Ok(self.reader.begin().await?)
-    }
-
-    /// A reader without a transaction, for the hot reads of agents' requests
-    /// whose one statement is its own snapshot: BEGIN and ROLLBACK would be two
-    /// more round trips to the connection's thread, which at thousands of agents
-    /// cost more than the query.
-    async fn read_one(&self) -> StoreResult<PoolConnection<Sqlite>> {
-        Ok(self.reader.acquire().await?)
+    /// Runs `call` in a read transaction: one consistent snapshot for the whole
+    /// call, rolled back (which for a read changes nothing) at its end.
+    async fn read<T, F>(&self, call: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.readers
+            .run(move |conn| {
+                let tx = conn.transaction()?;
+                call(&tx)
+            })
+            .await
     }
 }
 
-/// Commits a write transaction.
-async fn commit(tx: Transaction<'static, Sqlite>) -> StoreResult<()> {
-    Ok(tx.commit().await?)
+/// Opens one connection with the settings every connection of the store has.
+fn connect(path: &Path, query_only: bool) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // WAL lets readers go on while the writer writes; NORMAL syncs at checkpoints,
+    // which in WAL mode cannot corrupt the database (a power cut may lose the last
+    // commits, not the file).
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+    )?;
+    if query_only {
+        conn.execute_batch("PRAGMA query_only = ON;")?;
+    }
+    Ok(conn)
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn api_token_create(&self, token: &ApiTokenRecord) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        tokens::api_create(&mut tx, token).await?;
-        commit(tx).await
+        let token = token.clone();
+        self.write(move |tx| {
+            let token = &token;
+                    tokens::api_create(tx, token)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn api_token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiTokenRecord>> {
-        tokens::api_by_hash(&mut *self.read().await?, hash).await
+        let hash = hash.to_owned();
+        self.read(move |conn| {
+            let hash = hash.as_str();
+            tokens::api_by_hash(conn, hash)
+        })
+        .await
     }
 
     async fn api_token_count(&self) -> StoreResult<u64> {
-        tokens::api_count(&mut *self.read().await?).await
+        self.read(move |conn| {
+            tokens::api_count(conn)
+        })
+        .await
     }
 
     async fn registration_token_create(&self, token: &RegistrationTokenRecord) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        tokens::registration_create(&mut tx, token).await?;
-        commit(tx).await
+        let token = token.clone();
+        self.write(move |tx| {
+            let token = &token;
+                    tokens::registration_create(tx, token)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn registration_token_list(&self) -> StoreResult<Vec<RegistrationTokenRecord>> {
-        tokens::registration_list(&mut *self.read().await?).await
+        self.read(move |conn| {
+            tokens::registration_list(conn)
+        })
+        .await
     }
 
     async fn registration_token_delete(&self, id: &str) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        tokens::registration_delete(&mut tx, id).await?;
-        commit(tx).await
+        let id = id.to_owned();
+        self.write(move |tx| {
+            let id = id.as_str();
+                    tokens::registration_delete(tx, id)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn instance_register(
@@ -165,21 +223,40 @@ impl Store for SqliteStore {
         instance: &InstanceRecord,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        instances::register(&mut tx, token_hash, instance, now).await?;
-        commit(tx).await
+        let token_hash = token_hash.to_owned();
+        let instance = instance.clone();
+        self.write(move |tx| {
+            let token_hash = token_hash.as_str();
+            let instance = &instance;
+                    instances::register(tx, token_hash, instance, now)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn instance_list(&self) -> StoreResult<Vec<InstanceRecord>> {
-        instances::list(&mut *self.read().await?).await
+        self.read(move |conn| {
+            instances::list(conn)
+        })
+        .await
     }
 
     async fn instance_fetch(&self, id_or_name: &str) -> StoreResult<InstanceRecord> {
-        instances::fetch(&mut *self.read().await?, id_or_name).await
+        let id_or_name = id_or_name.to_owned();
+        self.read(move |conn| {
+            let id_or_name = id_or_name.as_str();
+            instances::fetch(conn, id_or_name)
+        })
+        .await
     }
 
     async fn instance_by_credential(&self, hash: &str) -> StoreResult<Option<InstanceRecord>> {
-        instances::by_credential(&mut *self.read_one().await?, hash).await
+        let hash = hash.to_owned();
+        self.read(move |conn| {
+            let hash = hash.as_str();
+            instances::by_credential(conn, hash)
+        })
+        .await
     }
 
     async fn instance_heartbeat(
@@ -189,16 +266,27 @@ impl Store for SqliteStore {
         agent_version: &str,
         address: &str,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        instances::heartbeat(&mut tx, id, at, agent_version, address).await?;
-        commit(tx).await
+        let id = id.to_owned();
+        let agent_version = agent_version.to_owned();
+        let address = address.to_owned();
+        self.write(move |tx| {
+            let id = id.as_str();
+            let agent_version = agent_version.as_str();
+            let address = address.as_str();
+                    instances::heartbeat(tx, id, at, agent_version, address)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn instance_heartbeats(&self, beats: &[HeartbeatRecord]) -> StoreResult<Vec<bool>> {
-        let mut tx = self.write().await?;
-        let found = instances::heartbeats(&mut tx, beats).await?;
-        commit(tx).await?;
-        Ok(found)
+        let beats = beats.to_vec();
+        self.write(move |tx| {
+            let beats = beats.as_slice();
+                    let found = instances::heartbeats(tx, beats)?;
+            Ok(found)
+        })
+        .await
     }
 
     async fn instance_set_docker(
@@ -207,65 +295,128 @@ impl Store for SqliteStore {
         version: Option<&str>,
         error: Option<&str>,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        instances::set_docker(&mut tx, id, version, error).await?;
-        commit(tx).await
+        let id = id.to_owned();
+        let version = version.map(str::to_owned);
+        let error = error.map(str::to_owned);
+        self.write(move |tx| {
+            let id = id.as_str();
+            let version = version.as_deref();
+            let error = error.as_deref();
+                    instances::set_docker(tx, id, version, error)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn instance_delete(&self, id: &str) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        instances::delete(&mut tx, id).await?;
-        commit(tx).await
+        let id = id.to_owned();
+        self.write(move |tx| {
+            let id = id.as_str();
+                    instances::delete(tx, id)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn instance_memberships(&self, id: &str) -> StoreResult<Vec<MembershipRecord>> {
-        instances::memberships(&mut *self.read().await?, id).await
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let id = id.as_str();
+            instances::memberships(conn, id)
+        })
+        .await
     }
 
     async fn app_create(&self, app: &AppRecord) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        apps::create(&mut tx, app).await?;
-        commit(tx).await
+        let app = app.clone();
+        self.write(move |tx| {
+            let app = &app;
+                    apps::create(tx, app)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn app_list(&self) -> StoreResult<Vec<AppRecord>> {
-        apps::list(&mut *self.read().await?).await
+        self.read(move |conn| {
+            apps::list(conn)
+        })
+        .await
     }
 
     async fn app_fetch(&self, name: &str) -> StoreResult<AppRecord> {
-        apps::fetch(&mut *self.read().await?, name).await
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let name = name.as_str();
+            apps::fetch(conn, name)
+        })
+        .await
     }
 
     async fn app_delete(&self, name: &str) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        apps::delete(&mut tx, name).await?;
-        commit(tx).await
+        let name = name.to_owned();
+        self.write(move |tx| {
+            let name = name.as_str();
+                    apps::delete(tx, name)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn group_create(&self, group: &GroupRecord) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        groups::create(&mut tx, group).await?;
-        commit(tx).await
+        let group = group.clone();
+        self.write(move |tx| {
+            let group = &group;
+                    groups::create(tx, group)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn group_list(&self, app: &str) -> StoreResult<Vec<GroupRecord>> {
-        groups::list(&mut *self.read().await?, app).await
+        let app = app.to_owned();
+        self.read(move |conn| {
+            let app = app.as_str();
+            groups::list(conn, app)
+        })
+        .await
     }
 
     async fn group_fetch(&self, app: &str, name: &str) -> StoreResult<GroupRecord> {
-        groups::fetch(&mut *self.read().await?, app, name).await
+        let app = app.to_owned();
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let app = app.as_str();
+            let name = name.as_str();
+            groups::fetch(conn, app, name)
+        })
+        .await
     }
 
     async fn group_delete(&self, app: &str, name: &str) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        groups::delete(&mut tx, app, name).await?;
-        commit(tx).await
+        let app = app.to_owned();
+        let name = name.to_owned();
+        self.write(move |tx| {
+            let app = app.as_str();
+            let name = name.as_str();
+                    groups::delete(tx, app, name)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn group_add_instances(&self, app: &str, group: &str, ids: &[String]) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        groups::add_instances(&mut tx, app, group, ids).await?;
-        commit(tx).await
+        let app = app.to_owned();
+        let group = group.to_owned();
+        let ids = ids.to_vec();
+        self.write(move |tx| {
+            let app = app.as_str();
+            let group = group.as_str();
+            let ids = ids.as_slice();
+                    groups::add_instances(tx, app, group, ids)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn group_remove_instances(
@@ -274,53 +425,106 @@ impl Store for SqliteStore {
         group: &str,
         ids: &[String],
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        groups::remove_instances(&mut tx, app, group, ids).await?;
-        commit(tx).await
+        let app = app.to_owned();
+        let group = group.to_owned();
+        let ids = ids.to_vec();
+        self.write(move |tx| {
+            let app = app.as_str();
+            let group = group.as_str();
+            let ids = ids.as_slice();
+                    groups::remove_instances(tx, app, group, ids)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn group_members(&self, app: &str, group: &str) -> StoreResult<Vec<MemberRecord>> {
-        groups::members(&mut *self.read().await?, app, group).await
+        let app = app.to_owned();
+        let group = group.to_owned();
+        self.read(move |conn| {
+            let app = app.as_str();
+            let group = group.as_str();
+            groups::members(conn, app, group)
+        })
+        .await
     }
 
     async fn registry_create(&self, registry: &RegistryRecord) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        registries::create(&mut tx, registry).await?;
-        commit(tx).await
+        let registry = registry.clone();
+        self.write(move |tx| {
+            let registry = &registry;
+                    registries::create(tx, registry)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn registry_list(&self) -> StoreResult<Vec<RegistryRecord>> {
-        registries::list(&mut *self.read().await?).await
+        self.read(move |conn| {
+            registries::list(conn)
+        })
+        .await
     }
 
     async fn registry_fetch(&self, name: &str) -> StoreResult<RegistryRecord> {
-        registries::fetch(&mut *self.read().await?, name).await
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let name = name.as_str();
+            registries::fetch(conn, name)
+        })
+        .await
     }
 
     async fn registry_delete(&self, name: &str) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        registries::delete(&mut tx, name).await?;
-        commit(tx).await
+        let name = name.to_owned();
+        self.write(move |tx| {
+            let name = name.as_str();
+                    registries::delete(tx, name)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn deployment_create(&self, deployment: &DeploymentRecord) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        deployments::create(&mut tx, deployment).await?;
-        commit(tx).await
+        let deployment = deployment.clone();
+        self.write(move |tx| {
+            let deployment = &deployment;
+                    deployments::create(tx, deployment)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn deployment_list(&self, app: &str) -> StoreResult<Vec<DeploymentRecord>> {
-        deployments::list(&mut *self.read().await?, app).await
+        let app = app.to_owned();
+        self.read(move |conn| {
+            let app = app.as_str();
+            deployments::list(conn, app)
+        })
+        .await
     }
 
     async fn deployment_fetch(&self, app: &str, name: &str) -> StoreResult<DeploymentRecord> {
-        deployments::fetch(&mut *self.read_one().await?, app, name).await
+        let app = app.to_owned();
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let app = app.as_str();
+            let name = name.as_str();
+            deployments::fetch(conn, app, name)
+        })
+        .await
     }
 
     async fn deployment_delete(&self, app: &str, name: &str) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        deployments::delete(&mut tx, app, name).await?;
-        commit(tx).await
+        let app = app.to_owned();
+        let name = name.to_owned();
+        self.write(move |tx| {
+            let app = app.as_str();
+            let name = name.as_str();
+                    deployments::delete(tx, app, name)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn release_create(
@@ -328,13 +532,24 @@ impl Store for SqliteStore {
         release: &ReleaseRecord,
         tasks: &[TaskRecord],
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        releases::create(&mut tx, release, tasks).await?;
-        commit(tx).await
+        let release = release.clone();
+        let tasks = tasks.to_vec();
+        self.write(move |tx| {
+            let release = &release;
+            let tasks = tasks.as_slice();
+                    releases::create(tx, release, tasks)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn release_fetch(&self, id: &str) -> StoreResult<ReleaseRecord> {
-        releases::fetch(&mut *self.read_one().await?, id).await
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let id = id.as_str();
+            releases::fetch(conn, id)
+        })
+        .await
     }
 
     async fn release_list(
@@ -343,7 +558,14 @@ impl Store for SqliteStore {
         group: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<ReleaseRecord>> {
-        releases::list(&mut *self.read().await?, app, group, limit, false).await
+        let app = app.map(str::to_owned);
+        let group = group.map(str::to_owned);
+        self.read(move |conn| {
+            let app = app.as_deref();
+            let group = group.as_deref();
+            releases::list(conn, app, group, limit, false)
+        })
+        .await
     }
 
     async fn exec_create(
@@ -352,13 +574,26 @@ impl Store for SqliteStore {
         exec: &ExecRecord,
         tasks: &[TaskRecord],
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        execs::create(&mut tx, release, exec, tasks).await?;
-        commit(tx).await
+        let release = release.clone();
+        let exec = exec.clone();
+        let tasks = tasks.to_vec();
+        self.write(move |tx| {
+            let release = &release;
+            let exec = &exec;
+            let tasks = tasks.as_slice();
+                    execs::create(tx, release, exec, tasks)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn exec_fetch(&self, id: &str) -> StoreResult<(ReleaseRecord, ExecRecord)> {
-        execs::fetch(&mut *self.read().await?, id).await
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let id = id.as_str();
+            execs::fetch(conn, id)
+        })
+        .await
     }
 
     async fn exec_list(
@@ -367,11 +602,21 @@ impl Store for SqliteStore {
         group: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<ReleaseRecord>> {
-        releases::list(&mut *self.read().await?, app, group, limit, true).await
+        let app = app.map(str::to_owned);
+        let group = group.map(str::to_owned);
+        self.read(move |conn| {
+            let app = app.as_deref();
+            let group = group.as_deref();
+            releases::list(conn, app, group, limit, true)
+        })
+        .await
     }
 
     async fn release_list_active(&self) -> StoreResult<Vec<ReleaseRecord>> {
-        releases::list_active(&mut *self.read().await?).await
+        self.read(move |conn| {
+            releases::list_active(conn)
+        })
+        .await
     }
 
     async fn release_transition(
@@ -382,10 +627,17 @@ impl Store for SqliteStore {
         message: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let mut tx = self.write().await?;
-        let moved = releases::transition(&mut tx, id, from, to, message, now).await?;
-        commit(tx).await?;
-        Ok(moved)
+        let id = id.to_owned();
+        let from = from.to_vec();
+        let message = message.map(str::to_owned);
+        self.write(move |tx| {
+            let id = id.as_str();
+            let from = from.as_slice();
+            let message = message.as_deref();
+                    let moved = releases::transition(tx, id, from, to, message, now)?;
+            Ok(moved)
+        })
+        .await
     }
 
     async fn release_fail(
@@ -395,54 +647,86 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         rollback: Option<(&ReleaseRecord, &[TaskRecord])>,
     ) -> StoreResult<bool> {
-        let mut tx = self.write().await?;
-        let moved = releases::transition(
-            &mut tx,
-            id,
-            &[ReleaseState::Running],
-            ReleaseState::Failed,
-            Some(message),
-            now,
-        )
-        .await?;
-        if let (true, Some((release, tasks))) = (moved, rollback) {
-            releases::create(&mut tx, release, tasks).await?;
-        }
-        commit(tx).await?;
-        Ok(moved)
+        let id = id.to_owned();
+        let message = message.to_owned();
+        let rollback = rollback.map(|(release, tasks)| (release.clone(), tasks.to_vec()));
+        self.write(move |tx| {
+            let id = id.as_str();
+            let message = message.as_str();
+            let rollback = rollback.as_ref().map(|(release, tasks)| (release, tasks.as_slice()));
+                    let moved = releases::transition(
+                tx,
+                id,
+                &[ReleaseState::Running],
+                ReleaseState::Failed,
+                Some(message),
+                now,
+            )?;
+            if let (true, Some((release, tasks))) = (moved, rollback) {
+                releases::create(tx, release, tasks)?;
+            }
+            Ok(moved)
+        })
+        .await
     }
 
     async fn release_continue(&self, id: &str, continued_through: u32) -> StoreResult<bool> {
-        let mut tx = self.write().await?;
-        let moved = releases::resume(&mut tx, id, continued_through).await?;
-        commit(tx).await?;
-        Ok(moved)
+        let id = id.to_owned();
+        self.write(move |tx| {
+            let id = id.as_str();
+                    let moved = releases::resume(tx, id, continued_through)?;
+            Ok(moved)
+        })
+        .await
     }
 
     async fn task_list(&self, release_id: &str) -> StoreResult<Vec<TaskRecord>> {
-        tasks::list(&mut *self.read().await?, release_id).await
+        let release_id = release_id.to_owned();
+        self.read(move |conn| {
+            let release_id = release_id.as_str();
+            tasks::list(conn, release_id)
+        })
+        .await
     }
 
     async fn agent_writes(
         &self,
         writes: &[AgentWrite],
     ) -> StoreResult<Vec<StoreResult<AgentWritten>>> {
-        let mut tx = self.write().await?;
-        let results = agent_writes::write_all(&mut tx, writes).await?;
-        commit(tx).await?;
-        Ok(results)
+        let writes = writes.to_vec();
+        self.write(move |tx| {
+            let writes = writes.as_slice();
+                    let results = agent_writes::write_all(tx, writes)?;
+            Ok(results)
+        })
+        .await
     }
 
     async fn task_batch_summaries(&self, release_id: &str) -> StoreResult<Vec<BatchSummary>> {
-        tasks::batch_summaries(&mut *self.read_one().await?, release_id).await
+        let release_id = release_id.to_owned();
+        self.read(move |conn| {
+            let release_id = release_id.as_str();
+            tasks::batch_summaries(conn, release_id)
+        })
+        .await
     }
 
     async fn task_list_live(&self, release_id: &str) -> StoreResult<Vec<LiveTask>> {
-        tasks::list_live(&mut *self.read_one().await?, release_id).await
+        let release_id = release_id.to_owned();
+        self.read(move |conn| {
+            let release_id = release_id.as_str();
+            tasks::list_live(conn, release_id)
+        })
+        .await
     }
 
     async fn task_count_open_in_batch(&self, release_id: &str, batch: u32) -> StoreResult<u32> {
-        tasks::count_open_in_batch(&mut *self.read_one().await?, release_id, batch).await
+        let release_id = release_id.to_owned();
+        self.read(move |conn| {
+            let release_id = release_id.as_str();
+            tasks::count_open_in_batch(conn, release_id, batch)
+        })
+        .await
     }
 
     async fn task_dispatch_batch(
@@ -452,10 +736,13 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         deadline: DateTime<Utc>,
     ) -> StoreResult<Vec<String>> {
-        let mut tx = self.write().await?;
-        let dispatched = tasks::dispatch_batch(&mut tx, release_id, batch, now, deadline).await?;
-        commit(tx).await?;
-        Ok(dispatched)
+        let release_id = release_id.to_owned();
+        self.write(move |tx| {
+            let release_id = release_id.as_str();
+                    let dispatched = tasks::dispatch_batch(tx, release_id, batch, now, deadline)?;
+            Ok(dispatched)
+        })
+        .await
     }
 
     async fn task_claim(
@@ -463,29 +750,49 @@ impl Store for SqliteStore {
         instance_id: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<TaskRecord>> {
-        let mut tx = self.write().await?;
-        let claimed = tasks::claim(&mut tx, instance_id, now).await?;
-        commit(tx).await?;
-        Ok(claimed)
+        let instance_id = instance_id.to_owned();
+        self.write(move |tx| {
+            let instance_id = instance_id.as_str();
+                    let claimed = tasks::claim(tx, instance_id, now)?;
+            Ok(claimed)
+        })
+        .await
     }
 
     async fn task_claimable(&self, instance_id: &str) -> StoreResult<bool> {
-        Ok(
-            tasks::next_claimable(&mut *self.read_one().await?, instance_id)
-                .await?
-                .is_some(),
-        )
+        let instance_id = instance_id.to_owned();
+        self.read(move |conn| {
+            let instance_id = instance_id.as_str();
+            Ok(
+                tasks::next_claimable(conn, instance_id)
+                    ?
+                    .is_some(),
+            )
+        })
+        .await
     }
 
     async fn task_list_running_for_instance(
         &self,
         instance_id: &str,
     ) -> StoreResult<Vec<TaskRecord>> {
-        tasks::list_running_for_instance(&mut *self.read_one().await?, instance_id).await
+        let instance_id = instance_id.to_owned();
+        self.read(move |conn| {
+            let instance_id = instance_id.as_str();
+            tasks::list_running_for_instance(conn, instance_id)
+        })
+        .await
     }
 
     async fn task_fetch(&self, release_id: &str, instance_id: &str) -> StoreResult<TaskRecord> {
-        tasks::fetch(&mut *self.read_one().await?, release_id, instance_id).await
+        let release_id = release_id.to_owned();
+        let instance_id = instance_id.to_owned();
+        self.read(move |conn| {
+            let release_id = release_id.as_str();
+            let instance_id = instance_id.as_str();
+            tasks::fetch(conn, release_id, instance_id)
+        })
+        .await
     }
 
     async fn task_finish(
@@ -497,19 +804,27 @@ impl Store for SqliteStore {
         message: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let mut tx = self.write().await?;
-        let finished = tasks::finish(
-            &mut tx,
-            release_id,
-            instance_id,
-            state,
-            digest,
-            message,
-            now,
-        )
-        .await?;
-        commit(tx).await?;
-        Ok(finished)
+        let release_id = release_id.to_owned();
+        let instance_id = instance_id.to_owned();
+        let digest = digest.map(str::to_owned);
+        let message = message.map(str::to_owned);
+        self.write(move |tx| {
+            let release_id = release_id.as_str();
+            let instance_id = instance_id.as_str();
+            let digest = digest.as_deref();
+            let message = message.as_deref();
+                    let finished = tasks::finish(
+                tx,
+                release_id,
+                instance_id,
+                state,
+                digest,
+                message,
+                now,
+            )?;
+            Ok(finished)
+        })
+        .await
     }
 
     async fn task_cancel_unstarted(
@@ -518,10 +833,15 @@ impl Store for SqliteStore {
         message: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
-        let mut tx = self.write().await?;
-        let cancelled = tasks::cancel_unstarted(&mut tx, release_id, message, now).await?;
-        commit(tx).await?;
-        Ok(cancelled)
+        let release_id = release_id.to_owned();
+        let message = message.to_owned();
+        self.write(move |tx| {
+            let release_id = release_id.as_str();
+            let message = message.as_str();
+                    let cancelled = tasks::cancel_unstarted(tx, release_id, message, now)?;
+            Ok(cancelled)
+        })
+        .await
     }
 
     async fn step_begin(
@@ -531,9 +851,15 @@ impl Store for SqliteStore {
         step: StepName,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        steps::begin(&mut tx, release_id, instance_id, step, now).await?;
-        commit(tx).await
+        let release_id = release_id.to_owned();
+        let instance_id = instance_id.to_owned();
+        self.write(move |tx| {
+            let release_id = release_id.as_str();
+            let instance_id = instance_id.as_str();
+                    steps::begin(tx, release_id, instance_id, step, now)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn step_append_output(
@@ -545,18 +871,25 @@ impl Store for SqliteStore {
         dropped: u64,
         keep_bytes: usize,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        steps::append_output(
-            &mut tx,
-            release_id,
-            instance_id,
-            step,
-            chunk,
-            dropped,
-            keep_bytes,
-        )
-        .await?;
-        commit(tx).await
+        let release_id = release_id.to_owned();
+        let instance_id = instance_id.to_owned();
+        let chunk = chunk.to_owned();
+        self.write(move |tx| {
+            let release_id = release_id.as_str();
+            let instance_id = instance_id.as_str();
+            let chunk = chunk.as_str();
+                    steps::append_output(
+                tx,
+                release_id,
+                instance_id,
+                step,
+                chunk,
+                dropped,
+                keep_bytes,
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     async fn step_finish(
@@ -569,20 +902,26 @@ impl Store for SqliteStore {
         message: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let mut tx = self.write().await?;
-        let finished = steps::finish(
-            &mut tx,
-            release_id,
-            instance_id,
-            step,
-            state,
-            exit_code,
-            message,
-            now,
-        )
-        .await?;
-        commit(tx).await?;
-        Ok(finished)
+        let release_id = release_id.to_owned();
+        let instance_id = instance_id.to_owned();
+        let message = message.map(str::to_owned);
+        self.write(move |tx| {
+            let release_id = release_id.as_str();
+            let instance_id = instance_id.as_str();
+            let message = message.as_deref();
+                    let finished = steps::finish(
+                tx,
+                release_id,
+                instance_id,
+                step,
+                state,
+                exit_code,
+                message,
+                now,
+            )?;
+            Ok(finished)
+        })
+        .await
     }
 
     async fn step_list(
@@ -590,7 +929,14 @@ impl Store for SqliteStore {
         release_id: &str,
         instance_id: Option<&str>,
     ) -> StoreResult<Vec<StepRecord>> {
-        steps::list(&mut *self.read().await?, release_id, instance_id, true).await
+        let release_id = release_id.to_owned();
+        let instance_id = instance_id.map(str::to_owned);
+        self.read(move |conn| {
+            let release_id = release_id.as_str();
+            let instance_id = instance_id.as_deref();
+            steps::list(conn, release_id, instance_id, true)
+        })
+        .await
     }
 
     async fn step_list_without_output(
@@ -598,7 +944,14 @@ impl Store for SqliteStore {
         release_id: &str,
         instance_id: Option<&str>,
     ) -> StoreResult<Vec<StepRecord>> {
-        steps::list(&mut *self.read().await?, release_id, instance_id, false).await
+        let release_id = release_id.to_owned();
+        let instance_id = instance_id.map(str::to_owned);
+        self.read(move |conn| {
+            let release_id = release_id.as_str();
+            let instance_id = instance_id.as_deref();
+            steps::list(conn, release_id, instance_id, false)
+        })
+        .await
     }
 
     async fn group_set_current_deployment(
@@ -607,9 +960,17 @@ impl Store for SqliteStore {
         group: &str,
         deployment: &str,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        groups::set_current_deployment(&mut tx, app, group, deployment).await?;
-        commit(tx).await
+        let app = app.to_owned();
+        let group = group.to_owned();
+        let deployment = deployment.to_owned();
+        self.write(move |tx| {
+            let app = app.as_str();
+            let group = group.as_str();
+            let deployment = deployment.as_str();
+                    groups::set_current_deployment(tx, app, group, deployment)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn task_set_digest(
@@ -618,29 +979,53 @@ impl Store for SqliteStore {
         instance_id: &str,
         digest: &str,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        tasks::set_digest(&mut tx, release_id, instance_id, digest).await?;
-        commit(tx).await
+        let release_id = release_id.to_owned();
+        let instance_id = instance_id.to_owned();
+        let digest = digest.to_owned();
+        self.write(move |tx| {
+            let release_id = release_id.as_str();
+            let instance_id = instance_id.as_str();
+            let digest = digest.as_str();
+                    tasks::set_digest(tx, release_id, instance_id, digest)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn scaling_group_create(&self, record: &ScalingGroupRecord) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        scaling::create(&mut tx, record).await?;
-        commit(tx).await
+        let record = record.clone();
+        self.write(move |tx| {
+            let record = &record;
+                    scaling::create(tx, record)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn scaling_group_list(&self) -> StoreResult<Vec<ScalingGroupRecord>> {
-        scaling::list(&mut *self.read().await?).await
+        self.read(move |conn| {
+            scaling::list(conn)
+        })
+        .await
     }
 
     async fn scaling_group_fetch(&self, name: &str) -> StoreResult<ScalingGroupRecord> {
-        scaling::fetch(&mut *self.read().await?, name).await
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let name = name.as_str();
+            scaling::fetch(conn, name)
+        })
+        .await
     }
 
     async fn scaling_group_delete(&self, name: &str) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        scaling::delete(&mut tx, name).await?;
-        commit(tx).await
+        let name = name.to_owned();
+        self.write(move |tx| {
+            let name = name.as_str();
+                    scaling::delete(tx, name)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn instance_register_scaling(
@@ -649,10 +1034,15 @@ impl Store for SqliteStore {
         instance: &InstanceRecord,
         now: DateTime<Utc>,
     ) -> StoreResult<ScalingJoin> {
-        let mut tx = self.write().await?;
-        let join = scaling::register(&mut tx, token_hash, instance, now).await?;
-        commit(tx).await?;
-        Ok(join)
+        let token_hash = token_hash.to_owned();
+        let instance = instance.clone();
+        self.write(move |tx| {
+            let token_hash = token_hash.as_str();
+            let instance = &instance;
+                    let join = scaling::register(tx, token_hash, instance, now)?;
+            Ok(join)
+        })
+        .await
     }
 
     async fn scaling_group_suspend(
@@ -661,10 +1051,15 @@ impl Store for SqliteStore {
         release: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let mut tx = self.write().await?;
-        let moved = scaling::suspend(&mut tx, name, release, now).await?;
-        commit(tx).await?;
-        Ok(moved)
+        let name = name.to_owned();
+        let release = release.to_owned();
+        self.write(move |tx| {
+            let name = name.as_str();
+            let release = release.as_str();
+                    let moved = scaling::suspend(tx, name, release, now)?;
+            Ok(moved)
+        })
+        .await
     }
 
     async fn scaling_group_resume(
@@ -673,20 +1068,36 @@ impl Store for SqliteStore {
         release: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let mut tx = self.write().await?;
-        let moved = scaling::resume(&mut tx, name, release, now).await?;
-        commit(tx).await?;
-        Ok(moved)
+        let name = name.to_owned();
+        let release = release.to_owned();
+        self.write(move |tx| {
+            let name = name.as_str();
+            let release = release.as_str();
+                    let moved = scaling::resume(tx, name, release, now)?;
+            Ok(moved)
+        })
+        .await
     }
 
     async fn scaling_group_held(&self, name: &str) -> StoreResult<Vec<ScalingHeldRecord>> {
-        scaling::held(&mut *self.read().await?, name).await
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let name = name.as_str();
+            scaling::held(conn, name)
+        })
+        .await
     }
 
     async fn scaling_group_caught_up(&self, name: &str, ids: &[String]) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        scaling::caught_up(&mut tx, name, ids).await?;
-        commit(tx).await
+        let name = name.to_owned();
+        let ids = ids.to_vec();
+        self.write(move |tx| {
+            let name = name.as_str();
+            let ids = ids.as_slice();
+                    scaling::caught_up(tx, name, ids)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn scaling_hook_record(
@@ -695,13 +1106,24 @@ impl Store for SqliteStore {
         run: &HookRunRecord,
         retry_at: Option<DateTime<Utc>>,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        scaling::hook_record(&mut tx, name, run, retry_at).await?;
-        commit(tx).await
+        let name = name.to_owned();
+        let run = run.clone();
+        self.write(move |tx| {
+            let name = name.as_str();
+            let run = &run;
+                    scaling::hook_record(tx, name, run, retry_at)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn scaling_hook_runs(&self, name: &str, limit: u32) -> StoreResult<Vec<HookRunRecord>> {
-        scaling::hook_runs(&mut *self.read().await?, name, limit).await
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let name = name.as_str();
+            scaling::hook_runs(conn, name, limit)
+        })
+        .await
     }
 
     async fn scaling_activities(
@@ -709,6 +1131,11 @@ impl Store for SqliteStore {
         name: &str,
         limit: u32,
     ) -> StoreResult<Vec<ScalingActivityRecord>> {
-        scaling::activities(&mut *self.read().await?, name, limit).await
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let name = name.as_str();
+            scaling::activities(conn, name, limit)
+        })
+        .await
     }
 }
