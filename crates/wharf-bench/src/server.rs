@@ -99,6 +99,26 @@ impl Api {
         answer(response, path).await
     }
 
+    /// GETs `path` and returns the body's bytes, failing on anything but 2xx: for
+    /// timing a read without the time this process then spends parsing it.
+    pub async fn get_bytes(&self, path: &str) -> anyhow::Result<impl AsRef<[u8]>> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            anyhow::bail!("GET {path} answered {status}");
+        }
+        response
+            .bytes()
+            .await
+            .with_context(|| format!("GET {path}"))
+    }
+
     /// A registration token for `uses` agents.
     pub async fn registration_token(&self, uses: usize) -> anyhow::Result<String> {
         let token = self

@@ -8,41 +8,35 @@
 
 use super::{steps, tasks};
 use crate::{AgentWrite, AgentWritten, StoreResult, TaskState};
-use sqlx::SqliteConnection;
+use rusqlite::Connection;
 
 /// Writes `writes` in order on `conn`, which is inside a write transaction;
 /// answers each.
-pub(super) async fn write_all(
-    conn: &mut SqliteConnection,
+pub(super) fn write_all(
+    conn: &Connection,
     writes: &[AgentWrite],
 ) -> StoreResult<Vec<StoreResult<AgentWritten>>> {
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
         if !writes_more_than_once(write) {
             // One write statement is all or nothing by itself.
-            results.push(write_one(conn, write).await);
+            results.push(write_one(conn, write));
             continue;
         }
-        sqlx::query("SAVEPOINT agent_write")
-            .execute(&mut *conn)
-            .await?;
-        let result = write_one(conn, write).await;
+        conn.execute_batch("SAVEPOINT agent_write")?;
+        let result = write_one(conn, write);
         if result.is_err() {
-            sqlx::query("ROLLBACK TO agent_write")
-                .execute(&mut *conn)
-                .await?;
+            conn.execute_batch("ROLLBACK TO agent_write")?;
         }
-        sqlx::query("RELEASE agent_write")
-            .execute(&mut *conn)
-            .await?;
+        conn.execute_batch("RELEASE agent_write")?;
         results.push(result);
     }
     Ok(results)
 }
 
 /// Whether a write may change more than one thing, and so needs a savepoint to
-/// be undone alone when it is refused half-way. Every statement round trip counts
-/// here: the writer runs them one after another for every agent.
+/// be undone alone when it is refused half-way. Every statement counts here: the
+/// writer runs them one after another for every agent.
 fn writes_more_than_once(write: &AgentWrite) -> bool {
     match write {
         // One UPDATE (its trigger records the fetch step), or one INSERT or UPDATE
@@ -56,18 +50,17 @@ fn writes_more_than_once(write: &AgentWrite) -> bool {
     }
 }
 
-async fn write_one(conn: &mut SqliteConnection, write: &AgentWrite) -> StoreResult<AgentWritten> {
+fn write_one(conn: &Connection, write: &AgentWrite) -> StoreResult<AgentWritten> {
     match write {
-        AgentWrite::Claim { instance_id, now } => tasks::claim(conn, instance_id, *now)
-            .await
-            .map(AgentWritten::Claimed),
+        AgentWrite::Claim { instance_id, now } => {
+            tasks::claim(conn, instance_id, *now).map(AgentWritten::Claimed)
+        }
         AgentWrite::StepBegin {
             release_id,
             instance_id,
             step,
             now,
         } => steps::begin(conn, release_id, instance_id, *step, *now)
-            .await
             .map(|()| AgentWritten::Recorded),
         AgentWrite::StepOutput {
             release_id,
@@ -85,7 +78,6 @@ async fn write_one(conn: &mut SqliteConnection, write: &AgentWrite) -> StoreResu
             *dropped,
             *keep_bytes,
         )
-        .await
         .map(|()| AgentWritten::Recorded),
         AgentWrite::StepEnd {
             release_id,
@@ -109,8 +101,7 @@ async fn write_one(conn: &mut SqliteConnection, write: &AgentWrite) -> StoreResu
                 *exit_code,
                 message.as_deref(),
                 *now,
-            )
-            .await?;
+            )?;
             if !changed {
                 return Ok(AgentWritten::StepEnded {
                     changed,
@@ -119,7 +110,7 @@ async fn write_one(conn: &mut SqliteConnection, write: &AgentWrite) -> StoreResu
                 });
             }
             if let Some(digest) = digest {
-                tasks::set_digest(conn, release_id, instance_id, digest).await?;
+                tasks::set_digest(conn, release_id, instance_id, digest)?;
             }
             let Some((task_state, reason)) = task_end else {
                 return Ok(AgentWritten::StepEnded {
@@ -136,10 +127,9 @@ async fn write_one(conn: &mut SqliteConnection, write: &AgentWrite) -> StoreResu
                 None,
                 reason.as_deref(),
                 *now,
-            )
-            .await?;
+            )?;
             let batch_open = if finished && *task_state == TaskState::Succeeded {
-                tasks::count_open_in_batch(conn, release_id, *batch).await?
+                tasks::count_open_in_batch(conn, release_id, *batch)?
             } else {
                 0
             };

@@ -5,9 +5,9 @@ use super::convert::{boolean, millis, time, unsigned};
 use super::failure::{
     delete_failed, insert_with_parent_failed, named, not_found, refuse_if_used, scoped,
 };
-use super::{apps, registries, releases};
+use super::{apps, query, registries, releases};
 use crate::{DeploymentRecord, StoreError, StoreResult};
-use sqlx::SqliteConnection;
+use rusqlite::{params, Connection, Row};
 use wharf_domain::deployment::{DeploymentKind, ImageSpec, Timeouts, VerifySpec};
 
 const DEPLOYMENT_COLUMNS: &str = "app, name, kind, image_registry, image_namespace, \
@@ -15,24 +15,19 @@ const DEPLOYMENT_COLUMNS: &str = "app, name, kind, image_registry, image_namespa
      verify_url, verify_expect_status, verify_expect_body, pull_timeout_secs, \
      script_timeout_secs, verify_timeout_secs, created_at";
 
-#[derive(sqlx::FromRow)]
 struct DeploymentRow {
     app: String,
     name: String,
     kind: String,
-    #[sqlx(flatten)]
     image: ImageColumns,
     workdir: String,
     start_script: String,
     stop_script: String,
-    #[sqlx(flatten)]
     verify: VerifyColumns,
-    #[sqlx(flatten)]
     timeouts: TimeoutColumns,
     created_at: i64,
 }
 
-#[derive(sqlx::FromRow)]
 struct ImageColumns {
     image_registry: Option<String>,
     image_namespace: Option<String>,
@@ -41,18 +36,48 @@ struct ImageColumns {
     image_private_network: Option<i64>,
 }
 
-#[derive(sqlx::FromRow)]
 struct VerifyColumns {
     verify_url: Option<String>,
     verify_expect_status: Option<i64>,
     verify_expect_body: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
 struct TimeoutColumns {
     pull_timeout_secs: i64,
     script_timeout_secs: i64,
     verify_timeout_secs: i64,
+}
+
+impl DeploymentRow {
+    /// Reads a row of [`DEPLOYMENT_COLUMNS`], in that order.
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(DeploymentRow {
+            app: row.get(0)?,
+            name: row.get(1)?,
+            kind: row.get(2)?,
+            image: ImageColumns {
+                image_registry: row.get(3)?,
+                image_namespace: row.get(4)?,
+                image_repository: row.get(5)?,
+                image_tag: row.get(6)?,
+                image_private_network: row.get(7)?,
+            },
+            workdir: row.get(8)?,
+            start_script: row.get(9)?,
+            stop_script: row.get(10)?,
+            verify: VerifyColumns {
+                verify_url: row.get(11)?,
+                verify_expect_status: row.get(12)?,
+                verify_expect_body: row.get(13)?,
+            },
+            timeouts: TimeoutColumns {
+                pull_timeout_secs: row.get(14)?,
+                script_timeout_secs: row.get(15)?,
+                verify_timeout_secs: row.get(16)?,
+            },
+            created_at: row.get(17)?,
+        })
+    }
 }
 
 impl TryFrom<DeploymentRow> for DeploymentRecord {
@@ -144,13 +169,13 @@ fn timeouts(columns: TimeoutColumns) -> StoreResult<Timeouts> {
 }
 
 /// Fails with `NotFound` unless the application has this deployment.
-pub(super) async fn require(conn: &mut SqliteConnection, app: &str, name: &str) -> StoreResult<()> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM deployments WHERE app = ? AND name = ?)")
-            .bind(app)
-            .bind(name)
-            .fetch_one(conn)
-            .await?;
+pub(super) fn require(conn: &Connection, app: &str, name: &str) -> StoreResult<()> {
+    let exists: bool = query::one(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM deployments WHERE app = ? AND name = ?)",
+        params![app, name],
+        |row| row.get(0),
+    )?;
     if exists {
         Ok(())
     } else {
@@ -160,15 +185,12 @@ pub(super) async fn require(conn: &mut SqliteConnection, app: &str, name: &str) 
 
 /// Creates a deployment of an existing application, naming an existing registry
 /// if it has an image.
-pub(super) async fn create(
-    conn: &mut SqliteConnection,
-    deployment: &DeploymentRecord,
-) -> StoreResult<()> {
-    apps::require(conn, &deployment.app).await?;
+pub(super) fn create(conn: &Connection, deployment: &DeploymentRecord) -> StoreResult<()> {
+    apps::require(conn, &deployment.app)?;
     if let Some(image) = &deployment.image {
-        registries::require(conn, &image.registry).await?;
+        registries::require(conn, &image.registry)?;
     }
-    insert(conn, deployment).await.map_err(|err| {
+    insert(conn, deployment).map_err(|err| {
         insert_with_parent_failed(
             err,
             ("deployment", &scoped(&deployment.app, &deployment.name)),
@@ -177,70 +199,57 @@ pub(super) async fn create(
     })
 }
 
-async fn insert(conn: &mut SqliteConnection, d: &DeploymentRecord) -> Result<(), sqlx::Error> {
+fn insert(conn: &Connection, d: &DeploymentRecord) -> rusqlite::Result<()> {
     let image = d.image.as_ref();
     let verify = d.verify.as_ref();
-    sqlx::query(
+    query::execute(
+        conn,
         "INSERT INTO deployments (app, name, kind, image_registry, image_namespace, \
          image_repository, image_tag, image_private_network, workdir, start_script, stop_script, \
          verify_url, verify_expect_status, verify_expect_body, pull_timeout_secs, \
          script_timeout_secs, verify_timeout_secs, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&d.app)
-    .bind(&d.name)
-    .bind(d.kind.as_str())
-    .bind(image.map(|i| i.registry.as_str()))
-    .bind(image.map(|i| i.namespace.as_str()))
-    .bind(image.map(|i| i.repository.as_str()))
-    .bind(image.map(|i| i.tag.as_str()))
-    .bind(image.map(|i| i64::from(i.private_network)))
-    .bind(&d.workdir)
-    .bind(&d.start_script)
-    .bind(&d.stop_script)
-    .bind(verify.map(|v| v.url.as_str()))
-    .bind(verify.map(|v| i64::from(v.expect_status)))
-    .bind(verify.and_then(|v| v.expect_body.as_deref()))
-    .bind(i64::from(d.timeouts.pull_secs))
-    .bind(i64::from(d.timeouts.script_secs))
-    .bind(i64::from(d.timeouts.verify_secs))
-    .bind(millis(d.created_at))
-    .execute(conn)
-    .await?;
+        params![
+            d.app,
+            d.name,
+            d.kind.as_str(),
+            image.map(|i| i.registry.as_str()),
+            image.map(|i| i.namespace.as_str()),
+            image.map(|i| i.repository.as_str()),
+            image.map(|i| i.tag.as_str()),
+            image.map(|i| i64::from(i.private_network)),
+            d.workdir,
+            d.start_script,
+            d.stop_script,
+            verify.map(|v| v.url.as_str()),
+            verify.map(|v| i64::from(v.expect_status)),
+            verify.and_then(|v| v.expect_body.as_deref()),
+            i64::from(d.timeouts.pull_secs),
+            i64::from(d.timeouts.script_secs),
+            i64::from(d.timeouts.verify_secs),
+            millis(d.created_at),
+        ],
+    )?;
     Ok(())
 }
 
-pub(super) async fn list(
-    conn: &mut SqliteConnection,
-    app: &str,
-) -> StoreResult<Vec<DeploymentRecord>> {
-    apps::require(conn, app).await?;
+pub(super) fn list(conn: &Connection, app: &str) -> StoreResult<Vec<DeploymentRecord>> {
+    apps::require(conn, app)?;
     let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE app = ? ORDER BY name");
-    sqlx::query_as::<_, DeploymentRow>(&sql)
-        .bind(app)
-        .fetch_all(conn)
-        .await?
+    query::all(conn, &sql, [app], DeploymentRow::read)?
         .into_iter()
         .map(DeploymentRecord::try_from)
         .collect()
 }
 
-pub(super) async fn fetch(
-    conn: &mut SqliteConnection,
-    app: &str,
-    name: &str,
-) -> StoreResult<DeploymentRecord> {
+pub(super) fn fetch(conn: &Connection, app: &str, name: &str) -> StoreResult<DeploymentRecord> {
     let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE app = ? AND name = ?");
-    let row = sqlx::query_as::<_, DeploymentRow>(&sql)
-        .bind(app)
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = query::optional(conn, &sql, params![app, name], DeploymentRow::read)?;
     match row {
         Some(row) => row.try_into(),
         None => {
             // Say whether the application or only the deployment is missing.
-            apps::require(conn, app).await?;
+            apps::require(conn, app)?;
             Err(not_found("deployment", &scoped(app, name)))
         }
     }
@@ -248,18 +257,17 @@ pub(super) async fn fetch(
 
 /// Deletes a deployment that no group has as its current or previous one, and
 /// that no release (active or finished: a release keeps its deployment) names.
-pub(super) async fn delete(conn: &mut SqliteConnection, app: &str, name: &str) -> StoreResult<()> {
-    apps::require(conn, app).await?;
-    require(conn, app, name).await?;
-    let groups: Vec<String> = sqlx::query_scalar(
+pub(super) fn delete(conn: &Connection, app: &str, name: &str) -> StoreResult<()> {
+    apps::require(conn, app)?;
+    require(conn, app, name)?;
+    let groups: Vec<String> = query::all(
+        conn,
         "SELECT name FROM app_groups \
          WHERE app = ?1 AND (current_deployment = ?2 OR previous_deployment = ?2) ORDER BY name",
-    )
-    .bind(app)
-    .bind(name)
-    .fetch_all(&mut *conn)
-    .await?;
-    let release_ids = releases::naming(&mut *conn, app, None, Some(name)).await?;
+        params![app, name],
+        |row| row.get(0),
+    )?;
+    let release_ids = releases::naming(conn, app, None, Some(name))?;
     refuse_if_used(
         "deployment",
         &scoped(app, name),
@@ -268,11 +276,11 @@ pub(super) async fn delete(conn: &mut SqliteConnection, app: &str, name: &str) -
             named("release", "releases", &release_ids),
         ],
     )?;
-    sqlx::query("DELETE FROM deployments WHERE app = ? AND name = ?")
-        .bind(app)
-        .bind(name)
-        .execute(conn)
-        .await
-        .map_err(|err| delete_failed(err, "deployment", &scoped(app, name)))?;
+    query::execute(
+        conn,
+        "DELETE FROM deployments WHERE app = ? AND name = ?",
+        params![app, name],
+    )
+    .map_err(|err| delete_failed(err, "deployment", &scoped(app, name)))?;
     Ok(())
 }

@@ -5,14 +5,14 @@
 
 use super::convert::unsigned;
 use super::failure::not_found;
-use super::releases;
+use super::{query, releases};
 use crate::{ExecRecord, ReleaseRecord, StoreError, StoreResult, TaskRecord, EXEC_KIND};
-use sqlx::SqliteConnection;
+use rusqlite::{params, Connection};
 
 /// Creates the release row and tasks (as `releases::create`, with its refusals)
 /// and the exec row.
-pub(super) async fn create(
-    conn: &mut SqliteConnection,
+pub(super) fn create(
+    conn: &Connection,
     release: &ReleaseRecord,
     exec: &ExecRecord,
     tasks: &[TaskRecord],
@@ -23,33 +23,32 @@ pub(super) async fn create(
             exec.release_id
         )));
     }
-    releases::create(conn, release, tasks).await?;
-    sqlx::query(
+    releases::create(conn, release, tasks)?;
+    query::execute(
+        conn,
         "INSERT INTO execs (release_id, script, timeout_secs, as_user) VALUES (?, ?, ?, ?)",
-    )
-    .bind(&exec.release_id)
-    .bind(&exec.script)
-    .bind(i64::from(exec.timeout_secs))
-    .bind(&exec.as_user)
-    .execute(conn)
-    .await?;
+        params![
+            exec.release_id,
+            exec.script,
+            i64::from(exec.timeout_secs),
+            exec.as_user
+        ],
+    )?;
     Ok(())
 }
 
 /// An exec and its release row; `NotFound` (kind `exec`) when `id` is no exec.
-pub(super) async fn fetch(
-    conn: &mut SqliteConnection,
-    id: &str,
-) -> StoreResult<(ReleaseRecord, ExecRecord)> {
-    let row: Option<(String, i64, Option<String>)> =
-        sqlx::query_as("SELECT script, timeout_secs, as_user FROM execs WHERE release_id = ?")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
+pub(super) fn fetch(conn: &Connection, id: &str) -> StoreResult<(ReleaseRecord, ExecRecord)> {
+    let row: Option<(String, i64, Option<String>)> = query::optional(
+        conn,
+        "SELECT script, timeout_secs, as_user FROM execs WHERE release_id = ?",
+        [id],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )?;
     let Some((script, timeout_secs, as_user)) = row else {
         return Err(not_found("exec", id));
     };
-    let release = releases::fetch(conn, id).await?;
+    let release = releases::fetch(conn, id)?;
     let exec = ExecRecord {
         release_id: release.id.clone(),
         script,

@@ -5,21 +5,34 @@ use super::convert::{millis, time, unsigned};
 use super::failure::{
     counted, delete_failed, insert_with_parent_failed, named, not_found, refuse_if_used, scoped,
 };
-use super::instances::{InstanceRow, INSTANCE_COLUMNS};
+use super::instances::{InstanceRow, INSTANCE_COLUMNS, INSTANCE_COLUMN_COUNT};
+use super::query;
 use super::{apps, deployments, instances, releases};
 use crate::{GroupRecord, MemberRecord, StoreError, StoreResult};
 use chrono::Utc;
-use sqlx::SqliteConnection;
+use rusqlite::{params, Connection, Row};
 
 const GROUP_COLUMNS: &str = "app, name, created_at, current_deployment, previous_deployment";
 
-#[derive(sqlx::FromRow)]
 struct GroupRow {
     app: String,
     name: String,
     created_at: i64,
     current_deployment: Option<String>,
     previous_deployment: Option<String>,
+}
+
+impl GroupRow {
+    /// Reads a row of [`GROUP_COLUMNS`].
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(GroupRow {
+            app: row.get(0)?,
+            name: row.get(1)?,
+            created_at: row.get(2)?,
+            current_deployment: row.get(3)?,
+            previous_deployment: row.get(4)?,
+        })
+    }
 }
 
 impl TryFrom<GroupRow> for GroupRecord {
@@ -36,12 +49,21 @@ impl TryFrom<GroupRow> for GroupRecord {
     }
 }
 
-#[derive(sqlx::FromRow)]
 struct MemberRow {
-    #[sqlx(flatten)]
     instance: InstanceRow,
     deployment: Option<String>,
     image_digest: Option<String>,
+}
+
+impl MemberRow {
+    /// Reads a row of [`INSTANCE_COLUMNS`] followed by `deployment, image_digest`.
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(MemberRow {
+            instance: InstanceRow::read(row)?,
+            deployment: row.get(INSTANCE_COLUMN_COUNT)?,
+            image_digest: row.get(INSTANCE_COLUMN_COUNT + 1)?,
+        })
+    }
 }
 
 impl TryFrom<MemberRow> for MemberRecord {
@@ -58,14 +80,14 @@ impl TryFrom<MemberRow> for MemberRecord {
 
 /// Fails with `NotFound` naming the application if it is missing, and the group
 /// otherwise.
-pub(super) async fn require(conn: &mut SqliteConnection, app: &str, name: &str) -> StoreResult<()> {
-    apps::require(conn, app).await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM app_groups WHERE app = ? AND name = ?)")
-            .bind(app)
-            .bind(name)
-            .fetch_one(conn)
-            .await?;
+pub(super) fn require(conn: &Connection, app: &str, name: &str) -> StoreResult<()> {
+    apps::require(conn, app)?;
+    let exists: bool = query::one(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM app_groups WHERE app = ? AND name = ?)",
+        params![app, name],
+        |row| row.get(0),
+    )?;
     if exists {
         Ok(())
     } else {
@@ -75,25 +97,26 @@ pub(super) async fn require(conn: &mut SqliteConnection, app: &str, name: &str) 
 
 /// Creates a group of an existing application. The current and previous
 /// deployments, when given, must be deployments of that application.
-pub(super) async fn create(conn: &mut SqliteConnection, group: &GroupRecord) -> StoreResult<()> {
-    apps::require(conn, &group.app).await?;
+pub(super) fn create(conn: &Connection, group: &GroupRecord) -> StoreResult<()> {
+    apps::require(conn, &group.app)?;
     for deployment in [&group.current_deployment, &group.previous_deployment]
         .into_iter()
         .flatten()
     {
-        deployments::require(conn, &group.app, deployment).await?;
+        deployments::require(conn, &group.app, deployment)?;
     }
-    sqlx::query(
+    query::execute(
+        conn,
         "INSERT INTO app_groups (app, name, created_at, current_deployment, previous_deployment) \
          VALUES (?, ?, ?, ?, ?)",
+        params![
+            group.app,
+            group.name,
+            millis(group.created_at),
+            group.current_deployment,
+            group.previous_deployment,
+        ],
     )
-    .bind(&group.app)
-    .bind(&group.name)
-    .bind(millis(group.created_at))
-    .bind(&group.current_deployment)
-    .bind(&group.previous_deployment)
-    .execute(conn)
-    .await
     .map_err(|err| {
         insert_with_parent_failed(
             err,
@@ -104,34 +127,23 @@ pub(super) async fn create(conn: &mut SqliteConnection, group: &GroupRecord) -> 
     Ok(())
 }
 
-pub(super) async fn list(conn: &mut SqliteConnection, app: &str) -> StoreResult<Vec<GroupRecord>> {
-    apps::require(conn, app).await?;
+pub(super) fn list(conn: &Connection, app: &str) -> StoreResult<Vec<GroupRecord>> {
+    apps::require(conn, app)?;
     let sql = format!("SELECT {GROUP_COLUMNS} FROM app_groups WHERE app = ? ORDER BY name");
-    sqlx::query_as::<_, GroupRow>(&sql)
-        .bind(app)
-        .fetch_all(conn)
-        .await?
+    query::all(conn, &sql, [app], GroupRow::read)?
         .into_iter()
         .map(GroupRecord::try_from)
         .collect()
 }
 
-pub(super) async fn fetch(
-    conn: &mut SqliteConnection,
-    app: &str,
-    name: &str,
-) -> StoreResult<GroupRecord> {
+pub(super) fn fetch(conn: &Connection, app: &str, name: &str) -> StoreResult<GroupRecord> {
     let sql = format!("SELECT {GROUP_COLUMNS} FROM app_groups WHERE app = ? AND name = ?");
-    let row = sqlx::query_as::<_, GroupRow>(&sql)
-        .bind(app)
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = query::optional(conn, &sql, params![app, name], GroupRow::read)?;
     match row {
         Some(row) => row.try_into(),
         None => {
             // Say whether the application or only the group is missing.
-            apps::require(conn, app).await?;
+            apps::require(conn, app)?;
             Err(not_found("group", &scoped(app, name)))
         }
     }
@@ -139,16 +151,16 @@ pub(super) async fn fetch(
 
 /// Deletes a group that has no members and no releases (active or finished: a
 /// release keeps its group).
-pub(super) async fn delete(conn: &mut SqliteConnection, app: &str, name: &str) -> StoreResult<()> {
-    require(conn, app, name).await?;
-    let members: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM group_members WHERE app = ? AND group_name = ?")
-            .bind(app)
-            .bind(name)
-            .fetch_one(&mut *conn)
-            .await?;
+pub(super) fn delete(conn: &Connection, app: &str, name: &str) -> StoreResult<()> {
+    require(conn, app, name)?;
+    let members: i64 = query::one(
+        conn,
+        "SELECT COUNT(*) FROM group_members WHERE app = ? AND group_name = ?",
+        params![app, name],
+        |row| row.get(0),
+    )?;
     let members: u64 = unsigned("COUNT(group_members)", members)?;
-    let release_ids = releases::naming(&mut *conn, app, Some(name), None).await?;
+    let release_ids = releases::naming(conn, app, Some(name), None)?;
     refuse_if_used(
         "group",
         &scoped(app, name),
@@ -157,82 +169,68 @@ pub(super) async fn delete(conn: &mut SqliteConnection, app: &str, name: &str) -
             named("release", "releases", &release_ids),
         ],
     )?;
-    sqlx::query("DELETE FROM app_groups WHERE app = ? AND name = ?")
-        .bind(app)
-        .bind(name)
-        .execute(conn)
-        .await
-        .map_err(|err| delete_failed(err, "group", &scoped(app, name)))?;
+    query::execute(
+        conn,
+        "DELETE FROM app_groups WHERE app = ? AND name = ?",
+        params![app, name],
+    )
+    .map_err(|err| delete_failed(err, "group", &scoped(app, name)))?;
     Ok(())
 }
 
 /// Adds instances to a group once every id is known to exist; members already in
 /// the group keep their row (and what they run) untouched.
-pub(super) async fn add_instances(
-    conn: &mut SqliteConnection,
+pub(super) fn add_instances(
+    conn: &Connection,
     app: &str,
     group: &str,
     ids: &[String],
 ) -> StoreResult<()> {
-    require(conn, app, group).await?;
+    require(conn, app, group)?;
     for id in ids {
-        instances::require(conn, id).await?;
+        instances::require(conn, id)?;
     }
     let added_at = millis(Utc::now());
     for id in ids {
-        sqlx::query(
+        query::execute(
+            conn,
             "INSERT INTO group_members (app, group_name, instance_id, added_at) \
              VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(app)
-        .bind(group)
-        .bind(id)
-        .bind(added_at)
-        .execute(&mut *conn)
-        .await?;
+            params![app, group, id, added_at],
+        )?;
     }
     Ok(())
 }
 
 /// Removes instances from a group once every id is known to be a member.
-pub(super) async fn remove_instances(
-    conn: &mut SqliteConnection,
+pub(super) fn remove_instances(
+    conn: &Connection,
     app: &str,
     group: &str,
     ids: &[String],
 ) -> StoreResult<()> {
-    require(conn, app, group).await?;
+    require(conn, app, group)?;
     for id in ids {
-        require_member(conn, app, group, id).await?;
+        require_member(conn, app, group, id)?;
     }
     for id in ids {
-        sqlx::query(
+        query::execute(
+            conn,
             "DELETE FROM group_members WHERE app = ? AND group_name = ? AND instance_id = ?",
-        )
-        .bind(app)
-        .bind(group)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+            params![app, group, id],
+        )?;
     }
     Ok(())
 }
 
-async fn require_member(
-    conn: &mut SqliteConnection,
-    app: &str,
-    group: &str,
-    id: &str,
-) -> StoreResult<()> {
-    let member: bool = sqlx::query_scalar(
+fn require_member(conn: &Connection, app: &str, group: &str, id: &str) -> StoreResult<()> {
+    let member: bool = query::one(
+        conn,
         "SELECT EXISTS (SELECT 1 FROM group_members \
          WHERE app = ? AND group_name = ? AND instance_id = ?)",
-    )
-    .bind(app)
-    .bind(group)
-    .bind(id)
-    .fetch_one(conn)
-    .await?;
+        params![app, group, id],
+        |row| row.get(0),
+    )?;
     if member {
         Ok(())
     } else {
@@ -241,22 +239,14 @@ async fn require_member(
 }
 
 /// The members of a group, ordered by instance name.
-pub(super) async fn members(
-    conn: &mut SqliteConnection,
-    app: &str,
-    group: &str,
-) -> StoreResult<Vec<MemberRecord>> {
-    require(conn, app, group).await?;
+pub(super) fn members(conn: &Connection, app: &str, group: &str) -> StoreResult<Vec<MemberRecord>> {
+    require(conn, app, group)?;
     let sql = format!(
         "SELECT {INSTANCE_COLUMNS}, m.deployment, m.image_digest \
          FROM group_members m JOIN instances i ON i.id = m.instance_id \
          WHERE m.app = ? AND m.group_name = ? ORDER BY i.name"
     );
-    sqlx::query_as::<_, MemberRow>(&sql)
-        .bind(app)
-        .bind(group)
-        .fetch_all(conn)
-        .await?
+    query::all(conn, &sql, params![app, group], MemberRow::read)?
         .into_iter()
         .map(MemberRecord::try_from)
         .collect()
@@ -265,23 +255,20 @@ pub(super) async fn members(
 /// Records a release's success: `deployment` becomes the group's current one and
 /// what was current becomes the previous one. Nothing changes when `deployment`
 /// is current already, so repeating the call is harmless.
-pub(super) async fn set_current_deployment(
-    conn: &mut SqliteConnection,
+pub(super) fn set_current_deployment(
+    conn: &Connection,
     app: &str,
     group: &str,
     deployment: &str,
 ) -> StoreResult<()> {
-    require(conn, app, group).await?;
-    deployments::require(conn, app, deployment).await?;
-    sqlx::query(
+    require(conn, app, group)?;
+    deployments::require(conn, app, deployment)?;
+    query::execute(
+        conn,
         "UPDATE app_groups SET previous_deployment = current_deployment, \
          current_deployment = ?1 \
          WHERE app = ?2 AND name = ?3 AND current_deployment IS NOT ?1",
-    )
-    .bind(deployment)
-    .bind(app)
-    .bind(group)
-    .execute(conn)
-    .await?;
+        params![deployment, app, group],
+    )?;
     Ok(())
 }

@@ -71,8 +71,7 @@ pub(super) fn run(conn: &mut Connection) -> StoreResult<()> {
             checksum BLOB NOT NULL,
             execution_time BIGINT NOT NULL
         )",
-    )
-    ?;
+    )?;
     for migration in MIGRATIONS {
         let checksum = Sha384::digest(migration.sql.as_bytes()).to_vec();
         let applied: Option<(bool, Vec<u8>)> = conn
@@ -81,8 +80,7 @@ pub(super) fn run(conn: &mut Connection) -> StoreResult<()> {
                 [migration.version],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
-            .optional()
-            ?;
+            .optional()?;
         match applied {
             Some((false, _)) => {
                 return Err(StoreError::Corrupt(format!(
@@ -100,9 +98,7 @@ pub(super) fn run(conn: &mut Connection) -> StoreResult<()> {
             None => {}
         }
         let started = Instant::now();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            ?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(migration.sql)?;
         tx.execute(
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
@@ -129,14 +125,27 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .expect("the migrations directory")
-            .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
+            .map(|e| {
+                e.expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .filter(|name| name.ends_with(".sql"))
             .collect();
         files.sort();
-        assert_eq!(files.len(), MIGRATIONS.len(), "a migration file is not listed");
+        assert_eq!(
+            files.len(),
+            MIGRATIONS.len(),
+            "a migration file is not listed"
+        );
         for (file, migration) in files.iter().zip(MIGRATIONS) {
             let (number, rest) = file.split_once('_').expect("NNNN_words.sql");
-            assert_eq!(number.parse::<i64>().ok(), Some(migration.version), "{file}");
+            assert_eq!(
+                number.parse::<i64>().ok(),
+                Some(migration.version),
+                "{file}"
+            );
             assert_eq!(
                 rest.trim_end_matches(".sql").replace('_', " "),
                 migration.description,
@@ -148,7 +157,8 @@ mod tests {
     #[test]
     fn a_changed_migration_stops_the_open() {
         let mut conn = Connection::open_in_memory().expect("an in-memory database");
-        conn.execute_batch("PRAGMA foreign_keys = ON").expect("pragma");
+        conn.execute_batch("PRAGMA foreign_keys = ON")
+            .expect("pragma");
         run(&mut conn).expect("first run");
         run(&mut conn).expect("a second run changes nothing");
         conn.execute(

@@ -166,55 +166,33 @@ fn connect(path: &Path, query_only: bool) -> StoreResult<Connection> {
 impl Store for SqliteStore {
     async fn api_token_create(&self, token: &ApiTokenRecord) -> StoreResult<()> {
         let token = token.clone();
-        self.write(move |tx| {
-            let token = &token;
-                    tokens::api_create(tx, token)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| tokens::api_create(tx, &token)).await
     }
 
     async fn api_token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiTokenRecord>> {
         let hash = hash.to_owned();
-        self.read(move |conn| {
-            let hash = hash.as_str();
-            tokens::api_by_hash(conn, hash)
-        })
-        .await
+        self.read(move |conn| tokens::api_by_hash(conn, &hash))
+            .await
     }
 
     async fn api_token_count(&self) -> StoreResult<u64> {
-        self.read(move |conn| {
-            tokens::api_count(conn)
-        })
-        .await
+        self.read(tokens::api_count).await
     }
 
     async fn registration_token_create(&self, token: &RegistrationTokenRecord) -> StoreResult<()> {
         let token = token.clone();
-        self.write(move |tx| {
-            let token = &token;
-                    tokens::registration_create(tx, token)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| tokens::registration_create(tx, &token))
+            .await
     }
 
     async fn registration_token_list(&self) -> StoreResult<Vec<RegistrationTokenRecord>> {
-        self.read(move |conn| {
-            tokens::registration_list(conn)
-        })
-        .await
+        self.read(tokens::registration_list).await
     }
 
     async fn registration_token_delete(&self, id: &str) -> StoreResult<()> {
         let id = id.to_owned();
-        self.write(move |tx| {
-            let id = id.as_str();
-                    tokens::registration_delete(tx, id)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| tokens::registration_delete(tx, &id))
+            .await
     }
 
     async fn instance_register(
@@ -225,38 +203,24 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let token_hash = token_hash.to_owned();
         let instance = instance.clone();
-        self.write(move |tx| {
-            let token_hash = token_hash.as_str();
-            let instance = &instance;
-                    instances::register(tx, token_hash, instance, now)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| instances::register(tx, &token_hash, &instance, now))
+            .await
     }
 
     async fn instance_list(&self) -> StoreResult<Vec<InstanceRecord>> {
-        self.read(move |conn| {
-            instances::list(conn)
-        })
-        .await
+        self.read(instances::list).await
     }
 
     async fn instance_fetch(&self, id_or_name: &str) -> StoreResult<InstanceRecord> {
         let id_or_name = id_or_name.to_owned();
-        self.read(move |conn| {
-            let id_or_name = id_or_name.as_str();
-            instances::fetch(conn, id_or_name)
-        })
-        .await
+        self.read(move |conn| instances::fetch(conn, &id_or_name))
+            .await
     }
 
     async fn instance_by_credential(&self, hash: &str) -> StoreResult<Option<InstanceRecord>> {
         let hash = hash.to_owned();
-        self.read(move |conn| {
-            let hash = hash.as_str();
-            instances::by_credential(conn, hash)
-        })
-        .await
+        self.read(move |conn| instances::by_credential(conn, &hash))
+            .await
     }
 
     async fn instance_heartbeat(
@@ -269,24 +233,14 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         let agent_version = agent_version.to_owned();
         let address = address.to_owned();
-        self.write(move |tx| {
-            let id = id.as_str();
-            let agent_version = agent_version.as_str();
-            let address = address.as_str();
-                    instances::heartbeat(tx, id, at, agent_version, address)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| instances::heartbeat(tx, &id, at, &agent_version, &address))
+            .await
     }
 
     async fn instance_heartbeats(&self, beats: &[HeartbeatRecord]) -> StoreResult<Vec<bool>> {
         let beats = beats.to_vec();
-        self.write(move |tx| {
-            let beats = beats.as_slice();
-                    let found = instances::heartbeats(tx, beats)?;
-            Ok(found)
-        })
-        .await
+        self.write(move |tx| instances::heartbeats(tx, &beats))
+            .await
     }
 
     async fn instance_set_docker(
@@ -298,125 +252,69 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         let version = version.map(str::to_owned);
         let error = error.map(str::to_owned);
-        self.write(move |tx| {
-            let id = id.as_str();
-            let version = version.as_deref();
-            let error = error.as_deref();
-                    instances::set_docker(tx, id, version, error)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| instances::set_docker(tx, &id, version.as_deref(), error.as_deref()))
+            .await
     }
 
     async fn instance_delete(&self, id: &str) -> StoreResult<()> {
         let id = id.to_owned();
-        self.write(move |tx| {
-            let id = id.as_str();
-                    instances::delete(tx, id)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| instances::delete(tx, &id)).await
     }
 
     async fn instance_memberships(&self, id: &str) -> StoreResult<Vec<MembershipRecord>> {
         let id = id.to_owned();
-        self.read(move |conn| {
-            let id = id.as_str();
-            instances::memberships(conn, id)
-        })
-        .await
+        self.read(move |conn| instances::memberships(conn, &id))
+            .await
     }
 
     async fn app_create(&self, app: &AppRecord) -> StoreResult<()> {
         let app = app.clone();
-        self.write(move |tx| {
-            let app = &app;
-                    apps::create(tx, app)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| apps::create(tx, &app)).await
     }
 
     async fn app_list(&self) -> StoreResult<Vec<AppRecord>> {
-        self.read(move |conn| {
-            apps::list(conn)
-        })
-        .await
+        self.read(apps::list).await
     }
 
     async fn app_fetch(&self, name: &str) -> StoreResult<AppRecord> {
         let name = name.to_owned();
-        self.read(move |conn| {
-            let name = name.as_str();
-            apps::fetch(conn, name)
-        })
-        .await
+        self.read(move |conn| apps::fetch(conn, &name)).await
     }
 
     async fn app_delete(&self, name: &str) -> StoreResult<()> {
         let name = name.to_owned();
-        self.write(move |tx| {
-            let name = name.as_str();
-                    apps::delete(tx, name)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| apps::delete(tx, &name)).await
     }
 
     async fn group_create(&self, group: &GroupRecord) -> StoreResult<()> {
         let group = group.clone();
-        self.write(move |tx| {
-            let group = &group;
-                    groups::create(tx, group)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| groups::create(tx, &group)).await
     }
 
     async fn group_list(&self, app: &str) -> StoreResult<Vec<GroupRecord>> {
         let app = app.to_owned();
-        self.read(move |conn| {
-            let app = app.as_str();
-            groups::list(conn, app)
-        })
-        .await
+        self.read(move |conn| groups::list(conn, &app)).await
     }
 
     async fn group_fetch(&self, app: &str, name: &str) -> StoreResult<GroupRecord> {
         let app = app.to_owned();
         let name = name.to_owned();
-        self.read(move |conn| {
-            let app = app.as_str();
-            let name = name.as_str();
-            groups::fetch(conn, app, name)
-        })
-        .await
+        self.read(move |conn| groups::fetch(conn, &app, &name))
+            .await
     }
 
     async fn group_delete(&self, app: &str, name: &str) -> StoreResult<()> {
         let app = app.to_owned();
         let name = name.to_owned();
-        self.write(move |tx| {
-            let app = app.as_str();
-            let name = name.as_str();
-                    groups::delete(tx, app, name)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| groups::delete(tx, &app, &name)).await
     }
 
     async fn group_add_instances(&self, app: &str, group: &str, ids: &[String]) -> StoreResult<()> {
         let app = app.to_owned();
         let group = group.to_owned();
         let ids = ids.to_vec();
-        self.write(move |tx| {
-            let app = app.as_str();
-            let group = group.as_str();
-            let ids = ids.as_slice();
-                    groups::add_instances(tx, app, group, ids)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| groups::add_instances(tx, &app, &group, &ids))
+            .await
     }
 
     async fn group_remove_instances(
@@ -428,103 +326,60 @@ impl Store for SqliteStore {
         let app = app.to_owned();
         let group = group.to_owned();
         let ids = ids.to_vec();
-        self.write(move |tx| {
-            let app = app.as_str();
-            let group = group.as_str();
-            let ids = ids.as_slice();
-                    groups::remove_instances(tx, app, group, ids)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| groups::remove_instances(tx, &app, &group, &ids))
+            .await
     }
 
     async fn group_members(&self, app: &str, group: &str) -> StoreResult<Vec<MemberRecord>> {
         let app = app.to_owned();
         let group = group.to_owned();
-        self.read(move |conn| {
-            let app = app.as_str();
-            let group = group.as_str();
-            groups::members(conn, app, group)
-        })
-        .await
+        self.read(move |conn| groups::members(conn, &app, &group))
+            .await
     }
 
     async fn registry_create(&self, registry: &RegistryRecord) -> StoreResult<()> {
         let registry = registry.clone();
-        self.write(move |tx| {
-            let registry = &registry;
-                    registries::create(tx, registry)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| registries::create(tx, &registry))
+            .await
     }
 
     async fn registry_list(&self) -> StoreResult<Vec<RegistryRecord>> {
-        self.read(move |conn| {
-            registries::list(conn)
-        })
-        .await
+        self.read(registries::list).await
     }
 
     async fn registry_fetch(&self, name: &str) -> StoreResult<RegistryRecord> {
         let name = name.to_owned();
-        self.read(move |conn| {
-            let name = name.as_str();
-            registries::fetch(conn, name)
-        })
-        .await
+        self.read(move |conn| registries::fetch(conn, &name)).await
     }
 
     async fn registry_delete(&self, name: &str) -> StoreResult<()> {
         let name = name.to_owned();
-        self.write(move |tx| {
-            let name = name.as_str();
-                    registries::delete(tx, name)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| registries::delete(tx, &name)).await
     }
 
     async fn deployment_create(&self, deployment: &DeploymentRecord) -> StoreResult<()> {
         let deployment = deployment.clone();
-        self.write(move |tx| {
-            let deployment = &deployment;
-                    deployments::create(tx, deployment)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| deployments::create(tx, &deployment))
+            .await
     }
 
     async fn deployment_list(&self, app: &str) -> StoreResult<Vec<DeploymentRecord>> {
         let app = app.to_owned();
-        self.read(move |conn| {
-            let app = app.as_str();
-            deployments::list(conn, app)
-        })
-        .await
+        self.read(move |conn| deployments::list(conn, &app)).await
     }
 
     async fn deployment_fetch(&self, app: &str, name: &str) -> StoreResult<DeploymentRecord> {
         let app = app.to_owned();
         let name = name.to_owned();
-        self.read(move |conn| {
-            let app = app.as_str();
-            let name = name.as_str();
-            deployments::fetch(conn, app, name)
-        })
-        .await
+        self.read(move |conn| deployments::fetch(conn, &app, &name))
+            .await
     }
 
     async fn deployment_delete(&self, app: &str, name: &str) -> StoreResult<()> {
         let app = app.to_owned();
         let name = name.to_owned();
-        self.write(move |tx| {
-            let app = app.as_str();
-            let name = name.as_str();
-                    deployments::delete(tx, app, name)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| deployments::delete(tx, &app, &name))
+            .await
     }
 
     async fn release_create(
@@ -534,22 +389,13 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let release = release.clone();
         let tasks = tasks.to_vec();
-        self.write(move |tx| {
-            let release = &release;
-            let tasks = tasks.as_slice();
-                    releases::create(tx, release, tasks)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| releases::create(tx, &release, &tasks))
+            .await
     }
 
     async fn release_fetch(&self, id: &str) -> StoreResult<ReleaseRecord> {
         let id = id.to_owned();
-        self.read(move |conn| {
-            let id = id.as_str();
-            releases::fetch(conn, id)
-        })
-        .await
+        self.read(move |conn| releases::fetch(conn, &id)).await
     }
 
     async fn release_list(
@@ -560,12 +406,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<ReleaseRecord>> {
         let app = app.map(str::to_owned);
         let group = group.map(str::to_owned);
-        self.read(move |conn| {
-            let app = app.as_deref();
-            let group = group.as_deref();
-            releases::list(conn, app, group, limit, false)
-        })
-        .await
+        self.read(move |conn| releases::list(conn, app.as_deref(), group.as_deref(), limit, false))
+            .await
     }
 
     async fn exec_create(
@@ -577,23 +419,13 @@ impl Store for SqliteStore {
         let release = release.clone();
         let exec = exec.clone();
         let tasks = tasks.to_vec();
-        self.write(move |tx| {
-            let release = &release;
-            let exec = &exec;
-            let tasks = tasks.as_slice();
-                    execs::create(tx, release, exec, tasks)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| execs::create(tx, &release, &exec, &tasks))
+            .await
     }
 
     async fn exec_fetch(&self, id: &str) -> StoreResult<(ReleaseRecord, ExecRecord)> {
         let id = id.to_owned();
-        self.read(move |conn| {
-            let id = id.as_str();
-            execs::fetch(conn, id)
-        })
-        .await
+        self.read(move |conn| execs::fetch(conn, &id)).await
     }
 
     async fn exec_list(
@@ -604,19 +436,12 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<ReleaseRecord>> {
         let app = app.map(str::to_owned);
         let group = group.map(str::to_owned);
-        self.read(move |conn| {
-            let app = app.as_deref();
-            let group = group.as_deref();
-            releases::list(conn, app, group, limit, true)
-        })
-        .await
+        self.read(move |conn| releases::list(conn, app.as_deref(), group.as_deref(), limit, true))
+            .await
     }
 
     async fn release_list_active(&self) -> StoreResult<Vec<ReleaseRecord>> {
-        self.read(move |conn| {
-            releases::list_active(conn)
-        })
-        .await
+        self.read(releases::list_active).await
     }
 
     async fn release_transition(
@@ -630,14 +455,8 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         let from = from.to_vec();
         let message = message.map(str::to_owned);
-        self.write(move |tx| {
-            let id = id.as_str();
-            let from = from.as_slice();
-            let message = message.as_deref();
-                    let moved = releases::transition(tx, id, from, to, message, now)?;
-            Ok(moved)
-        })
-        .await
+        self.write(move |tx| releases::transition(tx, &id, &from, to, message.as_deref(), now))
+            .await
     }
 
     async fn release_fail(
@@ -653,8 +472,10 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let id = id.as_str();
             let message = message.as_str();
-            let rollback = rollback.as_ref().map(|(release, tasks)| (release, tasks.as_slice()));
-                    let moved = releases::transition(
+            let rollback = rollback
+                .as_ref()
+                .map(|(release, tasks)| (release, tasks.as_slice()));
+            let moved = releases::transition(
                 tx,
                 id,
                 &[ReleaseState::Running],
@@ -672,21 +493,13 @@ impl Store for SqliteStore {
 
     async fn release_continue(&self, id: &str, continued_through: u32) -> StoreResult<bool> {
         let id = id.to_owned();
-        self.write(move |tx| {
-            let id = id.as_str();
-                    let moved = releases::resume(tx, id, continued_through)?;
-            Ok(moved)
-        })
-        .await
+        self.write(move |tx| releases::resume(tx, &id, continued_through))
+            .await
     }
 
     async fn task_list(&self, release_id: &str) -> StoreResult<Vec<TaskRecord>> {
         let release_id = release_id.to_owned();
-        self.read(move |conn| {
-            let release_id = release_id.as_str();
-            tasks::list(conn, release_id)
-        })
-        .await
+        self.read(move |conn| tasks::list(conn, &release_id)).await
     }
 
     async fn agent_writes(
@@ -694,39 +507,26 @@ impl Store for SqliteStore {
         writes: &[AgentWrite],
     ) -> StoreResult<Vec<StoreResult<AgentWritten>>> {
         let writes = writes.to_vec();
-        self.write(move |tx| {
-            let writes = writes.as_slice();
-                    let results = agent_writes::write_all(tx, writes)?;
-            Ok(results)
-        })
-        .await
+        self.write(move |tx| agent_writes::write_all(tx, &writes))
+            .await
     }
 
     async fn task_batch_summaries(&self, release_id: &str) -> StoreResult<Vec<BatchSummary>> {
         let release_id = release_id.to_owned();
-        self.read(move |conn| {
-            let release_id = release_id.as_str();
-            tasks::batch_summaries(conn, release_id)
-        })
-        .await
+        self.read(move |conn| tasks::batch_summaries(conn, &release_id))
+            .await
     }
 
     async fn task_list_live(&self, release_id: &str) -> StoreResult<Vec<LiveTask>> {
         let release_id = release_id.to_owned();
-        self.read(move |conn| {
-            let release_id = release_id.as_str();
-            tasks::list_live(conn, release_id)
-        })
-        .await
+        self.read(move |conn| tasks::list_live(conn, &release_id))
+            .await
     }
 
     async fn task_count_open_in_batch(&self, release_id: &str, batch: u32) -> StoreResult<u32> {
         let release_id = release_id.to_owned();
-        self.read(move |conn| {
-            let release_id = release_id.as_str();
-            tasks::count_open_in_batch(conn, release_id, batch)
-        })
-        .await
+        self.read(move |conn| tasks::count_open_in_batch(conn, &release_id, batch))
+            .await
     }
 
     async fn task_dispatch_batch(
@@ -737,12 +537,8 @@ impl Store for SqliteStore {
         deadline: DateTime<Utc>,
     ) -> StoreResult<Vec<String>> {
         let release_id = release_id.to_owned();
-        self.write(move |tx| {
-            let release_id = release_id.as_str();
-                    let dispatched = tasks::dispatch_batch(tx, release_id, batch, now, deadline)?;
-            Ok(dispatched)
-        })
-        .await
+        self.write(move |tx| tasks::dispatch_batch(tx, &release_id, batch, now, deadline))
+            .await
     }
 
     async fn task_claim(
@@ -751,25 +547,14 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<TaskRecord>> {
         let instance_id = instance_id.to_owned();
-        self.write(move |tx| {
-            let instance_id = instance_id.as_str();
-                    let claimed = tasks::claim(tx, instance_id, now)?;
-            Ok(claimed)
-        })
-        .await
+        self.write(move |tx| tasks::claim(tx, &instance_id, now))
+            .await
     }
 
     async fn task_claimable(&self, instance_id: &str) -> StoreResult<bool> {
         let instance_id = instance_id.to_owned();
-        self.read(move |conn| {
-            let instance_id = instance_id.as_str();
-            Ok(
-                tasks::next_claimable(conn, instance_id)
-                    ?
-                    .is_some(),
-            )
-        })
-        .await
+        self.read(move |conn| Ok(tasks::next_claimable(conn, &instance_id)?.is_some()))
+            .await
     }
 
     async fn task_list_running_for_instance(
@@ -777,22 +562,15 @@ impl Store for SqliteStore {
         instance_id: &str,
     ) -> StoreResult<Vec<TaskRecord>> {
         let instance_id = instance_id.to_owned();
-        self.read(move |conn| {
-            let instance_id = instance_id.as_str();
-            tasks::list_running_for_instance(conn, instance_id)
-        })
-        .await
+        self.read(move |conn| tasks::list_running_for_instance(conn, &instance_id))
+            .await
     }
 
     async fn task_fetch(&self, release_id: &str, instance_id: &str) -> StoreResult<TaskRecord> {
         let release_id = release_id.to_owned();
         let instance_id = instance_id.to_owned();
-        self.read(move |conn| {
-            let release_id = release_id.as_str();
-            let instance_id = instance_id.as_str();
-            tasks::fetch(conn, release_id, instance_id)
-        })
-        .await
+        self.read(move |conn| tasks::fetch(conn, &release_id, &instance_id))
+            .await
     }
 
     async fn task_finish(
@@ -809,20 +587,15 @@ impl Store for SqliteStore {
         let digest = digest.map(str::to_owned);
         let message = message.map(str::to_owned);
         self.write(move |tx| {
-            let release_id = release_id.as_str();
-            let instance_id = instance_id.as_str();
-            let digest = digest.as_deref();
-            let message = message.as_deref();
-                    let finished = tasks::finish(
+            tasks::finish(
                 tx,
-                release_id,
-                instance_id,
+                &release_id,
+                &instance_id,
                 state,
-                digest,
-                message,
+                digest.as_deref(),
+                message.as_deref(),
                 now,
-            )?;
-            Ok(finished)
+            )
         })
         .await
     }
@@ -835,13 +608,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<u64> {
         let release_id = release_id.to_owned();
         let message = message.to_owned();
-        self.write(move |tx| {
-            let release_id = release_id.as_str();
-            let message = message.as_str();
-                    let cancelled = tasks::cancel_unstarted(tx, release_id, message, now)?;
-            Ok(cancelled)
-        })
-        .await
+        self.write(move |tx| tasks::cancel_unstarted(tx, &release_id, &message, now))
+            .await
     }
 
     async fn step_begin(
@@ -853,13 +621,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let release_id = release_id.to_owned();
         let instance_id = instance_id.to_owned();
-        self.write(move |tx| {
-            let release_id = release_id.as_str();
-            let instance_id = instance_id.as_str();
-                    steps::begin(tx, release_id, instance_id, step, now)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| steps::begin(tx, &release_id, &instance_id, step, now))
+            .await
     }
 
     async fn step_append_output(
@@ -875,19 +638,15 @@ impl Store for SqliteStore {
         let instance_id = instance_id.to_owned();
         let chunk = chunk.to_owned();
         self.write(move |tx| {
-            let release_id = release_id.as_str();
-            let instance_id = instance_id.as_str();
-            let chunk = chunk.as_str();
-                    steps::append_output(
+            steps::append_output(
                 tx,
-                release_id,
-                instance_id,
+                &release_id,
+                &instance_id,
                 step,
-                chunk,
+                &chunk,
                 dropped,
                 keep_bytes,
-            )?;
-            Ok(())
+            )
         })
         .await
     }
@@ -906,20 +665,16 @@ impl Store for SqliteStore {
         let instance_id = instance_id.to_owned();
         let message = message.map(str::to_owned);
         self.write(move |tx| {
-            let release_id = release_id.as_str();
-            let instance_id = instance_id.as_str();
-            let message = message.as_deref();
-                    let finished = steps::finish(
+            steps::finish(
                 tx,
-                release_id,
-                instance_id,
+                &release_id,
+                &instance_id,
                 step,
                 state,
                 exit_code,
-                message,
+                message.as_deref(),
                 now,
-            )?;
-            Ok(finished)
+            )
         })
         .await
     }
@@ -931,12 +686,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<StepRecord>> {
         let release_id = release_id.to_owned();
         let instance_id = instance_id.map(str::to_owned);
-        self.read(move |conn| {
-            let release_id = release_id.as_str();
-            let instance_id = instance_id.as_deref();
-            steps::list(conn, release_id, instance_id, true)
-        })
-        .await
+        self.read(move |conn| steps::list(conn, &release_id, instance_id.as_deref(), true))
+            .await
     }
 
     async fn step_list_without_output(
@@ -946,12 +697,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<StepRecord>> {
         let release_id = release_id.to_owned();
         let instance_id = instance_id.map(str::to_owned);
-        self.read(move |conn| {
-            let release_id = release_id.as_str();
-            let instance_id = instance_id.as_deref();
-            steps::list(conn, release_id, instance_id, false)
-        })
-        .await
+        self.read(move |conn| steps::list(conn, &release_id, instance_id.as_deref(), false))
+            .await
     }
 
     async fn group_set_current_deployment(
@@ -963,14 +710,8 @@ impl Store for SqliteStore {
         let app = app.to_owned();
         let group = group.to_owned();
         let deployment = deployment.to_owned();
-        self.write(move |tx| {
-            let app = app.as_str();
-            let group = group.as_str();
-            let deployment = deployment.as_str();
-                    groups::set_current_deployment(tx, app, group, deployment)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| groups::set_current_deployment(tx, &app, &group, &deployment))
+            .await
     }
 
     async fn task_set_digest(
@@ -982,50 +723,27 @@ impl Store for SqliteStore {
         let release_id = release_id.to_owned();
         let instance_id = instance_id.to_owned();
         let digest = digest.to_owned();
-        self.write(move |tx| {
-            let release_id = release_id.as_str();
-            let instance_id = instance_id.as_str();
-            let digest = digest.as_str();
-                    tasks::set_digest(tx, release_id, instance_id, digest)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| tasks::set_digest(tx, &release_id, &instance_id, &digest))
+            .await
     }
 
     async fn scaling_group_create(&self, record: &ScalingGroupRecord) -> StoreResult<()> {
         let record = record.clone();
-        self.write(move |tx| {
-            let record = &record;
-                    scaling::create(tx, record)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| scaling::create(tx, &record)).await
     }
 
     async fn scaling_group_list(&self) -> StoreResult<Vec<ScalingGroupRecord>> {
-        self.read(move |conn| {
-            scaling::list(conn)
-        })
-        .await
+        self.read(scaling::list).await
     }
 
     async fn scaling_group_fetch(&self, name: &str) -> StoreResult<ScalingGroupRecord> {
         let name = name.to_owned();
-        self.read(move |conn| {
-            let name = name.as_str();
-            scaling::fetch(conn, name)
-        })
-        .await
+        self.read(move |conn| scaling::fetch(conn, &name)).await
     }
 
     async fn scaling_group_delete(&self, name: &str) -> StoreResult<()> {
         let name = name.to_owned();
-        self.write(move |tx| {
-            let name = name.as_str();
-                    scaling::delete(tx, name)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| scaling::delete(tx, &name)).await
     }
 
     async fn instance_register_scaling(
@@ -1036,13 +754,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<ScalingJoin> {
         let token_hash = token_hash.to_owned();
         let instance = instance.clone();
-        self.write(move |tx| {
-            let token_hash = token_hash.as_str();
-            let instance = &instance;
-                    let join = scaling::register(tx, token_hash, instance, now)?;
-            Ok(join)
-        })
-        .await
+        self.write(move |tx| scaling::register(tx, &token_hash, &instance, now))
+            .await
     }
 
     async fn scaling_group_suspend(
@@ -1053,13 +766,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<bool> {
         let name = name.to_owned();
         let release = release.to_owned();
-        self.write(move |tx| {
-            let name = name.as_str();
-            let release = release.as_str();
-                    let moved = scaling::suspend(tx, name, release, now)?;
-            Ok(moved)
-        })
-        .await
+        self.write(move |tx| scaling::suspend(tx, &name, &release, now))
+            .await
     }
 
     async fn scaling_group_resume(
@@ -1070,34 +778,20 @@ impl Store for SqliteStore {
     ) -> StoreResult<bool> {
         let name = name.to_owned();
         let release = release.to_owned();
-        self.write(move |tx| {
-            let name = name.as_str();
-            let release = release.as_str();
-                    let moved = scaling::resume(tx, name, release, now)?;
-            Ok(moved)
-        })
-        .await
+        self.write(move |tx| scaling::resume(tx, &name, &release, now))
+            .await
     }
 
     async fn scaling_group_held(&self, name: &str) -> StoreResult<Vec<ScalingHeldRecord>> {
         let name = name.to_owned();
-        self.read(move |conn| {
-            let name = name.as_str();
-            scaling::held(conn, name)
-        })
-        .await
+        self.read(move |conn| scaling::held(conn, &name)).await
     }
 
     async fn scaling_group_caught_up(&self, name: &str, ids: &[String]) -> StoreResult<()> {
         let name = name.to_owned();
         let ids = ids.to_vec();
-        self.write(move |tx| {
-            let name = name.as_str();
-            let ids = ids.as_slice();
-                    scaling::caught_up(tx, name, ids)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| scaling::caught_up(tx, &name, &ids))
+            .await
     }
 
     async fn scaling_hook_record(
@@ -1108,22 +802,14 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let name = name.to_owned();
         let run = run.clone();
-        self.write(move |tx| {
-            let name = name.as_str();
-            let run = &run;
-                    scaling::hook_record(tx, name, run, retry_at)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| scaling::hook_record(tx, &name, &run, retry_at))
+            .await
     }
 
     async fn scaling_hook_runs(&self, name: &str, limit: u32) -> StoreResult<Vec<HookRunRecord>> {
         let name = name.to_owned();
-        self.read(move |conn| {
-            let name = name.as_str();
-            scaling::hook_runs(conn, name, limit)
-        })
-        .await
+        self.read(move |conn| scaling::hook_runs(conn, &name, limit))
+            .await
     }
 
     async fn scaling_activities(
@@ -1132,10 +818,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<ScalingActivityRecord>> {
         let name = name.to_owned();
-        self.read(move |conn| {
-            let name = name.as_str();
-            scaling::activities(conn, name, limit)
-        })
-        .await
+        self.read(move |conn| scaling::activities(conn, &name, limit))
+            .await
     }
 }

@@ -24,7 +24,10 @@ pub(super) fn optional<T>(
     params: impl Params,
     read: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
 ) -> StoreResult<Option<T>> {
-    Ok(conn.prepare_cached(sql)?.query_row(params, read).optional()?)
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row(params, read)
+        .optional()?)
 }
 
 /// The first row of `sql`, which must have one (a COUNT, an EXISTS).
@@ -39,6 +42,10 @@ pub(super) fn one<T>(
 
 /// Runs a statement that returns no rows; answers how many rows it changed. The
 /// error stays rusqlite's, for callers that map constraint failures.
-pub(super) fn execute(conn: &Connection, sql: &str, params: impl Params) -> rusqlite::Result<usize> {
+pub(super) fn execute(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(params)
 }

@@ -3,13 +3,13 @@
 
 use super::convert::{boolean, millis, time};
 use super::failure::{delete_failed, insert_failed, named, not_found, refuse_if_used, scoped};
+use super::query;
 use crate::{RegistryRecord, StoreError, StoreResult};
-use sqlx::SqliteConnection;
+use rusqlite::{params, Connection, Row};
 
 const REGISTRY_COLUMNS: &str =
     "name, endpoint, private_endpoint, username, password_sealed, insecure, created_at";
 
-#[derive(sqlx::FromRow)]
 struct RegistryRow {
     name: String,
     endpoint: String,
@@ -18,6 +18,21 @@ struct RegistryRow {
     password_sealed: Option<Vec<u8>>,
     insecure: i64,
     created_at: i64,
+}
+
+impl RegistryRow {
+    /// Reads a row of [`REGISTRY_COLUMNS`], in that order.
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(RegistryRow {
+            name: row.get(0)?,
+            endpoint: row.get(1)?,
+            private_endpoint: row.get(2)?,
+            username: row.get(3)?,
+            password_sealed: row.get(4)?,
+            insecure: row.get(5)?,
+            created_at: row.get(6)?,
+        })
+    }
 }
 
 impl TryFrom<RegistryRow> for RegistryRecord {
@@ -37,12 +52,13 @@ impl TryFrom<RegistryRow> for RegistryRecord {
 }
 
 /// Fails with `NotFound` unless the registry exists.
-pub(super) async fn require(conn: &mut SqliteConnection, name: &str) -> StoreResult<()> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM registries WHERE name = ?)")
-            .bind(name)
-            .fetch_one(conn)
-            .await?;
+pub(super) fn require(conn: &Connection, name: &str) -> StoreResult<()> {
+    let exists: bool = query::one(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM registries WHERE name = ?)",
+        [name],
+        |row| row.get(0),
+    )?;
     if exists {
         Ok(())
     } else {
@@ -50,66 +66,56 @@ pub(super) async fn require(conn: &mut SqliteConnection, name: &str) -> StoreRes
     }
 }
 
-pub(super) async fn create(
-    conn: &mut SqliteConnection,
-    registry: &RegistryRecord,
-) -> StoreResult<()> {
-    sqlx::query(
+pub(super) fn create(conn: &Connection, registry: &RegistryRecord) -> StoreResult<()> {
+    query::execute(
+        conn,
         "INSERT INTO registries (name, endpoint, private_endpoint, username, password_sealed, \
          insecure, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        params![
+            registry.name,
+            registry.endpoint,
+            registry.private_endpoint,
+            registry.username,
+            registry.password_sealed,
+            i64::from(registry.insecure),
+            millis(registry.created_at),
+        ],
     )
-    .bind(&registry.name)
-    .bind(&registry.endpoint)
-    .bind(&registry.private_endpoint)
-    .bind(&registry.username)
-    .bind(&registry.password_sealed)
-    .bind(i64::from(registry.insecure))
-    .bind(millis(registry.created_at))
-    .execute(conn)
-    .await
     .map_err(|err| insert_failed(err, "registry", &registry.name))?;
     Ok(())
 }
 
-pub(super) async fn list(conn: &mut SqliteConnection) -> StoreResult<Vec<RegistryRecord>> {
+pub(super) fn list(conn: &Connection) -> StoreResult<Vec<RegistryRecord>> {
     let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries ORDER BY name");
-    sqlx::query_as::<_, RegistryRow>(&sql)
-        .fetch_all(conn)
-        .await?
+    query::all(conn, &sql, [], RegistryRow::read)?
         .into_iter()
         .map(RegistryRecord::try_from)
         .collect()
 }
 
-pub(super) async fn fetch(conn: &mut SqliteConnection, name: &str) -> StoreResult<RegistryRecord> {
+pub(super) fn fetch(conn: &Connection, name: &str) -> StoreResult<RegistryRecord> {
     let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries WHERE name = ?");
-    sqlx::query_as::<_, RegistryRow>(&sql)
-        .bind(name)
-        .fetch_optional(conn)
-        .await?
+    query::optional(conn, &sql, [name], RegistryRow::read)?
         .ok_or_else(|| not_found("registry", name))?
         .try_into()
 }
 
 /// Deletes a registry that no deployment names.
-pub(super) async fn delete(conn: &mut SqliteConnection, name: &str) -> StoreResult<()> {
-    require(conn, name).await?;
-    let users: Vec<(String, String)> = sqlx::query_as(
+pub(super) fn delete(conn: &Connection, name: &str) -> StoreResult<()> {
+    require(conn, name)?;
+    let users: Vec<(String, String)> = query::all(
+        conn,
         "SELECT app, name FROM deployments WHERE image_registry = ? ORDER BY app, name",
-    )
-    .bind(name)
-    .fetch_all(&mut *conn)
-    .await?;
+        [name],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
     let users: Vec<String> = users.iter().map(|(app, name)| scoped(app, name)).collect();
     refuse_if_used(
         "registry",
         name,
         [named("deployment", "deployments", &users)],
     )?;
-    sqlx::query("DELETE FROM registries WHERE name = ?")
-        .bind(name)
-        .execute(conn)
-        .await
+    query::execute(conn, "DELETE FROM registries WHERE name = ?", [name])
         .map_err(|err| delete_failed(err, "registry", name))?;
     Ok(())
 }

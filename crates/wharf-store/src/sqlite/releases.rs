@@ -4,11 +4,11 @@
 //! doing it twice. Errors name a release by its id and a group as `app/group`.
 
 use super::convert::{boolean, millis, optional_time, time, unsigned};
-use super::failure::{already_exists, not_found, scoped};
-use super::{apps, deployments, groups, tasks};
+use super::failure::{already_exists, is_unique_violation, not_found, scoped};
+use super::{apps, deployments, groups, query, tasks};
 use crate::{ReleaseRecord, StoreError, StoreResult, TaskRecord, EXEC_KIND};
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
+use rusqlite::{params, Connection, Row};
 use wharf_domain::release::{PauseMode, ReleaseState};
 
 /// The states of a release that is not finished, as an SQL list. The partial
@@ -19,7 +19,6 @@ const RELEASE_COLUMNS: &str = "id, app, group_name, deployment, state, pause, ba
      batch_interval_secs, max_failures, rollback_on_failure, kind, rollback_of, \
      continued_through, created_at, started_at, finished_at, message";
 
-#[derive(sqlx::FromRow)]
 struct ReleaseRow {
     id: String,
     app: String,
@@ -38,6 +37,31 @@ struct ReleaseRow {
     started_at: Option<i64>,
     finished_at: Option<i64>,
     message: Option<String>,
+}
+
+impl ReleaseRow {
+    /// Reads a row of [`RELEASE_COLUMNS`].
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(ReleaseRow {
+            id: row.get(0)?,
+            app: row.get(1)?,
+            group_name: row.get(2)?,
+            deployment: row.get(3)?,
+            state: row.get(4)?,
+            pause: row.get(5)?,
+            batch_count: row.get(6)?,
+            batch_interval_secs: row.get(7)?,
+            max_failures: row.get(8)?,
+            rollback_on_failure: row.get(9)?,
+            kind: row.get(10)?,
+            rollback_of: row.get(11)?,
+            continued_through: row.get(12)?,
+            created_at: row.get(13)?,
+            started_at: row.get(14)?,
+            finished_at: row.get(15)?,
+            message: row.get(16)?,
+        })
+    }
 }
 
 impl TryFrom<ReleaseRow> for ReleaseRecord {
@@ -76,11 +100,13 @@ impl TryFrom<ReleaseRow> for ReleaseRecord {
 }
 
 /// Fails with `NotFound` unless a release has this id.
-pub(super) async fn require(conn: &mut SqliteConnection, id: &str) -> StoreResult<()> {
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM releases WHERE id = ?)")
-        .bind(id)
-        .fetch_one(conn)
-        .await?;
+pub(super) fn require(conn: &Connection, id: &str) -> StoreResult<()> {
+    let exists: bool = query::one(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM releases WHERE id = ?)",
+        [id],
+        |row| row.get(0),
+    )?;
     if exists {
         Ok(())
     } else {
@@ -89,25 +115,17 @@ pub(super) async fn require(conn: &mut SqliteConnection, id: &str) -> StoreResul
 }
 
 /// The oldest release of a group that is not terminal, if any.
-async fn active_in_group(
-    conn: &mut SqliteConnection,
-    app: &str,
-    group: &str,
-) -> StoreResult<Option<String>> {
+fn active_in_group(conn: &Connection, app: &str, group: &str) -> StoreResult<Option<String>> {
     let sql = format!(
         "SELECT id FROM releases WHERE app = ? AND group_name = ? AND state IN {ACTIVE_STATES} \
          ORDER BY created_at, id LIMIT 1"
     );
-    Ok(sqlx::query_scalar(&sql)
-        .bind(app)
-        .bind(group)
-        .fetch_optional(conn)
-        .await?)
+    query::optional(conn, &sql, params![app, group], |row| row.get(0))
 }
 
 /// Refuses with `ActiveRelease` if the group has a release that is not terminal.
-async fn refuse_if_active(conn: &mut SqliteConnection, app: &str, group: &str) -> StoreResult<()> {
-    match active_in_group(conn, app, group).await? {
+fn refuse_if_active(conn: &Connection, app: &str, group: &str) -> StoreResult<()> {
+    match active_in_group(conn, app, group)? {
         None => Ok(()),
         Some(release) => Err(StoreError::ActiveRelease {
             group: scoped(app, group),
@@ -118,17 +136,12 @@ async fn refuse_if_active(conn: &mut SqliteConnection, app: &str, group: &str) -
 
 /// Maps a unique violation of the one-active-release index (reached only past
 /// the explicit check, i.e. by another writer of the file) to `ActiveRelease`.
-async fn active_violation(
-    conn: &mut SqliteConnection,
-    err: sqlx::Error,
-    app: &str,
-    group: &str,
-) -> StoreError {
-    let unique = matches!(&err, sqlx::Error::Database(db) if db.is_unique_violation());
+fn active_violation(conn: &Connection, err: rusqlite::Error, app: &str, group: &str) -> StoreError {
+    let unique = is_unique_violation(&err);
     if !unique {
         return StoreError::Backend(err);
     }
-    match refuse_if_active(conn, app, group).await {
+    match refuse_if_active(conn, app, group) {
         Err(refusal) => refusal,
         Ok(()) => StoreError::Backend(err),
     }
@@ -136,12 +149,12 @@ async fn active_violation(
 
 /// Creates a release and its tasks. The group, the deployment and the release a
 /// rollback undoes must exist, and the group must have no active release.
-pub(super) async fn create(
-    conn: &mut SqliteConnection,
+pub(super) fn create(
+    conn: &Connection,
     release: &ReleaseRecord,
     release_tasks: &[TaskRecord],
 ) -> StoreResult<()> {
-    groups::require(conn, &release.app, &release.group).await?;
+    groups::require(conn, &release.app, &release.group)?;
     let exec = release.kind == EXEC_KIND;
     if exec != release.deployment.is_empty() {
         return Err(StoreError::Conflict(format!(
@@ -150,13 +163,13 @@ pub(super) async fn create(
         )));
     }
     if !exec {
-        deployments::require(conn, &release.app, &release.deployment).await?;
+        deployments::require(conn, &release.app, &release.deployment)?;
     }
     if let Some(failed) = &release.rollback_of {
-        require(conn, failed).await?;
+        require(conn, failed)?;
     }
-    refuse_if_active(conn, &release.app, &release.group).await?;
-    if require(conn, &release.id).await.is_ok() {
+    refuse_if_active(conn, &release.app, &release.group)?;
+    if require(conn, &release.id).is_ok() {
         return Err(already_exists("release", &release.id));
     }
     if let Some(task) = release_tasks.iter().find(|t| t.release_id != release.id) {
@@ -165,51 +178,49 @@ pub(super) async fn create(
             task.instance_id, task.release_id, release.id
         )));
     }
-    let inserted = insert(conn, release).await;
+    let inserted = insert(conn, release);
     if let Err(err) = inserted {
-        return Err(active_violation(conn, err, &release.app, &release.group).await);
+        return Err(active_violation(conn, err, &release.app, &release.group));
     }
     for task in release_tasks {
-        tasks::insert(conn, task).await?;
+        tasks::insert(conn, task)?;
     }
     Ok(())
 }
 
-async fn insert(conn: &mut SqliteConnection, r: &ReleaseRecord) -> Result<(), sqlx::Error> {
-    sqlx::query(
+fn insert(conn: &Connection, r: &ReleaseRecord) -> Result<(), rusqlite::Error> {
+    query::execute(
+        conn,
         "INSERT INTO releases (id, app, group_name, deployment, state, pause, batch_count, \
          batch_interval_secs, max_failures, rollback_on_failure, kind, rollback_of, \
          continued_through, created_at, started_at, finished_at, message) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&r.id)
-    .bind(&r.app)
-    .bind(&r.group)
-    .bind((!r.deployment.is_empty()).then_some(&r.deployment))
-    .bind(r.state.as_str())
-    .bind(r.pause.as_str())
-    .bind(i64::from(r.batch_count))
-    .bind(i64::from(r.batch_interval_secs))
-    .bind(i64::from(r.max_failures))
-    .bind(i64::from(r.rollback_on_failure))
-    .bind(&r.kind)
-    .bind(&r.rollback_of)
-    .bind(i64::from(r.continued_through))
-    .bind(millis(r.created_at))
-    .bind(r.started_at.map(millis))
-    .bind(r.finished_at.map(millis))
-    .bind(&r.message)
-    .execute(conn)
-    .await?;
+        params![
+            r.id,
+            r.app,
+            r.group,
+            (!r.deployment.is_empty()).then_some(&r.deployment),
+            r.state.as_str(),
+            r.pause.as_str(),
+            i64::from(r.batch_count),
+            i64::from(r.batch_interval_secs),
+            i64::from(r.max_failures),
+            i64::from(r.rollback_on_failure),
+            r.kind,
+            r.rollback_of,
+            i64::from(r.continued_through),
+            millis(r.created_at),
+            r.started_at.map(millis),
+            r.finished_at.map(millis),
+            r.message,
+        ],
+    )?;
     Ok(())
 }
 
-pub(super) async fn fetch(conn: &mut SqliteConnection, id: &str) -> StoreResult<ReleaseRecord> {
+pub(super) fn fetch(conn: &Connection, id: &str) -> StoreResult<ReleaseRecord> {
     let sql = format!("SELECT {RELEASE_COLUMNS} FROM releases WHERE id = ?");
-    sqlx::query_as::<_, ReleaseRow>(&sql)
-        .bind(id)
-        .fetch_optional(conn)
-        .await?
+    query::optional(conn, &sql, [id], ReleaseRow::read)?
         .ok_or_else(|| not_found("release", id))?
         .try_into()
 }
@@ -218,16 +229,16 @@ pub(super) async fn fetch(conn: &mut SqliteConnection, id: &str) -> StoreResult<
 /// group when they are given; only execs with `execs`, else none of them. A named
 /// application or group must exist; a group without an application matches that
 /// group name in every application.
-pub(super) async fn list(
-    conn: &mut SqliteConnection,
+pub(super) fn list(
+    conn: &Connection,
     app: Option<&str>,
     group: Option<&str>,
     limit: u32,
     execs: bool,
 ) -> StoreResult<Vec<ReleaseRecord>> {
     match (app, group) {
-        (Some(app), Some(group)) => groups::require(conn, app, group).await?,
-        (Some(app), None) => apps::require(conn, app).await?,
+        (Some(app), Some(group)) => groups::require(conn, app, group)?,
+        (Some(app), None) => apps::require(conn, app)?,
         (None, _) => {}
     }
     let sql = format!(
@@ -236,27 +247,24 @@ pub(super) async fn list(
          AND (kind = 'exec') = ?4 \
          ORDER BY created_at DESC, id LIMIT ?3"
     );
-    sqlx::query_as::<_, ReleaseRow>(&sql)
-        .bind(app)
-        .bind(group)
-        .bind(i64::from(limit))
-        .bind(execs)
-        .fetch_all(conn)
-        .await?
-        .into_iter()
-        .map(ReleaseRecord::try_from)
-        .collect()
+    query::all(
+        conn,
+        &sql,
+        params![app, group, i64::from(limit), execs],
+        ReleaseRow::read,
+    )?
+    .into_iter()
+    .map(ReleaseRecord::try_from)
+    .collect()
 }
 
 /// Releases that are not terminal, oldest first.
-pub(super) async fn list_active(conn: &mut SqliteConnection) -> StoreResult<Vec<ReleaseRecord>> {
+pub(super) fn list_active(conn: &Connection) -> StoreResult<Vec<ReleaseRecord>> {
     let sql = format!(
         "SELECT {RELEASE_COLUMNS} FROM releases WHERE state IN {ACTIVE_STATES} \
          ORDER BY created_at, id"
     );
-    sqlx::query_as::<_, ReleaseRow>(&sql)
-        .fetch_all(conn)
-        .await?
+    query::all(conn, &sql, [], ReleaseRow::read)?
         .into_iter()
         .map(ReleaseRecord::try_from)
         .collect()
@@ -265,81 +273,73 @@ pub(super) async fn list_active(conn: &mut SqliteConnection) -> StoreResult<Vec<
 /// Moves a release from one of `from` to `to`; `Ok(false)` when its state is not
 /// in `from`. Entering Running sets `started_at` unless it is set, entering a
 /// terminal state sets `finished_at`, and a message replaces the one stored.
-pub(super) async fn transition(
-    conn: &mut SqliteConnection,
+pub(super) fn transition(
+    conn: &Connection,
     id: &str,
     from: &[ReleaseState],
     to: ReleaseState,
     message: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let release = fetch(conn, id).await?;
+    let release = fetch(conn, id)?;
     if !from.contains(&release.state) {
         return Ok(false);
     }
     let started = to == ReleaseState::Running;
     let finished = to.is_terminal();
-    let moved = sqlx::query(
+    let moved = query::execute(
+        conn,
         "UPDATE releases SET state = ?1, \
          started_at = CASE WHEN ?2 THEN COALESCE(started_at, ?4) ELSE started_at END, \
          finished_at = CASE WHEN ?3 THEN ?4 ELSE finished_at END, \
          message = COALESCE(?5, message) \
          WHERE id = ?6 AND state = ?7",
-    )
-    .bind(to.as_str())
-    .bind(started)
-    .bind(finished)
-    .bind(millis(now))
-    .bind(message)
-    .bind(id)
-    .bind(release.state.as_str())
-    .execute(&mut *conn)
-    .await;
+        params![
+            to.as_str(),
+            started,
+            finished,
+            millis(now),
+            message,
+            id,
+            release.state.as_str()
+        ],
+    );
     match moved {
-        Ok(done) => Ok(done.rows_affected() == 1),
+        Ok(done) => Ok(done == 1),
         // Only a terminal release made active again can hit the index.
-        Err(err) => Err(active_violation(conn, err, &release.app, &release.group).await),
+        Err(err) => Err(active_violation(conn, err, &release.app, &release.group)),
     }
 }
 
 /// `continue`: Paused -> Running, raising `continued_through` (never lowering
 /// it). `Ok(false)` when the release is not paused.
-pub(super) async fn resume(
-    conn: &mut SqliteConnection,
-    id: &str,
-    continued_through: u32,
-) -> StoreResult<bool> {
-    require(conn, id).await?;
-    let moved = sqlx::query(
+pub(super) fn resume(conn: &Connection, id: &str, continued_through: u32) -> StoreResult<bool> {
+    require(conn, id)?;
+    let moved = query::execute(
+        conn,
         "UPDATE releases SET state = 'running', \
          continued_through = MAX(continued_through, ?) WHERE id = ? AND state = 'paused'",
-    )
-    .bind(i64::from(continued_through))
-    .bind(id)
-    .execute(conn)
-    .await?
-    .rows_affected();
+        params![i64::from(continued_through), id],
+    )?;
     Ok(moved == 1)
 }
 
 /// The ids of the releases that name a group (`deployment` None) or a deployment,
 /// newest first: what keeps it from being deleted.
-pub(super) async fn naming(
-    conn: &mut SqliteConnection,
+pub(super) fn naming(
+    conn: &Connection,
     app: &str,
     group: Option<&str>,
     deployment: Option<&str>,
 ) -> StoreResult<Vec<String>> {
-    Ok(sqlx::query_scalar(
+    query::all(
+        conn,
         "SELECT id FROM releases WHERE app = ?1 \
          AND (?2 IS NULL OR group_name = ?2) AND (?3 IS NULL OR deployment = ?3) \
          ORDER BY created_at DESC, id",
+        params![app, group, deployment],
+        |row| row.get(0),
     )
-    .bind(app)
-    .bind(group)
-    .bind(deployment)
-    .fetch_all(conn)
-    .await?)
 }
 
 #[cfg(test)]

@@ -3,19 +3,18 @@
 
 use super::convert::{boolean, millis, optional_time, time, unsigned};
 use super::failure::{already_exists, delete_failed, insert_with_parent_failed, not_found};
-use super::{groups, instances};
+use super::{groups, instances, query};
 use crate::{
     HookRunRecord, InstanceRecord, ScalingActivityRecord, ScalingGroupRecord, ScalingHeldRecord,
     ScalingJoin, ScalingState, StoreError, StoreResult,
 };
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
+use rusqlite::{params, Connection};
 
 const COLUMNS: &str = "name, app, group_name, on_suspend, on_resume, created_at, state, held_by, \
      suspended_at, last_release, suspend_hook_pending, resume_hook_pending, resume_attempts, \
      next_hook_at, last_error";
 
-#[derive(sqlx::FromRow)]
 struct Row {
     name: String,
     app: String,
@@ -32,6 +31,29 @@ struct Row {
     resume_attempts: i64,
     next_hook_at: Option<i64>,
     last_error: Option<String>,
+}
+
+impl Row {
+    /// Reads a row of [`COLUMNS`], in their order.
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Row {
+            name: row.get(0)?,
+            app: row.get(1)?,
+            group_name: row.get(2)?,
+            on_suspend: row.get(3)?,
+            on_resume: row.get(4)?,
+            created_at: row.get(5)?,
+            state: row.get(6)?,
+            held_by: row.get(7)?,
+            suspended_at: row.get(8)?,
+            last_release: row.get(9)?,
+            suspend_hook_pending: row.get(10)?,
+            resume_hook_pending: row.get(11)?,
+            resume_attempts: row.get(12)?,
+            next_hook_at: row.get(13)?,
+            last_error: row.get(14)?,
+        })
+    }
 }
 
 impl TryFrom<Row> for ScalingGroupRecord {
@@ -66,37 +88,35 @@ impl TryFrom<Row> for ScalingGroupRecord {
     }
 }
 
-pub(super) async fn create(
-    conn: &mut SqliteConnection,
-    record: &ScalingGroupRecord,
-) -> StoreResult<()> {
-    groups::require(conn, &record.app, &record.group).await?;
-    if find(conn, &record.name).await?.is_some() {
+pub(super) fn create(conn: &Connection, record: &ScalingGroupRecord) -> StoreResult<()> {
+    groups::require(conn, &record.app, &record.group)?;
+    if find(conn, &record.name)?.is_some() {
         return Err(already_exists("scaling group", &record.name));
     }
-    sqlx::query(
+    query::execute(
+        conn,
         "INSERT INTO scaling_groups (name, app, group_name, on_suspend, on_resume, created_at, \
          state, held_by, suspended_at, last_release, suspend_hook_pending, resume_hook_pending, \
          resume_attempts, next_hook_at, last_error) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        params![
+            record.name,
+            record.app,
+            record.group,
+            record.on_suspend,
+            record.on_resume,
+            millis(record.created_at),
+            record.state.as_str(),
+            record.held_by,
+            record.suspended_at.map(millis),
+            record.last_release,
+            i64::from(record.suspend_hook_pending),
+            i64::from(record.resume_hook_pending),
+            i64::from(record.resume_attempts),
+            record.next_hook_at.map(millis),
+            record.last_error,
+        ],
     )
-    .bind(&record.name)
-    .bind(&record.app)
-    .bind(&record.group)
-    .bind(&record.on_suspend)
-    .bind(&record.on_resume)
-    .bind(millis(record.created_at))
-    .bind(record.state.as_str())
-    .bind(&record.held_by)
-    .bind(record.suspended_at.map(millis))
-    .bind(&record.last_release)
-    .bind(i64::from(record.suspend_hook_pending))
-    .bind(i64::from(record.resume_hook_pending))
-    .bind(i64::from(record.resume_attempts))
-    .bind(record.next_hook_at.map(millis))
-    .bind(&record.last_error)
-    .execute(conn)
-    .await
     .map_err(|err| {
         insert_with_parent_failed(
             err,
@@ -107,37 +127,27 @@ pub(super) async fn create(
     Ok(())
 }
 
-async fn find(conn: &mut SqliteConnection, name: &str) -> StoreResult<Option<ScalingGroupRecord>> {
+fn find(conn: &Connection, name: &str) -> StoreResult<Option<ScalingGroupRecord>> {
     let sql = format!("SELECT {COLUMNS} FROM scaling_groups WHERE name = ?");
-    sqlx::query_as::<_, Row>(&sql)
-        .bind(name)
-        .fetch_optional(conn)
-        .await?
+    query::optional(conn, &sql, [name], Row::read)?
         .map(ScalingGroupRecord::try_from)
         .transpose()
 }
 
-pub(super) async fn fetch(
-    conn: &mut SqliteConnection,
-    name: &str,
-) -> StoreResult<ScalingGroupRecord> {
-    find(conn, name)
-        .await?
-        .ok_or_else(|| not_found("scaling group", name))
+pub(super) fn fetch(conn: &Connection, name: &str) -> StoreResult<ScalingGroupRecord> {
+    find(conn, name)?.ok_or_else(|| not_found("scaling group", name))
 }
 
-pub(super) async fn list(conn: &mut SqliteConnection) -> StoreResult<Vec<ScalingGroupRecord>> {
+pub(super) fn list(conn: &Connection) -> StoreResult<Vec<ScalingGroupRecord>> {
     let sql = format!("SELECT {COLUMNS} FROM scaling_groups ORDER BY name");
-    sqlx::query_as::<_, Row>(&sql)
-        .fetch_all(conn)
-        .await?
+    query::all(conn, &sql, [], Row::read)?
         .into_iter()
         .map(ScalingGroupRecord::try_from)
         .collect()
 }
 
-pub(super) async fn delete(conn: &mut SqliteConnection, name: &str) -> StoreResult<()> {
-    let record = fetch(conn, name).await?;
+pub(super) fn delete(conn: &Connection, name: &str) -> StoreResult<()> {
+    let record = fetch(conn, name)?;
     if let Some(release) = &record.held_by {
         return Err(StoreError::InUse {
             kind: "scaling group",
@@ -145,10 +155,12 @@ pub(super) async fn delete(conn: &mut SqliteConnection, name: &str) -> StoreResu
             by: format!("release {release} (it is suspended until the release ends)"),
         });
     }
-    let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM scaling_held WHERE scaling_group = ?")
-        .bind(name)
-        .fetch_one(&mut *conn)
-        .await?;
+    let held: i64 = query::one(
+        conn,
+        "SELECT COUNT(*) FROM scaling_held WHERE scaling_group = ?",
+        [name],
+        |row| row.get(0),
+    )?;
     if held > 0 {
         return Err(StoreError::InUse {
             kind: "scaling group",
@@ -157,63 +169,52 @@ pub(super) async fn delete(conn: &mut SqliteConnection, name: &str) -> StoreResu
         });
     }
     for table in ["scaling_activities", "scaling_hook_runs"] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE scaling_group = ?"))
-            .bind(name)
-            .execute(&mut *conn)
-            .await?;
+        query::execute(
+            conn,
+            &format!("DELETE FROM {table} WHERE scaling_group = ?"),
+            [name],
+        )?;
     }
-    sqlx::query("DELETE FROM scaling_groups WHERE name = ?")
-        .bind(name)
-        .execute(conn)
-        .await
+    query::execute(conn, "DELETE FROM scaling_groups WHERE name = ?", [name])
         .map_err(|err| delete_failed(err, "scaling group", name))?;
     Ok(())
 }
 
-async fn activity(
-    conn: &mut SqliteConnection,
+fn activity(
+    conn: &Connection,
     scaling_group: &str,
     instance: (&str, &str),
     kind: &str,
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
-    sqlx::query(
+    query::execute(
+        conn,
         "INSERT INTO scaling_activities (scaling_group, instance_id, instance_name, kind, at) \
          VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(scaling_group)
-    .bind(instance.0)
-    .bind(instance.1)
-    .bind(kind)
-    .bind(millis(at))
-    .execute(conn)
-    .await?;
+        params![scaling_group, instance.0, instance.1, kind, millis(at)],
+    )?;
     Ok(())
 }
 
-async fn add_member(
-    conn: &mut SqliteConnection,
+fn add_member(
+    conn: &Connection,
     record: &ScalingGroupRecord,
     instance_id: &str,
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
-    sqlx::query(
+    query::execute(
+        conn,
         "INSERT INTO group_members (app, group_name, instance_id, added_at) \
          VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-    )
-    .bind(&record.app)
-    .bind(&record.group)
-    .bind(instance_id)
-    .bind(millis(at))
-    .execute(conn)
-    .await?;
+        params![record.app, record.group, instance_id, millis(at)],
+    )?;
     Ok(())
 }
 
 /// Registers `instance` and joins or holds it; the caller runs this in one
 /// transaction, so a refused registration leaves nothing behind.
-pub(super) async fn register(
-    conn: &mut SqliteConnection,
+pub(super) fn register(
+    conn: &Connection,
     token_hash: &str,
     instance: &InstanceRecord,
     now: DateTime<Utc>,
@@ -222,131 +223,121 @@ pub(super) async fn register(
         .scaling_group
         .as_deref()
         .ok_or_else(|| StoreError::Conflict("the instance names no scaling group".to_owned()))?;
-    instances::register(conn, token_hash, instance, now).await?;
-    let record = fetch(conn, name).await?;
+    instances::register(conn, token_hash, instance, now)?;
+    let record = fetch(conn, name)?;
     let who = (instance.id.as_str(), instance.name.as_str());
     match record.state {
         ScalingState::Active => {
-            add_member(conn, &record, &instance.id, now).await?;
-            activity(conn, name, who, "join", now).await?;
+            add_member(conn, &record, &instance.id, now)?;
+            activity(conn, name, who, "join", now)?;
             Ok(ScalingJoin::Joined)
         }
         ScalingState::Suspended => {
-            sqlx::query(
+            query::execute(
+                conn,
                 "INSERT INTO scaling_held (scaling_group, instance_id, held_at) VALUES (?, ?, ?)",
-            )
-            .bind(name)
-            .bind(&instance.id)
-            .bind(millis(now))
-            .execute(&mut *conn)
-            .await?;
-            activity(conn, name, who, "held", now).await?;
+                params![name, instance.id, millis(now)],
+            )?;
+            activity(conn, name, who, "held", now)?;
             Ok(ScalingJoin::Held)
         }
     }
 }
 
 /// Records that a deleted instance left its scaling group (if that still exists).
-pub(super) async fn leave(
-    conn: &mut SqliteConnection,
+pub(super) fn leave(
+    conn: &Connection,
     instance: &InstanceRecord,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
     let Some(name) = &instance.scaling_group else {
         return Ok(());
     };
-    if find(conn, name).await?.is_none() {
+    if find(conn, name)?.is_none() {
         return Ok(());
     }
-    sqlx::query("DELETE FROM scaling_held WHERE instance_id = ?")
-        .bind(&instance.id)
-        .execute(&mut *conn)
-        .await?;
-    activity(conn, name, (&instance.id, &instance.name), "leave", now).await
+    query::execute(
+        conn,
+        "DELETE FROM scaling_held WHERE instance_id = ?",
+        [&instance.id],
+    )?;
+    activity(conn, name, (&instance.id, &instance.name), "leave", now)
 }
 
-pub(super) async fn suspend(
-    conn: &mut SqliteConnection,
+pub(super) fn suspend(
+    conn: &Connection,
     name: &str,
     release: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let record = fetch(conn, name).await?;
+    let record = fetch(conn, name)?;
     match record.held_by.as_deref() {
         Some(holder) if holder == release => Ok(false),
         Some(_) => {
-            sqlx::query("UPDATE scaling_groups SET held_by = ?, last_release = ? WHERE name = ?")
-                .bind(release)
-                .bind(release)
-                .bind(name)
-                .execute(conn)
-                .await?;
+            query::execute(
+                conn,
+                "UPDATE scaling_groups SET held_by = ?, last_release = ? WHERE name = ?",
+                params![release, release, name],
+            )?;
             Ok(false)
         }
         None => {
-            sqlx::query(
+            query::execute(
+                conn,
                 "UPDATE scaling_groups SET state = 'suspended', held_by = ?1, last_release = ?1, \
                  suspended_at = ?2, suspend_hook_pending = (on_suspend IS NOT NULL) \
                  WHERE name = ?3",
-            )
-            .bind(release)
-            .bind(millis(now))
-            .bind(name)
-            .execute(conn)
-            .await?;
+                params![release, millis(now), name],
+            )?;
             Ok(true)
         }
     }
 }
 
-pub(super) async fn resume(
-    conn: &mut SqliteConnection,
+pub(super) fn resume(
+    conn: &Connection,
     name: &str,
     release: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let record = fetch(conn, name).await?;
+    let record = fetch(conn, name)?;
     if record.held_by.as_deref() != Some(release) {
         return Ok(false);
     }
-    sqlx::query(
+    query::execute(
+        conn,
         "UPDATE scaling_groups SET state = 'active', held_by = NULL, suspended_at = NULL, \
          resume_hook_pending = (on_resume IS NOT NULL), resume_attempts = 0, next_hook_at = NULL \
          WHERE name = ?",
-    )
-    .bind(name)
-    .execute(&mut *conn)
-    .await?;
-    for held in held(conn, name).await?.into_iter().filter(|h| !h.joined) {
-        add_member(conn, &record, &held.instance_id, now).await?;
+        [name],
+    )?;
+    for held in held(conn, name)?.into_iter().filter(|h| !h.joined) {
+        add_member(conn, &record, &held.instance_id, now)?;
         activity(
             conn,
             name,
             (&held.instance_id, &held.instance_name),
             "join",
             now,
-        )
-        .await?;
+        )?;
     }
-    sqlx::query("UPDATE scaling_held SET joined = 1 WHERE scaling_group = ?")
-        .bind(name)
-        .execute(conn)
-        .await?;
+    query::execute(
+        conn,
+        "UPDATE scaling_held SET joined = 1 WHERE scaling_group = ?",
+        [name],
+    )?;
     Ok(true)
 }
 
-pub(super) async fn held(
-    conn: &mut SqliteConnection,
-    name: &str,
-) -> StoreResult<Vec<ScalingHeldRecord>> {
-    fetch(conn, name).await?;
-    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+pub(super) fn held(conn: &Connection, name: &str) -> StoreResult<Vec<ScalingHeldRecord>> {
+    fetch(conn, name)?;
+    let rows: Vec<(String, String, i64, i64)> = query::all(
+        conn,
         "SELECT h.instance_id, i.name, h.held_at, h.joined FROM scaling_held h \
          JOIN instances i ON i.id = h.instance_id WHERE h.scaling_group = ? ORDER BY i.name",
-    )
-    .bind(name)
-    .fetch_all(conn)
-    .await?;
+        [name],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+    )?;
     rows.into_iter()
         .map(|(instance_id, instance_name, held_at, joined)| {
             Ok(ScalingHeldRecord {
@@ -359,46 +350,41 @@ pub(super) async fn held(
         .collect()
 }
 
-pub(super) async fn caught_up(
-    conn: &mut SqliteConnection,
-    name: &str,
-    ids: &[String],
-) -> StoreResult<()> {
-    fetch(conn, name).await?;
+pub(super) fn caught_up(conn: &Connection, name: &str, ids: &[String]) -> StoreResult<()> {
+    fetch(conn, name)?;
     for id in ids {
-        sqlx::query(
+        query::execute(
+            conn,
             "DELETE FROM scaling_held WHERE scaling_group = ? AND instance_id = ? AND joined = 1",
-        )
-        .bind(name)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+            params![name, id],
+        )?;
     }
     Ok(())
 }
 
-pub(super) async fn hook_record(
-    conn: &mut SqliteConnection,
+pub(super) fn hook_record(
+    conn: &Connection,
     name: &str,
     run: &HookRunRecord,
     retry_at: Option<DateTime<Utc>>,
 ) -> StoreResult<()> {
-    fetch(conn, name).await?;
-    sqlx::query(
+    fetch(conn, name)?;
+    query::execute(
+        conn,
         "INSERT INTO scaling_hook_runs (scaling_group, hook, release_id, attempt, started_at, \
          finished_at, exit_code, output, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(name)
-    .bind(&run.hook)
-    .bind(&run.release_id)
-    .bind(i64::from(run.attempt.max(1)))
-    .bind(millis(run.started_at))
-    .bind(millis(run.finished_at))
-    .bind(run.exit_code)
-    .bind(&run.output)
-    .bind(&run.error)
-    .execute(&mut *conn)
-    .await?;
+        params![
+            name,
+            run.hook,
+            run.release_id,
+            i64::from(run.attempt.max(1)),
+            millis(run.started_at),
+            millis(run.finished_at),
+            run.exit_code,
+            run.output,
+            run.error,
+        ],
+    )?;
     let sql = match (run.hook.as_str(), run.error.is_some(), retry_at.is_some()) {
         ("suspend", false, _) => {
             "UPDATE scaling_groups SET suspend_hook_pending = 0 WHERE name = ?1"
@@ -425,22 +411,27 @@ pub(super) async fn hook_record(
             )))
         }
     };
-    sqlx::query(sql)
-        .bind(name)
-        .bind(&run.error)
-        .bind(i64::from(run.attempt))
-        .bind(retry_at.map(millis))
-        .execute(conn)
-        .await?;
+    // Each statement numbers its parameters out of the same four, up to the
+    // highest it uses; rusqlite refuses extra parameters (the old backend
+    // ignored them), so only that many are bound.
+    let values = params![
+        name,
+        run.error,
+        i64::from(run.attempt),
+        retry_at.map(millis)
+    ];
+    let mut statement = conn.prepare_cached(sql)?;
+    let count = statement.parameter_count();
+    statement.execute(&values[..count])?;
     Ok(())
 }
 
-pub(super) async fn hook_runs(
-    conn: &mut SqliteConnection,
+pub(super) fn hook_runs(
+    conn: &Connection,
     name: &str,
     limit: u32,
 ) -> StoreResult<Vec<HookRunRecord>> {
-    fetch(conn, name).await?;
+    fetch(conn, name)?;
     #[allow(clippy::type_complexity)]
     let rows: Vec<(
         String,
@@ -451,15 +442,25 @@ pub(super) async fn hook_runs(
         Option<i32>,
         String,
         Option<String>,
-    )> = sqlx::query_as(
+    )> = query::all(
+        conn,
         "SELECT hook, release_id, attempt, started_at, finished_at, exit_code, output, error \
              FROM (SELECT * FROM scaling_hook_runs WHERE scaling_group = ? \
                    ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-    )
-    .bind(name)
-    .bind(i64::from(limit))
-    .fetch_all(conn)
-    .await?;
+        params![name, i64::from(limit)],
+        |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+                row.get(7)?,
+            ))
+        },
+    )?;
     rows.into_iter()
         .map(
             |(hook, release_id, attempt, started, finished, exit_code, output, error)| {
@@ -478,20 +479,19 @@ pub(super) async fn hook_runs(
         .collect()
 }
 
-pub(super) async fn activities(
-    conn: &mut SqliteConnection,
+pub(super) fn activities(
+    conn: &Connection,
     name: &str,
     limit: u32,
 ) -> StoreResult<Vec<ScalingActivityRecord>> {
-    fetch(conn, name).await?;
-    let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+    fetch(conn, name)?;
+    let rows: Vec<(String, String, String, i64)> = query::all(
+        conn,
         "SELECT instance_id, instance_name, kind, at FROM (SELECT * FROM scaling_activities \
          WHERE scaling_group = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-    )
-    .bind(name)
-    .bind(i64::from(limit))
-    .fetch_all(conn)
-    .await?;
+        params![name, i64::from(limit)],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+    )?;
     rows.into_iter()
         .map(|(instance_id, instance_name, kind, at)| {
             Ok(ScalingActivityRecord {

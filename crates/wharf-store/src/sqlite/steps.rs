@@ -5,17 +5,16 @@
 
 use super::convert::{millis, optional_time, time, unsigned};
 use super::failure::not_found;
-use super::{releases, tasks};
+use super::{query, releases, tasks};
 use crate::{StepRecord, StepState, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
+use rusqlite::{params, Connection, Row};
 use wharf_domain::release::StepName;
 
 /// At most this many bytes more than the bound are dropped so that the kept
 /// output starts at the beginning of a line (see [`keep_tail`]).
 const LINE_SLACK: usize = 4096;
 
-#[derive(sqlx::FromRow)]
 struct StepRow {
     release_id: String,
     instance_id: String,
@@ -27,6 +26,25 @@ struct StepRow {
     output: String,
     dropped_bytes: i64,
     message: Option<String>,
+}
+
+impl StepRow {
+    /// Reads a row of `release_id, instance_id, step, state, started_at,
+    /// finished_at, exit_code, output, dropped_bytes, message`.
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(StepRow {
+            release_id: row.get(0)?,
+            instance_id: row.get(1)?,
+            step: row.get(2)?,
+            state: row.get(3)?,
+            started_at: row.get(4)?,
+            finished_at: row.get(5)?,
+            exit_code: row.get(6)?,
+            output: row.get(7)?,
+            dropped_bytes: row.get(8)?,
+            message: row.get(9)?,
+        })
+    }
 }
 
 impl TryFrom<StepRow> for StepRecord {
@@ -84,20 +102,18 @@ fn stored_count(count: u64) -> i64 {
 }
 
 /// The state of a step, if it has begun.
-async fn state_of(
-    conn: &mut SqliteConnection,
+fn state_of(
+    conn: &Connection,
     release_id: &str,
     instance_id: &str,
     step: StepName,
 ) -> StoreResult<Option<StepState>> {
-    let state: Option<String> = sqlx::query_scalar(
+    let state: Option<String> = query::optional(
+        conn,
         "SELECT state FROM release_steps WHERE release_id = ? AND instance_id = ? AND step = ?",
-    )
-    .bind(release_id)
-    .bind(instance_id)
-    .bind(step.as_str())
-    .fetch_optional(conn)
-    .await?;
+        params![release_id, instance_id, step.as_str()],
+        |row| row.get(0),
+    )?;
     state
         .map(|state| {
             StepState::parse(&state).ok_or_else(|| {
@@ -113,8 +129,8 @@ async fn state_of(
 /// Begins a step of an existing task. A step that is running begins again (its
 /// agent retried the report): its start moves to `now` and its output is kept.
 /// A finished step is refused with `Conflict`.
-pub(super) async fn begin(
-    conn: &mut SqliteConnection,
+pub(super) fn begin(
+    conn: &Connection,
     release_id: &str,
     instance_id: &str,
     step: StepName,
@@ -123,36 +139,32 @@ pub(super) async fn begin(
     // The usual case in one statement: the task is running and the step new (or
     // running, and restarted). Anything else is sorted out below, where the
     // reads say which refusal applies.
-    let begun = sqlx::query(
+    let begun = query::execute(
+        conn,
         "INSERT INTO release_steps (release_id, instance_id, step, ordinal, state, started_at) \
          SELECT ?1, ?2, ?3, ?4, 'running', ?5 FROM release_tasks \
          WHERE release_id = ?1 AND instance_id = ?2 AND state = 'running' \
          ON CONFLICT (release_id, instance_id, step) DO UPDATE SET started_at = excluded.started_at \
          WHERE release_steps.state = 'running'",
-    )
-    .bind(release_id)
-    .bind(instance_id)
-    .bind(step.as_str())
-    .bind(ordinal(step))
-    .bind(millis(now))
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+        params![
+            release_id,
+            instance_id,
+            step.as_str(),
+            ordinal(step),
+            millis(now)
+        ],
+    )?;
     if begun == 1 {
         return Ok(());
     }
-    match state_of(conn, release_id, instance_id, step).await? {
+    match state_of(conn, release_id, instance_id, step)? {
         Some(StepState::Running) => {
-            sqlx::query(
+            query::execute(
+                conn,
                 "UPDATE release_steps SET started_at = ? \
                  WHERE release_id = ? AND instance_id = ? AND step = ?",
-            )
-            .bind(millis(now))
-            .bind(release_id)
-            .bind(instance_id)
-            .bind(step.as_str())
-            .execute(conn)
-            .await?;
+                params![millis(now), release_id, instance_id, step.as_str()],
+            )?;
             Ok(())
         }
         Some(StepState::Succeeded | StepState::Failed) => Err(StoreError::Conflict(format!(
@@ -160,34 +172,34 @@ pub(super) async fn begin(
             step.as_str()
         ))),
         None => {
-            tasks::require(conn, release_id, instance_id).await?;
+            tasks::require(conn, release_id, instance_id)?;
             // Checked in the same transaction as the insert: the driver may have
             // ended the task (deadline, offline) since the server read it, and a
             // step must not begin on an ended task.
-            let task_state: String = sqlx::query_scalar(
+            let task_state: String = query::one(
+                conn,
                 "SELECT state FROM release_tasks WHERE release_id = ? AND instance_id = ?",
-            )
-            .bind(release_id)
-            .bind(instance_id)
-            .fetch_one(&mut *conn)
-            .await?;
+                params![release_id, instance_id],
+                |row| row.get(0),
+            )?;
             if task_state != "running" {
                 return Err(StoreError::Conflict(format!(
                     "the task is {task_state}; step {} cannot begin",
                     step.as_str()
                 )));
             }
-            sqlx::query(
+            query::execute(
+                conn,
                 "INSERT INTO release_steps (release_id, instance_id, step, ordinal, state, \
                  started_at) VALUES (?, ?, ?, ?, 'running', ?)",
-            )
-            .bind(release_id)
-            .bind(instance_id)
-            .bind(step.as_str())
-            .bind(ordinal(step))
-            .bind(millis(now))
-            .execute(conn)
-            .await?;
+                params![
+                    release_id,
+                    instance_id,
+                    step.as_str(),
+                    ordinal(step),
+                    millis(now)
+                ],
+            )?;
             Ok(())
         }
     }
@@ -196,8 +208,8 @@ pub(super) async fn begin(
 /// Appends output to a running step (anything else is ignored), keeping at most
 /// `keep_bytes` bytes (see [`keep_tail`]). `dropped` (what the agent dropped)
 /// and what is cut here are added to `dropped_bytes`.
-pub(super) async fn append_output(
-    conn: &mut SqliteConnection,
+pub(super) fn append_output(
+    conn: &Connection,
     release_id: &str,
     instance_id: &str,
     step: StepName,
@@ -205,15 +217,13 @@ pub(super) async fn append_output(
     dropped: u64,
     keep_bytes: usize,
 ) -> StoreResult<()> {
-    let current: Option<(String, i64)> = sqlx::query_as(
+    let current: Option<(String, i64)> = query::optional(
+        conn,
         "SELECT output, dropped_bytes FROM release_steps \
          WHERE release_id = ? AND instance_id = ? AND step = ? AND state = 'running'",
-    )
-    .bind(release_id)
-    .bind(instance_id)
-    .bind(step.as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
+        params![release_id, instance_id, step.as_str()],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
     let Some((mut output, already_dropped)) = current else {
         return Ok(());
     };
@@ -223,17 +233,18 @@ pub(super) async fn append_output(
     let total_dropped = already_dropped
         .saturating_add(dropped)
         .saturating_add(u64::try_from(cut).unwrap_or(u64::MAX));
-    sqlx::query(
+    query::execute(
+        conn,
         "UPDATE release_steps SET output = ?, dropped_bytes = ? \
          WHERE release_id = ? AND instance_id = ? AND step = ?",
-    )
-    .bind(output)
-    .bind(stored_count(total_dropped))
-    .bind(release_id)
-    .bind(instance_id)
-    .bind(step.as_str())
-    .execute(conn)
-    .await?;
+        params![
+            output,
+            stored_count(total_dropped),
+            release_id,
+            instance_id,
+            step.as_str()
+        ],
+    )?;
     Ok(())
 }
 
@@ -267,8 +278,8 @@ pub(super) fn keep_tail(text: &mut String, keep: usize) -> usize {
 
 /// Ends a running step; `Ok(false)` if it had ended, `NotFound` if it never began.
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn finish(
-    conn: &mut SqliteConnection,
+pub(super) fn finish(
+    conn: &Connection,
     release_id: &str,
     instance_id: &str,
     step: StepName,
@@ -283,25 +294,25 @@ pub(super) async fn finish(
             step.as_str()
         )));
     }
-    let finished = sqlx::query(
+    let finished = query::execute(
+        conn,
         "UPDATE release_steps SET state = ?, finished_at = ?, exit_code = ?, message = ? \
          WHERE release_id = ? AND instance_id = ? AND step = ? AND state = 'running'",
-    )
-    .bind(state.as_str())
-    .bind(millis(now))
-    .bind(exit_code.map(i64::from))
-    .bind(message)
-    .bind(release_id)
-    .bind(instance_id)
-    .bind(step.as_str())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+        params![
+            state.as_str(),
+            millis(now),
+            exit_code.map(i64::from),
+            message,
+            release_id,
+            instance_id,
+            step.as_str()
+        ],
+    )?;
     if finished == 1 {
         return Ok(true);
     }
     // Not running: ended already (a repeated report changes nothing), or unknown.
-    match state_of(conn, release_id, instance_id, step).await? {
+    match state_of(conn, release_id, instance_id, step)? {
         None => Err(not_found(
             "step",
             &name(release_id, instance_id, step.as_str()),
@@ -312,13 +323,13 @@ pub(super) async fn finish(
 
 /// The steps of a release, optionally of one instance, by instance name and then
 /// in run order.
-pub(super) async fn list(
-    conn: &mut SqliteConnection,
+pub(super) fn list(
+    conn: &Connection,
     release_id: &str,
     instance_id: Option<&str>,
     with_output: bool,
 ) -> StoreResult<Vec<StepRecord>> {
-    releases::require(conn, release_id).await?;
+    releases::require(conn, release_id)?;
     let output = if with_output { "s.output" } else { "''" };
     let sql = format!(
         "SELECT s.release_id, s.instance_id, s.step, s.state, s.started_at, s.finished_at, \
@@ -328,11 +339,7 @@ pub(super) async fn list(
          WHERE s.release_id = ?1 AND (?2 IS NULL OR s.instance_id = ?2) \
          ORDER BY t.instance_name, s.instance_id, s.ordinal"
     );
-    sqlx::query_as::<_, StepRow>(&sql)
-        .bind(release_id)
-        .bind(instance_id)
-        .fetch_all(conn)
-        .await?
+    query::all(conn, &sql, params![release_id, instance_id], StepRow::read)?
         .into_iter()
         .map(StepRecord::try_from)
         .collect()

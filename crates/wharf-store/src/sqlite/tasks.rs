@@ -5,11 +5,11 @@
 //! task as `release/instance`.
 
 use super::convert::{millis, optional_time, unsigned};
-use super::failure::{already_exists, not_found};
-use super::releases;
+use super::failure::{already_exists, is_unique_violation, not_found};
+use super::{query, releases};
 use crate::{BatchSummary, LiveTask, StoreError, StoreResult, TaskRecord, TaskState};
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
+use rusqlite::{params, Connection, Row};
 
 /// The states of a task that has not ended, as an SQL list.
 const OPEN_STATES: &str = "('pending', 'dispatched', 'running')";
@@ -19,7 +19,6 @@ const OPEN_STATES: &str = "('pending', 'dispatched', 'running')";
 const TASK_COLUMNS: &str = "release_id, instance_id, instance_name, batch, state, \
      dispatched_at, started_at, finished_at, deadline_at, image_digest, message";
 
-#[derive(sqlx::FromRow)]
 struct TaskRow {
     release_id: String,
     instance_id: String,
@@ -32,6 +31,25 @@ struct TaskRow {
     deadline_at: Option<i64>,
     image_digest: Option<String>,
     message: Option<String>,
+}
+
+impl TaskRow {
+    /// Reads a row whose first columns are [`TASK_COLUMNS`], in that order.
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(TaskRow {
+            release_id: row.get(0)?,
+            instance_id: row.get(1)?,
+            instance_name: row.get(2)?,
+            batch: row.get(3)?,
+            state: row.get(4)?,
+            dispatched_at: row.get(5)?,
+            started_at: row.get(6)?,
+            finished_at: row.get(7)?,
+            deadline_at: row.get(8)?,
+            image_digest: row.get(9)?,
+            message: row.get(10)?,
+        })
+    }
 }
 
 impl TryFrom<TaskRow> for TaskRecord {
@@ -67,18 +85,13 @@ pub(super) fn name(release_id: &str, instance_id: &str) -> String {
 }
 
 /// Fails with `NotFound` unless the release has a task for the instance.
-pub(super) async fn require(
-    conn: &mut SqliteConnection,
-    release_id: &str,
-    instance_id: &str,
-) -> StoreResult<()> {
-    let exists: bool = sqlx::query_scalar(
+pub(super) fn require(conn: &Connection, release_id: &str, instance_id: &str) -> StoreResult<()> {
+    let exists: bool = query::one(
+        conn,
         "SELECT EXISTS (SELECT 1 FROM release_tasks WHERE release_id = ? AND instance_id = ?)",
-    )
-    .bind(release_id)
-    .bind(instance_id)
-    .fetch_one(conn)
-    .await?;
+        params![release_id, instance_id],
+        |row| row.get(0),
+    )?;
     if exists {
         Ok(())
     } else {
@@ -88,48 +101,44 @@ pub(super) async fn require(
 
 /// Inserts a task of a release being created (by `releases::create`, which has
 /// checked the release).
-pub(super) async fn insert(conn: &mut SqliteConnection, task: &TaskRecord) -> StoreResult<()> {
-    sqlx::query(
+pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> StoreResult<()> {
+    query::execute(
+        conn,
         "INSERT INTO release_tasks (release_id, instance_id, instance_name, batch, state, \
          dispatched_at, started_at, finished_at, deadline_at, image_digest, message) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        params![
+            task.release_id,
+            task.instance_id,
+            task.instance_name,
+            i64::from(task.batch),
+            task.state.as_str(),
+            task.dispatched_at.map(millis),
+            task.started_at.map(millis),
+            task.finished_at.map(millis),
+            task.deadline.map(millis),
+            task.image_digest,
+            task.message,
+        ],
     )
-    .bind(&task.release_id)
-    .bind(&task.instance_id)
-    .bind(&task.instance_name)
-    .bind(i64::from(task.batch))
-    .bind(task.state.as_str())
-    .bind(task.dispatched_at.map(millis))
-    .bind(task.started_at.map(millis))
-    .bind(task.finished_at.map(millis))
-    .bind(task.deadline.map(millis))
-    .bind(&task.image_digest)
-    .bind(&task.message)
-    .execute(conn)
-    .await
-    .map_err(|err| match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
+    .map_err(|err| {
+        if is_unique_violation(&err) {
             already_exists("task", &name(&task.release_id, &task.instance_id))
+        } else {
+            StoreError::Backend(err)
         }
-        _ => StoreError::Backend(err),
     })?;
     Ok(())
 }
 
 /// The tasks of a release, by batch then instance name.
-pub(super) async fn list(
-    conn: &mut SqliteConnection,
-    release_id: &str,
-) -> StoreResult<Vec<TaskRecord>> {
-    releases::require(conn, release_id).await?;
+pub(super) fn list(conn: &Connection, release_id: &str) -> StoreResult<Vec<TaskRecord>> {
+    releases::require(conn, release_id)?;
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM release_tasks WHERE release_id = ? \
          ORDER BY batch, instance_name, instance_id"
     );
-    sqlx::query_as::<_, TaskRow>(&sql)
-        .bind(release_id)
-        .fetch_all(conn)
-        .await?
+    query::all(conn, &sql, [release_id], TaskRow::read)?
         .into_iter()
         .map(TaskRecord::try_from)
         .collect()
@@ -137,22 +146,33 @@ pub(super) async fn list(
 
 /// How each batch of a release stands; answered from the
 /// `release_tasks_by_batch` index alone.
-pub(super) async fn batch_summaries(
-    conn: &mut SqliteConnection,
+pub(super) fn batch_summaries(
+    conn: &Connection,
     release_id: &str,
 ) -> StoreResult<Vec<BatchSummary>> {
-    releases::require(conn, release_id).await?;
+    releases::require(conn, release_id)?;
     type Row = (i64, i64, i64, i64, i64, i64, i64, Option<i64>);
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<Row> = query::all(
+        conn,
         "SELECT batch, \
          SUM(state = 'pending'), SUM(state = 'dispatched'), SUM(state = 'running'), \
          SUM(state = 'succeeded'), SUM(state = 'failed'), SUM(state = 'cancelled'), \
          MAX(finished_at) \
          FROM release_tasks WHERE release_id = ? GROUP BY batch ORDER BY batch",
-    )
-    .bind(release_id)
-    .fetch_all(conn)
-    .await?;
+        [release_id],
+        |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+                row.get(7)?,
+            ))
+        },
+    )?;
     let count = |column: &str, value: i64| -> StoreResult<u32> {
         u32::try_from(value)
             .map_err(|_| StoreError::Corrupt(format!("{column}: {value} is not a count")))
@@ -177,14 +197,9 @@ pub(super) async fn batch_summaries(
 
 /// The release's dispatched and running tasks with their instances' last
 /// heartbeats.
-pub(super) async fn list_live(
-    conn: &mut SqliteConnection,
-    release_id: &str,
-) -> StoreResult<Vec<LiveTask>> {
-    releases::require(conn, release_id).await?;
-    #[derive(sqlx::FromRow)]
+pub(super) fn list_live(conn: &Connection, release_id: &str) -> StoreResult<Vec<LiveTask>> {
+    releases::require(conn, release_id)?;
     struct Row {
-        #[sqlx(flatten)]
         task: TaskRow,
         instance_exists: bool,
         last_heartbeat_at: Option<i64>,
@@ -200,10 +215,15 @@ pub(super) async fn list_live(
          WHERE t.release_id = ? AND t.state IN ('dispatched', 'running') \
          ORDER BY t.batch, t.instance_name, t.instance_id"
     );
-    sqlx::query_as::<_, Row>(&sql)
-        .bind(release_id)
-        .fetch_all(conn)
-        .await?
+    // The task's columns come first, then the instance's two.
+    let read = |row: &rusqlite::Row<'_>| {
+        Ok(Row {
+            task: TaskRow::read(row)?,
+            instance_exists: row.get(11)?,
+            last_heartbeat_at: row.get(12)?,
+        })
+    };
+    query::all(conn, &sql, [release_id], read)?
         .into_iter()
         .map(|row| {
             let heartbeat = optional_time("instances.last_heartbeat_at", row.last_heartbeat_at)?;
@@ -215,35 +235,30 @@ pub(super) async fn list_live(
         .collect()
 }
 
-pub(super) async fn count_open_in_batch(
-    conn: &mut SqliteConnection,
+pub(super) fn count_open_in_batch(
+    conn: &Connection,
     release_id: &str,
     batch: u32,
 ) -> StoreResult<u32> {
-    let count: i64 = sqlx::query_scalar(
+    let count: i64 = query::one(
+        conn,
         "SELECT COUNT(*) FROM release_tasks WHERE release_id = ? AND batch = ? \
          AND state IN ('pending', 'dispatched', 'running')",
-    )
-    .bind(release_id)
-    .bind(i64::from(batch))
-    .fetch_one(conn)
-    .await?;
+        params![release_id, i64::from(batch)],
+        |row| row.get(0),
+    )?;
     Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
-pub(super) async fn fetch(
-    conn: &mut SqliteConnection,
+pub(super) fn fetch(
+    conn: &Connection,
     release_id: &str,
     instance_id: &str,
 ) -> StoreResult<TaskRecord> {
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM release_tasks WHERE release_id = ? AND instance_id = ?"
     );
-    sqlx::query_as::<_, TaskRow>(&sql)
-        .bind(release_id)
-        .bind(instance_id)
-        .fetch_optional(conn)
-        .await?
+    query::optional(conn, &sql, params![release_id, instance_id], TaskRow::read)?
         .ok_or_else(|| not_found("task", &name(release_id, instance_id)))?
         .try_into()
 }
@@ -251,49 +266,43 @@ pub(super) async fn fetch(
 /// Pending -> Dispatched for the tasks of one batch, but only while the release
 /// is running (checked in the same statement). Returns the instance ids
 /// dispatched, in the order of [`list`].
-pub(super) async fn dispatch_batch(
-    conn: &mut SqliteConnection,
+pub(super) fn dispatch_batch(
+    conn: &Connection,
     release_id: &str,
     batch: u32,
     now: DateTime<Utc>,
     deadline: DateTime<Utc>,
 ) -> StoreResult<Vec<String>> {
-    releases::require(conn, release_id).await?;
-    let mut dispatched: Vec<(String, String)> = sqlx::query_as(
+    releases::require(conn, release_id)?;
+    let mut dispatched: Vec<(String, String)> = query::all(
+        conn,
         "UPDATE release_tasks SET state = 'dispatched', dispatched_at = ?1, deadline_at = ?2 \
          WHERE release_id = ?3 AND batch = ?4 AND state = 'pending' \
          AND EXISTS (SELECT 1 FROM releases WHERE id = ?3 AND state = 'running') \
          RETURNING instance_name, instance_id",
-    )
-    .bind(millis(now))
-    .bind(millis(deadline))
-    .bind(release_id)
-    .bind(i64::from(batch))
-    .fetch_all(conn)
-    .await?;
+        params![millis(now), millis(deadline), release_id, i64::from(batch)],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
     dispatched.sort();
     Ok(dispatched.into_iter().map(|(_, id)| id).collect())
 }
 
 /// The release of the instance's oldest dispatched task of a running release.
-pub(super) async fn next_claimable(
-    conn: &mut SqliteConnection,
-    instance_id: &str,
-) -> StoreResult<Option<String>> {
-    Ok(sqlx::query_scalar(
+pub(super) fn next_claimable(conn: &Connection, instance_id: &str) -> StoreResult<Option<String>> {
+    query::optional(
+        conn,
         "SELECT t.release_id FROM release_tasks t JOIN releases r ON r.id = t.release_id \
          WHERE t.instance_id = ? AND t.state = 'dispatched' AND r.state = 'running' \
          ORDER BY t.dispatched_at, r.created_at, t.release_id LIMIT 1",
+        [instance_id],
+        |row| row.get(0),
     )
-    .bind(instance_id)
-    .fetch_optional(conn)
-    .await?)
 }
 
 /// Takes the instance's oldest dispatched task of a running release: it becomes
 /// running, and its `fetch` step is recorded as succeeded.
-pub(super) async fn claim(
-    conn: &mut SqliteConnection,
+pub(super) fn claim(
+    conn: &Connection,
     instance_id: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<Option<TaskRecord>> {
@@ -306,28 +315,21 @@ pub(super) async fn claim(
                         ORDER BY t.dispatched_at, r.created_at, t.release_id LIMIT 1) \
          RETURNING {TASK_COLUMNS}"
     );
-    sqlx::query_as::<_, TaskRow>(&sql)
-        .bind(millis(now))
-        .bind(instance_id)
-        .fetch_optional(conn)
-        .await?
+    query::optional(conn, &sql, params![millis(now), instance_id], TaskRow::read)?
         .map(TaskRecord::try_from)
         .transpose()
 }
 
 /// The instance's running tasks, oldest start first.
-pub(super) async fn list_running_for_instance(
-    conn: &mut SqliteConnection,
+pub(super) fn list_running_for_instance(
+    conn: &Connection,
     instance_id: &str,
 ) -> StoreResult<Vec<TaskRecord>> {
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM release_tasks \
          WHERE instance_id = ? AND state = 'running' ORDER BY started_at, release_id"
     );
-    sqlx::query_as::<_, TaskRow>(&sql)
-        .bind(instance_id)
-        .fetch_all(conn)
-        .await?
+    query::all(conn, &sql, [instance_id], TaskRow::read)?
         .into_iter()
         .map(TaskRecord::try_from)
         .collect()
@@ -337,8 +339,8 @@ pub(super) async fn list_running_for_instance(
 /// instance's membership of the release's group (if it is still a member)
 /// records the release's deployment and the task's digest.
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn finish(
-    conn: &mut SqliteConnection,
+pub(super) fn finish(
+    conn: &Connection,
     release_id: &str,
     instance_id: &str,
     state: TaskState,
@@ -358,74 +360,67 @@ pub(super) async fn finish(
          WHERE release_id = ? AND instance_id = ? AND state IN {OPEN_STATES} \
          RETURNING image_digest"
     );
-    let finished: Option<Option<String>> = sqlx::query_scalar(&sql)
-        .bind(state.as_str())
-        .bind(millis(now))
-        .bind(digest)
-        .bind(message)
-        .bind(release_id)
-        .bind(instance_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let finished: Option<Option<String>> = query::optional(
+        conn,
+        &sql,
+        params![
+            state.as_str(),
+            millis(now),
+            digest,
+            message,
+            release_id,
+            instance_id
+        ],
+        |row| row.get(0),
+    )?;
     let Some(recorded_digest) = finished else {
         // Ended already, or no such task (checked only now: the usual case is one
         // statement).
-        require(conn, release_id, instance_id).await?;
+        require(conn, release_id, instance_id)?;
         return Ok(false);
     };
     if state == TaskState::Succeeded {
-        sqlx::query(
+        query::execute(
+            conn,
             "UPDATE group_members SET deployment = r.deployment, image_digest = ?1 \
              FROM releases r \
              WHERE r.id = ?2 AND r.kind <> 'exec' AND group_members.app = r.app \
              AND group_members.group_name = r.group_name AND group_members.instance_id = ?3",
-        )
-        .bind(recorded_digest)
-        .bind(release_id)
-        .bind(instance_id)
-        .execute(conn)
-        .await?;
+            params![recorded_digest, release_id, instance_id],
+        )?;
     }
     Ok(true)
 }
 
 /// Pending and dispatched tasks of a release -> cancelled; returns how many.
-pub(super) async fn cancel_unstarted(
-    conn: &mut SqliteConnection,
+pub(super) fn cancel_unstarted(
+    conn: &Connection,
     release_id: &str,
     message: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<u64> {
-    releases::require(conn, release_id).await?;
-    let cancelled = sqlx::query(
+    releases::require(conn, release_id)?;
+    let cancelled = query::execute(
+        conn,
         "UPDATE release_tasks SET state = 'cancelled', finished_at = ?, message = ? \
          WHERE release_id = ? AND state IN ('pending', 'dispatched')",
-    )
-    .bind(millis(now))
-    .bind(message)
-    .bind(release_id)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(cancelled)
+        params![millis(now), message, release_id],
+    )?;
+    Ok(cancelled as u64)
 }
 
 /// Records the digest the pull step reported.
-pub(super) async fn set_digest(
-    conn: &mut SqliteConnection,
+pub(super) fn set_digest(
+    conn: &Connection,
     release_id: &str,
     instance_id: &str,
     digest: &str,
 ) -> StoreResult<()> {
-    let updated = sqlx::query(
+    let updated = query::execute(
+        conn,
         "UPDATE release_tasks SET image_digest = ? WHERE release_id = ? AND instance_id = ?",
-    )
-    .bind(digest)
-    .bind(release_id)
-    .bind(instance_id)
-    .execute(conn)
-    .await?
-    .rows_affected();
+        params![digest, release_id, instance_id],
+    )?;
     if updated == 0 {
         return Err(not_found("task", &name(release_id, instance_id)));
     }

@@ -3,15 +3,27 @@
 
 use super::convert::{millis, time, unsigned};
 use super::failure::{insert_failed, not_found};
+use super::query;
 use crate::{ApiTokenRecord, RegistrationTokenRecord, StoreResult};
-use sqlx::SqliteConnection;
+use rusqlite::{params, Connection, Row};
 
-#[derive(sqlx::FromRow)]
 struct ApiTokenRow {
     id: String,
     hash: String,
     role: String,
     created_at: i64,
+}
+
+impl ApiTokenRow {
+    /// Reads a row of `id, hash, role, created_at`.
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(ApiTokenRow {
+            id: row.get(0)?,
+            hash: row.get(1)?,
+            role: row.get(2)?,
+            created_at: row.get(3)?,
+        })
+    }
 }
 
 impl TryFrom<ApiTokenRow> for ApiTokenRecord {
@@ -27,44 +39,35 @@ impl TryFrom<ApiTokenRow> for ApiTokenRecord {
     }
 }
 
-pub(super) async fn api_create(
-    conn: &mut SqliteConnection,
-    token: &ApiTokenRecord,
-) -> StoreResult<()> {
-    sqlx::query("INSERT INTO api_tokens (id, hash, role, created_at) VALUES (?, ?, ?, ?)")
-        .bind(&token.id)
-        .bind(&token.hash)
-        .bind(&token.role)
-        .bind(millis(token.created_at))
-        .execute(conn)
-        .await
-        .map_err(|err| insert_failed(err, "api token", &token.id))?;
+pub(super) fn api_create(conn: &Connection, token: &ApiTokenRecord) -> StoreResult<()> {
+    query::execute(
+        conn,
+        "INSERT INTO api_tokens (id, hash, role, created_at) VALUES (?, ?, ?, ?)",
+        params![token.id, token.hash, token.role, millis(token.created_at)],
+    )
+    .map_err(|err| insert_failed(err, "api token", &token.id))?;
     Ok(())
 }
 
-pub(super) async fn api_by_hash(
-    conn: &mut SqliteConnection,
-    hash: &str,
-) -> StoreResult<Option<ApiTokenRecord>> {
-    sqlx::query_as::<_, ApiTokenRow>(
+pub(super) fn api_by_hash(conn: &Connection, hash: &str) -> StoreResult<Option<ApiTokenRecord>> {
+    query::optional(
+        conn,
         "SELECT id, hash, role, created_at FROM api_tokens WHERE hash = ?",
-    )
-    .bind(hash)
-    .fetch_optional(conn)
-    .await?
+        [hash],
+        ApiTokenRow::read,
+    )?
     .map(ApiTokenRecord::try_from)
     .transpose()
 }
 
-pub(super) async fn api_count(conn: &mut SqliteConnection) -> StoreResult<u64> {
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens")
-        .fetch_one(conn)
-        .await?;
+pub(super) fn api_count(conn: &Connection) -> StoreResult<u64> {
+    let count: i64 = query::one(conn, "SELECT COUNT(*) FROM api_tokens", [], |row| {
+        row.get(0)
+    })?;
     unsigned("COUNT(api_tokens)", count)
 }
 
 /// A registration token as stored. `instances::register` reads it too.
-#[derive(sqlx::FromRow)]
 pub(super) struct RegistrationTokenRow {
     pub(super) id: String,
     pub(super) hash: String,
@@ -72,6 +75,20 @@ pub(super) struct RegistrationTokenRow {
     pub(super) expires_at: i64,
     pub(super) uses: i64,
     pub(super) uses_left: i64,
+}
+
+impl RegistrationTokenRow {
+    /// Reads a row of [`REGISTRATION_TOKEN_COLUMNS`], in their order.
+    pub(super) fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(RegistrationTokenRow {
+            id: row.get(0)?,
+            hash: row.get(1)?,
+            created_at: row.get(2)?,
+            expires_at: row.get(3)?,
+            uses: row.get(4)?,
+            uses_left: row.get(5)?,
+        })
+    }
 }
 
 impl TryFrom<RegistrationTokenRow> for RegistrationTokenRecord {
@@ -92,46 +109,39 @@ impl TryFrom<RegistrationTokenRow> for RegistrationTokenRecord {
 pub(super) const REGISTRATION_TOKEN_COLUMNS: &str =
     "id, hash, created_at, expires_at, uses, uses_left";
 
-pub(super) async fn registration_create(
-    conn: &mut SqliteConnection,
+pub(super) fn registration_create(
+    conn: &Connection,
     token: &RegistrationTokenRecord,
 ) -> StoreResult<()> {
-    sqlx::query(
+    query::execute(
+        conn,
         "INSERT INTO registration_tokens (id, hash, created_at, expires_at, uses, uses_left) \
          VALUES (?, ?, ?, ?, ?, ?)",
+        params![
+            token.id,
+            token.hash,
+            millis(token.created_at),
+            millis(token.expires_at),
+            i64::from(token.uses),
+            i64::from(token.uses_left),
+        ],
     )
-    .bind(&token.id)
-    .bind(&token.hash)
-    .bind(millis(token.created_at))
-    .bind(millis(token.expires_at))
-    .bind(i64::from(token.uses))
-    .bind(i64::from(token.uses_left))
-    .execute(conn)
-    .await
     .map_err(|err| insert_failed(err, "registration token", &token.id))?;
     Ok(())
 }
 
-pub(super) async fn registration_list(
-    conn: &mut SqliteConnection,
-) -> StoreResult<Vec<RegistrationTokenRecord>> {
+pub(super) fn registration_list(conn: &Connection) -> StoreResult<Vec<RegistrationTokenRecord>> {
     let sql = format!(
         "SELECT {REGISTRATION_TOKEN_COLUMNS} FROM registration_tokens ORDER BY created_at, id"
     );
-    sqlx::query_as::<_, RegistrationTokenRow>(&sql)
-        .fetch_all(conn)
-        .await?
+    query::all(conn, &sql, [], RegistrationTokenRow::read)?
         .into_iter()
         .map(RegistrationTokenRecord::try_from)
         .collect()
 }
 
-pub(super) async fn registration_delete(conn: &mut SqliteConnection, id: &str) -> StoreResult<()> {
-    let deleted = sqlx::query("DELETE FROM registration_tokens WHERE id = ?")
-        .bind(id)
-        .execute(conn)
-        .await?
-        .rows_affected();
+pub(super) fn registration_delete(conn: &Connection, id: &str) -> StoreResult<()> {
+    let deleted = query::execute(conn, "DELETE FROM registration_tokens WHERE id = ?", [id])?;
     if deleted == 0 {
         return Err(not_found("registration token", id));
     }
