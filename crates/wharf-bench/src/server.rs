@@ -66,7 +66,7 @@ pub struct Api {
 }
 
 impl Api {
-    fn new(url: String, token: String) -> anyhow::Result<Api> {
+    pub fn new(url: String, token: String) -> anyhow::Result<Api> {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()

@@ -150,8 +150,26 @@ pub async fn run(
         .await?;
     let id = release["id"].as_str().context("release id")?.to_owned();
     let cpu_before = proc::cpu_secs(pid)?;
-    let probe = tokio::spawn(probe_api(api.clone(), id.clone()));
-    let (api_latencies, seen_done_at) = probe.await.context("the API probe panicked")??;
+    // The probe stands for an operator's `wharf release show` from elsewhere: it
+    // runs on a thread and runtime of its own, with its own client, so that its
+    // reads do not queue behind the swarm's 20,000 tasks in this process.
+    let probe = {
+        let (url, token, id) = (api.url.clone(), api.token.clone(), id.clone());
+        std::thread::spawn(move || -> anyhow::Result<(Vec<f64>, Instant)> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("the probe's runtime")?;
+            runtime.block_on(async move {
+                let api = crate::server::Api::new(url, token)?;
+                probe_api(api, id).await
+            })
+        })
+    };
+    let (api_latencies, seen_done_at) = tokio::task::spawn_blocking(move || probe.join())
+        .await
+        .context("waiting for the API probe")?
+        .map_err(|_| anyhow::anyhow!("the API probe panicked"))??;
     let observed_ms = seen_done_at.duration_since(created_at).as_secs_f64() * 1000.0;
     let release_cpu = proc::cpu_secs(pid)? - cpu_before;
     let view = api.get(&format!("/api/v1/releases/{id}")).await?;
@@ -200,6 +218,24 @@ pub async fn run(
             .context("a batch with no finished agent")?;
     }
     let mut api_latencies = api_latencies;
+    if std::env::var_os("WHARF_BENCH_DEBUG").is_some() {
+        let per_batch: Vec<String> = dispatch
+            .chunks(agents.div_ceil(BATCHES).max(1))
+            .map(|c| {
+                let mut c = c.to_vec();
+                format!(
+                    "{:.0}/{:.0}",
+                    median(&mut c.clone()),
+                    quantile(&mut c, 0.99)
+                )
+            })
+            .collect();
+        eprintln!("  dispatch p50/p99 by batch: {}", per_batch.join(" "));
+        eprintln!(
+            "  API reads (ms): {:?}",
+            api_latencies.iter().map(|l| *l as u64).collect::<Vec<_>>()
+        );
+    }
     let label = format!("{agents} agents");
     println!(
         "  release: {server_ms:.0} ms (server), {observed_ms:.0} ms (observed); server CPU {release_cpu:.2} s"

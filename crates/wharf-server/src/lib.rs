@@ -125,10 +125,7 @@ pub async fn bind_with(
     Ok(BoundServer {
         listener,
         local_addr,
-        state: AppState {
-            liveness,
-            ..AppState::new(store, secret_box)
-        },
+        state: AppState::with_liveness(store, secret_box, liveness),
         admin_token_path,
         admin_token_created,
     })

@@ -51,8 +51,25 @@ impl Liveness {
     }
 }
 
+/// How long a heartbeat waits for others to share its transaction. Nobody waits
+/// on a heartbeat's answer, and offline detection counts in tens of seconds.
+const HEARTBEAT_LINGER: Duration = Duration::from_millis(50);
+
+/// What every handler and the engine share. Cloned for every request (axum's
+/// `State` extractor), so it is one `Arc`: a clone is one count, not one per
+/// field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub secrets: SecretBox,
     pub metrics: Arc<Metrics>,
@@ -87,13 +104,18 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, secrets: SecretBox) -> Self {
-        Self {
+        Self::with_liveness(store, secrets, Liveness::default())
+    }
+
+    /// With the given heartbeat interval and offline threshold.
+    pub fn with_liveness(store: Arc<dyn Store>, secrets: SecretBox, liveness: Liveness) -> Self {
+        Self(Arc::new(Shared {
             store,
             secrets,
             metrics: Arc::new(Metrics::default()),
             wakeups: Wakeups::default(),
-            liveness: Liveness::default(),
-            heartbeats: Default::default(),
+            liveness,
+            heartbeats: GroupCommit::lingering(HEARTBEAT_LINGER),
             agent_writes: Default::default(),
             claims: Default::default(),
             // More releases than ever run at once.
@@ -101,7 +123,7 @@ impl AppState {
             // More than the agents one server holds.
             agent_credentials: RecentMap::new(Duration::from_secs(10), 200_000),
             release_views: Default::default(),
-        }
+        }))
     }
 }
 

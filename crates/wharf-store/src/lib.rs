@@ -431,10 +431,14 @@ pub async fn agent_write_one_by_one<S: Store + ?Sized>(
             instance_id,
             step,
             now,
-        } => store
-            .step_begin(release_id, instance_id, *step, *now)
-            .await
-            .map(|()| AgentWritten::Recorded),
+        } => {
+            let task = store.task_fetch(release_id, instance_id).await?;
+            refuse_unless_running(task.state, *step, "begin")?;
+            store
+                .step_begin(release_id, instance_id, *step, *now)
+                .await
+                .map(|()| AgentWritten::Recorded)
+        }
         AgentWrite::StepOutput {
             release_id,
             instance_id,
@@ -442,14 +446,17 @@ pub async fn agent_write_one_by_one<S: Store + ?Sized>(
             chunk,
             dropped,
             keep_bytes,
-        } => store
-            .step_append_output(release_id, instance_id, *step, chunk, *dropped, *keep_bytes)
-            .await
-            .map(|()| AgentWritten::Recorded),
+        } => {
+            let task = store.task_fetch(release_id, instance_id).await?;
+            refuse_unless_running(task.state, *step, "take output")?;
+            store
+                .step_append_output(release_id, instance_id, *step, chunk, *dropped, *keep_bytes)
+                .await
+                .map(|()| AgentWritten::Recorded)
+        }
         AgentWrite::StepEnd {
             release_id,
             instance_id,
-            batch,
             step,
             state,
             exit_code,
@@ -459,6 +466,8 @@ pub async fn agent_write_one_by_one<S: Store + ?Sized>(
             now,
         } => {
             refuse_open_task_end(task_end)?;
+            let task = store.task_fetch(release_id, instance_id).await?;
+            refuse_unless_running(task.state, *step, "end")?;
             let changed = store
                 .step_finish(
                     release_id,
@@ -495,7 +504,9 @@ pub async fn agent_write_one_by_one<S: Store + ?Sized>(
                     )
                     .await?;
                 let batch_open = if finished && *task_state == TaskState::Succeeded {
-                    store.task_count_open_in_batch(release_id, *batch).await?
+                    store
+                        .task_count_open_in_batch(release_id, task.batch)
+                        .await?
                 } else {
                     0
                 };
@@ -508,6 +519,20 @@ pub async fn agent_write_one_by_one<S: Store + ?Sized>(
             Ok(ended)
         }
     }
+}
+
+/// Refuses a step write (`verb` says which) to a task that is not running: its
+/// agent has not claimed it, or it has ended (a deadline, an offline spell, a
+/// restart, a cancel).
+pub fn refuse_unless_running(task: TaskState, step: StepName, verb: &str) -> StoreResult<()> {
+    if task == TaskState::Running {
+        return Ok(());
+    }
+    Err(StoreError::Conflict(format!(
+        "the task is {}; step {} cannot {verb}",
+        task.as_str(),
+        step.as_str()
+    )))
 }
 
 /// A step end may end its task only in an end state; checked before anything is

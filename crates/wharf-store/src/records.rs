@@ -268,6 +268,12 @@ pub struct LiveTask {
 /// arrive at the same time (see [`crate::Store::agent_writes`]), each one still
 /// all or nothing on its own.
 #[derive(Debug, Clone)]
+///
+/// The step writes (begin, output, end) are refused, before anything is written,
+/// unless the instance has a task in the release (`NotFound` of kind `task`) and
+/// that task is running (`Conflict`, see [`crate::refuse_unless_running`]): a
+/// late report changes nothing that is already decided. The check is made in the
+/// same transaction as the write, so no end of the task can come in between.
 pub enum AgentWrite {
     /// [`crate::Store::task_claim`].
     Claim {
@@ -293,11 +299,10 @@ pub enum AgentWrite {
     /// [`crate::Store::step_finish`]; if that changed the step, then the pull's
     /// digest ([`crate::Store::task_set_digest`]) and the task's end
     /// ([`crate::Store::task_finish`]) when the report ends the task, and for a
-    /// success how many tasks of `batch` are still open.
+    /// success how many tasks of the task's batch are still open.
     StepEnd {
         release_id: String,
         instance_id: String,
-        batch: u32,
         step: StepName,
         state: StepState,
         exit_code: Option<i32>,

@@ -4019,8 +4019,8 @@ pub mod suite {
         }
     }
 
-    /// A step end of batch 0, with exit code 0 for success and 1 for failure,
-    /// no message, no digest, not ending the task.
+    /// A step end with exit code 0 for success and 1 for failure, no message,
+    /// no digest, not ending the task.
     fn end_write(
         r: &ReleaseRecord,
         instance: &InstanceRecord,
@@ -4031,7 +4031,6 @@ pub mod suite {
         AgentWrite::StepEnd {
             release_id: r.id.clone(),
             instance_id: instance.id.clone(),
-            batch: 0,
             step,
             state,
             exit_code: Some(if state == StepState::Succeeded { 0 } else { 1 }),
@@ -4149,6 +4148,8 @@ pub mod suite {
         let (r, [a, b, c, d]) = agent_fixture(&*store).await;
         agent_fixture(&*single).await;
         let everyone = [a.clone(), b.clone(), c.clone(), d.clone()];
+        let outsider = register(&*store, 5, "web-e").await;
+        register(&*single, 5, "web-e").await;
         let pull = StepName::Pull;
         let calls: Vec<Vec<AgentWrite>> = vec![
             vec![
@@ -4187,7 +4188,8 @@ pub mod suite {
                     TaskState::Succeeded,
                     None,
                 ),
-                // Repeated, with another outcome and a digest: changes nothing.
+                // Repeated, with another outcome and a digest: refused, as the
+                // task has ended, and changes nothing.
                 ending(
                     reporting(
                         end_write(&r, &a, StepName::Start, StepState::Failed, at(260)),
@@ -4197,6 +4199,10 @@ pub mod suite {
                     TaskState::Failed,
                     Some("late"),
                 ),
+                // Output after the end: refused too.
+                output_write(&r, &a, StepName::Start, "late output\n"),
+                // An instance with no task in the release.
+                begin_write(&r, &outsider, StepName::Pull, at(261)),
             ],
             vec![
                 claim_write(&d, at(300)),
@@ -4262,13 +4268,32 @@ pub mod suite {
                 Ok(AgentWritten::Recorded),
                 Ok(AgentWritten::Recorded),
                 ended(true, true, 1),
-                ended(false, false, 0),
+                Err(format!(
+                    "{:?}",
+                    StoreError::Conflict("the task is succeeded; step start cannot end".into())
+                )),
+                Err(format!(
+                    "{:?}",
+                    StoreError::Conflict(
+                        "the task is succeeded; step start cannot take output".into()
+                    )
+                )),
+                Err(format!(
+                    "{:?}",
+                    StoreError::NotFound {
+                        kind: "task",
+                        name: format!("{}/{}", r.id, outsider.id),
+                    }
+                )),
             ],
             vec![
                 claimed(&d, at(300)),
                 Ok(AgentWritten::Recorded),
                 ended(true, true, 0),
-                ended(false, false, 0),
+                Err(format!(
+                    "{:?}",
+                    StoreError::Conflict("the task is succeeded; step start cannot end".into())
+                )),
             ],
         ];
 

@@ -275,21 +275,6 @@ pub async fn event(
     ApiPath(release_id): ApiPath<String>,
     ApiJson(event): ApiJson<StepEvent>,
 ) -> ApiResult<Json<StepEventAck>> {
-    let task = match state.store.task_fetch(&release_id, &instance.id).await {
-        Ok(task) => task,
-        Err(StoreError::NotFound { .. }) => {
-            return Err(ApiError::not_found(format!(
-                "release {release_id} has no work for instance {}",
-                instance.id
-            )))
-        }
-        Err(err) => return Err(err.into()),
-    };
-    if task.state != TaskState::Running {
-        // A late report (after a deadline, an offline spell or a restart) changes
-        // nothing that is already decided.
-        return Ok(Json(StepEventAck { proceed: false }));
-    }
     let now = chrono::Utc::now();
     match event {
         StepEvent::Begin { step } => {
@@ -301,16 +286,16 @@ pub async fn event(
                 ));
             }
             let write = AgentWrite::StepBegin {
-                release_id,
-                instance_id: instance.id,
+                release_id: release_id.clone(),
+                instance_id: instance.id.clone(),
                 step,
                 now,
             };
-            match agent_write(&state, &state.agent_writes, write).await? {
-                Ok(_) => {}
-                // The task ended meanwhile, or the step already ran: run no more.
-                Err(StoreError::Conflict(_)) => return Ok(Json(StepEventAck { proceed: false })),
-                Err(err) => return Err(err.into()),
+            if step_written(&state, &release_id, &instance.id, write)
+                .await?
+                .is_none()
+            {
+                return Ok(Json(StepEventAck { proceed: false }));
             }
         }
         StepEvent::Output {
@@ -319,14 +304,19 @@ pub async fn event(
             dropped_bytes,
         } => {
             let write = AgentWrite::StepOutput {
-                release_id,
-                instance_id: instance.id,
+                release_id: release_id.clone(),
+                instance_id: instance.id.clone(),
                 step: parse_step(&step)?,
                 chunk,
                 dropped: dropped_bytes,
                 keep_bytes: STEP_OUTPUT_KEEP_BYTES,
             };
-            agent_write(&state, &state.agent_writes, write).await??;
+            if step_written(&state, &release_id, &instance.id, write)
+                .await?
+                .is_none()
+            {
+                return Ok(Json(StepEventAck { proceed: false }));
+            }
         }
         StepEvent::End {
             step,
@@ -338,7 +328,7 @@ pub async fn event(
             let step = parse_step(&step)?;
             let task_end = task_end(
                 &state,
-                &task,
+                &release_id,
                 step,
                 succeeded,
                 exit_code,
@@ -346,9 +336,8 @@ pub async fn event(
             )
             .await?;
             let write = AgentWrite::StepEnd {
-                release_id,
-                instance_id: instance.id,
-                batch: task.batch,
+                release_id: release_id.clone(),
+                instance_id: instance.id.clone(),
                 step,
                 state: if succeeded {
                     StepState::Succeeded
@@ -361,7 +350,10 @@ pub async fn event(
                 task_end,
                 now,
             };
-            let written = agent_write(&state, &state.agent_writes, write).await??;
+            let written = match step_written(&state, &release_id, &instance.id, write).await? {
+                Some(written) => written,
+                None => return Ok(Json(StepEventAck { proceed: false })),
+            };
             let AgentWritten::StepEnded {
                 task_finished,
                 batch_open,
@@ -371,7 +363,7 @@ pub async fn event(
                 return Err(unexpected(written));
             };
             if task_finished {
-                tracing::info!(release = %task.release_id, instance = %task.instance_id, succeeded, "instance finished");
+                tracing::info!(release = %release_id, instance = %instance.id, succeeded, "instance finished");
                 // A success that leaves other tasks of its batch open changes
                 // nothing the driver decides on, so it is not woken for it: with
                 // thousands of instances a pass per success would dominate the
@@ -389,9 +381,30 @@ pub async fn event(
 
 /// Whether a step's end ends its task, and how: a failed step fails the task; the
 /// last planned step succeeding ends it well.
+/// Stores a step report through the group commit. `None` when the store refused
+/// it as too late (the task is not running: a deadline, an offline spell, a
+/// restart or a cancel ended it; or the step already ran): the agent is told to
+/// run no more, and nothing is written. A release with no task for the
+/// instance is a 404.
+async fn step_written(
+    state: &AppState,
+    release_id: &str,
+    instance_id: &str,
+    write: AgentWrite,
+) -> ApiResult<Option<AgentWritten>> {
+    match agent_write(state, &state.agent_writes, write).await? {
+        Ok(written) => Ok(Some(written)),
+        Err(StoreError::Conflict(_)) => Ok(None),
+        Err(StoreError::NotFound { kind: "task", .. }) => Err(ApiError::not_found(format!(
+            "release {release_id} has no work for instance {instance_id}"
+        ))),
+        Err(err) => Err(err.into()),
+    }
+}
+
 async fn task_end(
     state: &AppState,
-    task: &TaskRecord,
+    release_id: &str,
     step: StepName,
     succeeded: bool,
     exit_code: Option<i32>,
@@ -409,9 +422,7 @@ async fn task_end(
         // An exec has one step after fetch.
         StepName::Exec => true,
         // Every plan ends with start or verify, so no other step can end a task.
-        StepName::Start | StepName::Verify => {
-            last_planned_step(state, &task.release_id).await? == step
-        }
+        StepName::Start | StepName::Verify => last_planned_step(state, release_id).await? == step,
         _ => false,
     };
     Ok(last.then_some((TaskState::Succeeded, None)))

@@ -9,6 +9,7 @@
 use super::{steps, tasks};
 use crate::{AgentWrite, AgentWritten, StoreResult, TaskState};
 use rusqlite::Connection;
+use wharf_domain::release::StepName;
 
 /// Writes `writes` in order on `conn`, which is inside a write transaction;
 /// answers each.
@@ -60,8 +61,11 @@ fn write_one(conn: &Connection, write: &AgentWrite) -> StoreResult<AgentWritten>
             instance_id,
             step,
             now,
-        } => steps::begin(conn, release_id, instance_id, *step, *now)
-            .map(|()| AgentWritten::Recorded),
+        } => {
+            running_batch(conn, release_id, instance_id, *step, "begin")?;
+            steps::begin(conn, release_id, instance_id, *step, *now)
+                .map(|()| AgentWritten::Recorded)
+        }
         AgentWrite::StepOutput {
             release_id,
             instance_id,
@@ -69,20 +73,22 @@ fn write_one(conn: &Connection, write: &AgentWrite) -> StoreResult<AgentWritten>
             chunk,
             dropped,
             keep_bytes,
-        } => steps::append_output(
-            conn,
-            release_id,
-            instance_id,
-            *step,
-            chunk,
-            *dropped,
-            *keep_bytes,
-        )
-        .map(|()| AgentWritten::Recorded),
+        } => {
+            running_batch(conn, release_id, instance_id, *step, "take output")?;
+            steps::append_output(
+                conn,
+                release_id,
+                instance_id,
+                *step,
+                chunk,
+                *dropped,
+                *keep_bytes,
+            )
+            .map(|()| AgentWritten::Recorded)
+        }
         AgentWrite::StepEnd {
             release_id,
             instance_id,
-            batch,
             step,
             state,
             exit_code,
@@ -92,6 +98,7 @@ fn write_one(conn: &Connection, write: &AgentWrite) -> StoreResult<AgentWritten>
             now,
         } => {
             crate::refuse_open_task_end(task_end)?;
+            let batch = running_batch(conn, release_id, instance_id, *step, "end")?;
             let changed = steps::finish(
                 conn,
                 release_id,
@@ -129,7 +136,7 @@ fn write_one(conn: &Connection, write: &AgentWrite) -> StoreResult<AgentWritten>
                 *now,
             )?;
             let batch_open = if finished && *task_state == TaskState::Succeeded {
-                tasks::count_open_in_batch(conn, release_id, *batch)?
+                tasks::count_open_in_batch(conn, release_id, batch)?
             } else {
                 0
             };
@@ -140,4 +147,18 @@ fn write_one(conn: &Connection, write: &AgentWrite) -> StoreResult<AgentWritten>
             })
         }
     }
+}
+
+/// The batch of the instance's task in the release, if that task is running;
+/// see [`AgentWrite`] for the refusals.
+fn running_batch(
+    conn: &Connection,
+    release_id: &str,
+    instance_id: &str,
+    step: StepName,
+    verb: &str,
+) -> StoreResult<u32> {
+    let (state, batch) = tasks::state_and_batch(conn, release_id, instance_id)?;
+    crate::refuse_unless_running(state, step, verb)?;
+    Ok(batch)
 }

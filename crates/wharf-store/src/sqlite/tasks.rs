@@ -250,6 +250,29 @@ pub(super) fn count_open_in_batch(
     Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
+/// The state and batch of the instance's task in the release: what a step
+/// report needs to know of it.
+pub(super) fn state_and_batch(
+    conn: &Connection,
+    release_id: &str,
+    instance_id: &str,
+) -> StoreResult<(TaskState, u32)> {
+    let (state, batch): (String, i64) = query::optional(
+        conn,
+        "SELECT state, batch FROM release_tasks WHERE release_id = ? AND instance_id = ?",
+        params![release_id, instance_id],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?
+    .ok_or_else(|| not_found("task", &name(release_id, instance_id)))?;
+    let state = TaskState::parse(&state).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "task {}: {state:?} is not a task state",
+            name(release_id, instance_id)
+        ))
+    })?;
+    Ok((state, unsigned("release_tasks.batch", batch)?))
+}
+
 pub(super) fn fetch(
     conn: &Connection,
     release_id: &str,
