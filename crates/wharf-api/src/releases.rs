@@ -138,6 +138,10 @@ pub struct ReleaseInstance {
     pub name: String,
     /// `pending`, `dispatched`, `running`, `succeeded`, `failed` or `cancelled`.
     pub state: String,
+    /// When the instance's batch started and its work was handed to its agent.
+    #[serde(default)]
+    pub dispatched_at: Option<DateTime<Utc>>,
+    /// When the agent took the work (its fetch step).
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub image_digest: Option<String>,

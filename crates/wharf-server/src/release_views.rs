@@ -66,11 +66,21 @@ pub async fn release_json(state: &AppState, id: &str) -> ApiResult<Bytes> {
 
 /// Builds the view, keeps it if the release is large, and returns its JSON.
 async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
+    let started = Instant::now();
     let view = actions::release_view(state, id).await?;
+    let read = started.elapsed();
     let json = Bytes::from(serde_json::to_vec(&view).map_err(|err| {
         tracing::error!(release = id, error = %err, "a release view could not be encoded");
         ApiError::internal()
     })?);
+    tracing::debug!(
+        release = id,
+        instances = view.counts.total,
+        read_ms = read.as_secs_f64() * 1000.0,
+        total_ms = started.elapsed().as_secs_f64() * 1000.0,
+        bytes = json.len(),
+        "release view built"
+    );
     let mut kept = state.release_views.lock();
     if view.counts.total >= LARGE_RELEASE_INSTANCES {
         if kept.len() >= MAX_KEPT && !kept.contains_key(id) {

@@ -256,6 +256,7 @@ fn release_instance(task: &TaskRecord, steps: &[&StepRecord]) -> api::ReleaseIns
         id: task.instance_id.clone(),
         name: task.instance_name.clone(),
         state: task.state.as_str().to_owned(),
+        dispatched_at: task.dispatched_at,
         started_at: task.started_at,
         finished_at: task.finished_at,
         image_digest: task.image_digest.clone(),

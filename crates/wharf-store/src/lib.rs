@@ -326,6 +326,22 @@ pub trait Store: Send + Sync + 'static {
         instance_id: Option<&str>,
     ) -> StoreResult<Vec<StepRecord>>;
 
+    /// A release with all its tasks and their steps (without output), as a view
+    /// of the whole release needs them: tasks as [`Store::task_list`] orders
+    /// them; steps grouped by instance, in run order within an instance, the
+    /// instances in no particular order. A backend should read all three in one
+    /// snapshot; this default reads them one after the other.
+    async fn release_detail(&self, id: &str) -> StoreResult<ReleaseDetail> {
+        let release = self.release_fetch(id).await?;
+        let tasks = self.task_list(id).await?;
+        let steps = self.step_list_without_output(id, None).await?;
+        Ok(ReleaseDetail {
+            release,
+            tasks,
+            steps,
+        })
+    }
+
     /// A release succeeded: the group's previous deployment becomes what was current
     /// (if different) and its current becomes `deployment`.
     async fn group_set_current_deployment(

@@ -463,3 +463,12 @@ pub struct HookRunRecord {
     /// Why it failed (exit status, timeout, could not start); `None` on success.
     pub error: Option<String>,
 }
+
+/// What [`crate::Store::release_detail`] answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseDetail {
+    pub release: ReleaseRecord,
+    pub tasks: Vec<TaskRecord>,
+    /// Grouped by instance, in run order within an instance.
+    pub steps: Vec<StepRecord>,
+}

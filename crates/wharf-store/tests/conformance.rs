@@ -85,6 +85,7 @@ macro_rules! conformance {
             claimable_says_whether_a_claim_would_find_work,
             a_refused_agent_write_is_undone_alone,
             steps_without_output_are_the_steps_with_their_output_emptied,
+            release_detail_is_the_release_its_tasks_and_their_steps,
         );
         conformance!(@paired $make;
             agent_writes_answer_as_their_single_calls_do,
@@ -4607,6 +4608,81 @@ pub mod suite {
             "release",
             &unknown,
         );
+    }
+
+    pub async fn release_detail_is_the_release_its_tasks_and_their_steps(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, b, c] = shop(&*store).await;
+        let r = release(1, "shop", "prod", "v2");
+        create(&*store, &r, &[(&a, 0), (&b, 0), (&c, 1)]).await;
+        run_batch(&*store, &r.id, 0, &[&a, &b], at(200)).await;
+        // a runs stop before start, the opposite of their names' order.
+        for (instance, step, at_secs) in [
+            (&a, StepName::Prepare, 300),
+            (&a, StepName::Stop, 301),
+            (&a, StepName::Start, 302),
+            (&b, StepName::Pull, 303),
+        ] {
+            store
+                .step_begin(&r.id, &instance.id, step, at(at_secs))
+                .await
+                .unwrap();
+            store
+                .step_append_output(&r.id, &instance.id, step, "out\n", 0, 1024)
+                .await
+                .unwrap();
+        }
+
+        let detail = store.release_detail(&r.id).await.unwrap();
+        assert_eq!(detail.release, store.release_fetch(&r.id).await.unwrap());
+        assert_eq!(detail.tasks, store.task_list(&r.id).await.unwrap());
+        // Each instance's steps together, in run order, without output.
+        let mut seen: Vec<&str> = Vec::new();
+        for step in &detail.steps {
+            if seen.last() != Some(&step.instance_id.as_str()) {
+                assert!(
+                    !seen.contains(&step.instance_id.as_str()),
+                    "the steps of {} are not together",
+                    step.instance_id
+                );
+                seen.push(&step.instance_id);
+            }
+        }
+        for instance in [&a, &b, &c] {
+            let own: Vec<StepRecord> = detail
+                .steps
+                .iter()
+                .filter(|s| s.instance_id == instance.id)
+                .cloned()
+                .collect();
+            assert_eq!(
+                own,
+                store
+                    .step_list_without_output(&r.id, Some(&instance.id))
+                    .await
+                    .unwrap(),
+                "steps of {}",
+                instance.name
+            );
+        }
+        let names: Vec<StepName> = detail
+            .steps
+            .iter()
+            .filter(|s| s.instance_id == a.id)
+            .map(|s| s.step)
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                StepName::Fetch,
+                StepName::Prepare,
+                StepName::Stop,
+                StepName::Start
+            ]
+        );
+        assert_eq!(detail.steps.len(), 4 + 2);
+        let unknown = release_id(99);
+        expect_not_found(store.release_detail(&unknown).await, "release", &unknown);
     }
 }
 

@@ -13,9 +13,11 @@ use wharf_store::ReleaseRecord;
 
 /// A release with its batches, instances and steps.
 pub async fn release_view(state: &AppState, id: &str) -> ApiResult<Release> {
-    let release = state.store.release_fetch(id).await?;
-    let tasks = state.store.task_list(id).await?;
-    let steps = state.store.step_list_without_output(id, None).await?;
+    let wharf_store::ReleaseDetail {
+        release,
+        tasks,
+        steps,
+    } = state.store.release_detail(id).await?;
     // The automatic rollback of a failed release is created right after it fails,
     // so it is among the group's newest releases.
     let rolled_back_by = if release.rollback_on_failure {

@@ -6,7 +6,7 @@
 //! others still commit (a write of a single statement needs none: SQLite undoes a
 //! failed statement by itself).
 
-use super::{steps, tasks};
+use super::{query, steps, tasks};
 use crate::{AgentWrite, AgentWritten, StoreResult, TaskState};
 use rusqlite::Connection;
 use wharf_domain::release::StepName;
@@ -24,12 +24,12 @@ pub(super) fn write_all(
             results.push(write_one(conn, write));
             continue;
         }
-        conn.execute_batch("SAVEPOINT agent_write")?;
+        query::execute(conn, "SAVEPOINT agent_write", [])?;
         let result = write_one(conn, write);
         if result.is_err() {
-            conn.execute_batch("ROLLBACK TO agent_write")?;
+            query::execute(conn, "ROLLBACK TO agent_write", [])?;
         }
-        conn.execute_batch("RELEASE agent_write")?;
+        query::execute(conn, "RELEASE agent_write", [])?;
         results.push(result);
     }
     Ok(results)

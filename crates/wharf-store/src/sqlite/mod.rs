@@ -31,8 +31,8 @@ use crate::ExecRecord;
 use crate::{
     AgentWrite, AgentWritten, ApiTokenRecord, AppRecord, BatchSummary, DeploymentRecord,
     GroupRecord, HeartbeatRecord, InstanceRecord, LiveTask, MemberRecord, MembershipRecord,
-    RegistrationTokenRecord, RegistryRecord, ReleaseRecord, StepRecord, StepState, Store,
-    StoreError, StoreResult, TaskRecord, TaskState,
+    RegistrationTokenRecord, RegistryRecord, ReleaseDetail, ReleaseRecord, StepRecord, StepState,
+    Store, StoreError, StoreResult, TaskRecord, TaskState,
 };
 use crate::{
     HookRunRecord, ScalingActivityRecord, ScalingGroupRecord, ScalingHeldRecord, ScalingJoin,
@@ -495,6 +495,18 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.write(move |tx| releases::resume(tx, &id, continued_through))
             .await
+    }
+
+    async fn release_detail(&self, id: &str) -> StoreResult<ReleaseDetail> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            Ok(ReleaseDetail {
+                release: releases::fetch(conn, &id)?,
+                tasks: tasks::list(conn, &id)?,
+                steps: steps::list_by_instance(conn, &id)?,
+            })
+        })
+        .await
     }
 
     async fn task_list(&self, release_id: &str) -> StoreResult<Vec<TaskRecord>> {

@@ -345,6 +345,31 @@ pub(super) fn list(
         .collect()
 }
 
+/// Every step of a release without its output, grouped by instance and in run
+/// order within an instance. For the view of a whole release (tens of thousands
+/// of steps): the rows come in the primary key's order, so SQLite neither joins
+/// nor sorts, and only each instance's few steps are put in run order here.
+pub(super) fn list_by_instance(
+    conn: &Connection,
+    release_id: &str,
+) -> StoreResult<Vec<StepRecord>> {
+    let mut steps = query::all(
+        conn,
+        "SELECT release_id, instance_id, step, state, started_at, finished_at, \
+         exit_code, '' AS output, dropped_bytes, message \
+         FROM release_steps WHERE release_id = ? ORDER BY release_id, instance_id, step",
+        [release_id],
+        StepRow::read,
+    )?
+    .into_iter()
+    .map(StepRecord::try_from)
+    .collect::<StoreResult<Vec<StepRecord>>>()?;
+    for instance in steps.chunk_by_mut(|a, b| a.instance_id == b.instance_id) {
+        instance.sort_by_key(|s| ordinal(s.step));
+    }
+    Ok(steps)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1349,6 +1349,7 @@ mod tests {
             id: format!("i-{name}"),
             name: name.into(),
             state: state.into(),
+            dispatched_at: steps.first().map(|s| s.started_at),
             started_at: steps.first().map(|s| s.started_at),
             finished_at: if matches!(state, "succeeded" | "failed") {
                 steps.last().and_then(|s| s.finished_at)
