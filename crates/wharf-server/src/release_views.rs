@@ -7,8 +7,11 @@
 //! still served while a new one is built in the background (one build at a time per
 //! release). A change of the release's own state (running, paused, succeeded, …) is
 //! always seen at once: each read checks the release's row, and a copy of another
-//! state is rebuilt before answering. So only per-instance progress can lag, by about
-//! a second, and only on large releases; smaller ones are built on every read.
+//! state is never served. The driver starts the new build as it changes the state,
+//! and reads that find the state changed wait for that build (one build at a time,
+//! for all releases) instead of starting their own. So only per-instance progress
+//! can lag, by about a second, and only on large releases; smaller ones are built
+//! on every read.
 
 use crate::engine::actions;
 use crate::error::{ApiError, ApiResult};
@@ -36,11 +39,16 @@ struct Kept {
 
 /// The kept views, by release id.
 #[derive(Clone, Default)]
-pub struct ReleaseViews(Arc<Mutex<HashMap<String, Kept>>>);
+pub struct ReleaseViews {
+    kept: Arc<Mutex<HashMap<String, Kept>>>,
+    /// Held while a view of a large release is built: reads that need a new view
+    /// wait for the build under way and then use it, instead of each building one.
+    building: Arc<tokio::sync::Mutex<()>>,
+}
 
 impl ReleaseViews {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -52,16 +60,48 @@ pub async fn release_json(state: &AppState, id: &str) -> ApiResult<Bytes> {
         .lock()
         .get(id)
         .map(|k| (k.state.clone(), k.json.clone(), k.built_at.elapsed()));
-    if let Some((kept_state, json, age)) = kept {
-        let record = state.store.release_fetch(id).await?;
-        if record.state.as_str() == kept_state {
-            if age >= REFRESH_AFTER {
-                refresh_in_background(state, id);
-            }
-            return Ok(json);
+    let Some((kept_state, json, age)) = kept else {
+        return build(state, id).await;
+    };
+    let record = state.store.release_fetch(id).await?;
+    if record.state.as_str() == kept_state {
+        if age >= REFRESH_AFTER {
+            refresh_in_background(state, id);
         }
+        return Ok(json);
     }
-    build(state, id).await
+    // The release's state changed since the copy was built. The driver starts a
+    // new build as it changes the state (`release_changed`), so wait for the
+    // build under way, if any, and use what it kept when it matches.
+    let _building = state.release_views.building.lock().await;
+    let kept = state
+        .release_views
+        .lock()
+        .get(id)
+        .filter(|k| k.state == record.state.as_str())
+        .map(|k| k.json.clone());
+    match kept {
+        Some(json) => Ok(json),
+        None => build(state, id).await,
+    }
+}
+
+/// The driver changed a release's state: a kept view of it is rebuilt at once,
+/// so that the reads that follow find the new state ready rather than each
+/// waiting for a build of their own.
+pub fn release_changed(state: &AppState, id: &str) {
+    if !state.release_views.lock().contains_key(id) {
+        return;
+    }
+    let state = state.clone();
+    let id = id.to_owned();
+    tokio::spawn(async move {
+        let _building = state.release_views.building.lock().await;
+        if let Err(err) = build(&state, &id).await {
+            // The next read builds it (or answers the error itself).
+            tracing::warn!(release = %id, error = ?err, "rebuilding a kept release view failed");
+        }
+    });
 }
 
 /// Builds the view, keeps it if the release is large, and returns its JSON.
@@ -112,6 +152,7 @@ fn refresh_in_background(state: &AppState, id: &str) {
     let state = state.clone();
     let id = id.to_owned();
     tokio::spawn(async move {
+        let _building = state.release_views.building.lock().await;
         if let Err(err) = build(&state, &id).await {
             // The next read tries again (or answers the error itself).
             tracing::warn!(release = %id, error = ?err, "refreshing a kept release view failed");

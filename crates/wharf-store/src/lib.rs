@@ -256,6 +256,16 @@ pub trait Store: Send + Sync + 'static {
         &self,
         instance_id: &str,
     ) -> StoreResult<Vec<TaskRecord>>;
+    /// What an agent's poll looks at first, in one read: the instance's running
+    /// tasks ([`Store::task_list_running_for_instance`]) and whether it has a
+    /// task to claim ([`Store::task_claimable`]). A backend should answer both in
+    /// one snapshot; this default asks one after the other.
+    async fn task_poll_look(&self, instance_id: &str) -> StoreResult<PollLook> {
+        Ok(PollLook {
+            running: self.task_list_running_for_instance(instance_id).await?,
+            claimable: self.task_claimable(instance_id).await?,
+        })
+    }
     async fn task_fetch(&self, release_id: &str, instance_id: &str) -> StoreResult<TaskRecord>;
     /// Ends a task that is not terminal; returns whether it changed. On success also
     /// records deployment and digest on the instance's group membership (if it is

@@ -472,3 +472,12 @@ pub struct ReleaseDetail {
     /// Grouped by instance, in run order within an instance.
     pub steps: Vec<StepRecord>,
 }
+
+/// What [`crate::Store::task_poll_look`] answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollLook {
+    /// The instance's running tasks: an agent that polls while it has one restarted.
+    pub running: Vec<TaskRecord>,
+    /// Whether a task waits for the instance to claim it.
+    pub claimable: bool,
+}

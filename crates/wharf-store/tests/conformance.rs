@@ -86,6 +86,7 @@ macro_rules! conformance {
             a_refused_agent_write_is_undone_alone,
             steps_without_output_are_the_steps_with_their_output_emptied,
             release_detail_is_the_release_its_tasks_and_their_steps,
+            a_poll_look_is_the_running_tasks_and_whether_work_waits,
         );
         conformance!(@paired $make;
             agent_writes_answer_as_their_single_calls_do,
@@ -4683,6 +4684,41 @@ pub mod suite {
         assert_eq!(detail.steps.len(), 4 + 2);
         let unknown = release_id(99);
         expect_not_found(store.release_detail(&unknown).await, "release", &unknown);
+    }
+
+    pub async fn a_poll_look_is_the_running_tasks_and_whether_work_waits(backend: &dyn Backend) {
+        let store = backend.open().await;
+        // a, b and d dispatched in batch 0; c pending in batch 1.
+        let (r, [a, b, c, d]) = agent_fixture(&*store).await;
+        let claimed = store.task_claim(&a.id, at(210)).await.unwrap().unwrap();
+        let outsider = register(&*store, 5, "web-e").await;
+        for (instance, running, claimable) in [
+            (&a, vec![claimed.clone()], false),
+            (&b, vec![], true),
+            (&c, vec![], false),
+            (&d, vec![], true),
+            (&outsider, vec![], false),
+        ] {
+            let look = store.task_poll_look(&instance.id).await.unwrap();
+            assert_eq!(
+                look,
+                PollLook { running, claimable },
+                "the look of {}",
+                instance.name
+            );
+            assert_eq!(
+                look.running,
+                store
+                    .task_list_running_for_instance(&instance.id)
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(
+                look.claimable,
+                store.task_claimable(&instance.id).await.unwrap()
+            );
+        }
+        assert_eq!(claimed.release_id, r.id);
     }
 }
 

@@ -43,15 +43,23 @@ pub async fn poll(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<WorkQuery>,
 ) -> ApiResult<Response> {
-    fail_abandoned_tasks(&state, &instance.id).await?;
     let wait = Duration::from_secs(query.wait_secs.unwrap_or(25).min(MAX_WAIT_SECS));
     let deadline = tokio::time::Instant::now() + wait;
     let wake = state.wakeups.agent(&instance.id);
-    // Most polls find no work, so the first look is a read; after a wake-up (the
-    // driver dispatched to this instance) the claim goes straight to the writer.
-    let mut woken = false;
+    // Most polls find no work, so the first look is one read (which also finds
+    // tasks the agent abandoned); only work that is there goes to the writer, and
+    // after a wake-up (the driver dispatched to this instance) the claim goes
+    // straight to it.
+    let look = state.store.task_poll_look(&instance.id).await?;
+    fail_abandoned_tasks(&state, &instance.id, look.running).await?;
+    let mut claim_now = look.claimable;
     loop {
-        if let Some(task) = claim(&state, &instance.id, !woken).await? {
+        let claimed = if claim_now {
+            claim(&state, &instance.id).await?
+        } else {
+            None
+        };
+        if let Some(task) = claimed {
             // The driver is not woken: a claimed task changes nothing it decides on
             // (the batch was under way once dispatched), and with thousands of agents
             // a pass per claim would be a pass over every task per claim.
@@ -62,7 +70,7 @@ pub async fn poll(
             return Ok(Json(work).into_response());
         }
         tokio::select! {
-            _ = wake.notified() => woken = true,
+            _ = wake.notified() => claim_now = true,
             _ = tokio::time::sleep_until(deadline) => return Ok(StatusCode::NO_CONTENT.into_response()),
             _ = state.wakeups.shutting_down() => return Ok(StatusCode::NO_CONTENT.into_response()),
         }
@@ -70,16 +78,8 @@ pub async fn poll(
 }
 
 /// Claims the instance's next task, if it has one, together with other agents'
-/// claims. With `look_first`, a read looks first and only work that is there goes
-/// to the writer.
-async fn claim(
-    state: &AppState,
-    instance_id: &str,
-    look_first: bool,
-) -> ApiResult<Option<TaskRecord>> {
-    if look_first && !state.store.task_claimable(instance_id).await? {
-        return Ok(None);
-    }
+/// claims.
+async fn claim(state: &AppState, instance_id: &str) -> ApiResult<Option<TaskRecord>> {
     let write = AgentWrite::Claim {
         instance_id: instance_id.to_owned(),
         now: chrono::Utc::now(),
@@ -116,13 +116,13 @@ fn unexpected(answer: AgentWritten) -> ApiError {
 /// An agent runs one task at a time and polls only between tasks, so a task still
 /// running when its agent polls was abandoned: the agent restarted, or never got the
 /// answer that carried the task. It fails, with the step it stopped in.
-async fn fail_abandoned_tasks(state: &AppState, instance_id: &str) -> ApiResult<()> {
+async fn fail_abandoned_tasks(
+    state: &AppState,
+    instance_id: &str,
+    running: Vec<TaskRecord>,
+) -> ApiResult<()> {
     let now = chrono::Utc::now();
-    for task in state
-        .store
-        .task_list_running_for_instance(instance_id)
-        .await?
-    {
+    for task in running {
         let steps = state
             .store
             .step_list_without_output(&task.release_id, Some(instance_id))

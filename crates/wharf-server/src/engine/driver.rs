@@ -80,6 +80,7 @@ async fn reconcile(
                 )
                 .await?;
             tracing::info!(release = %release.id, "release running");
+            crate::release_views::release_changed(state, &release.id);
             state.wakeups.wake_driver();
             Ok(())
         }
@@ -131,6 +132,7 @@ async fn drive_running(
             .await?
         {
             tracing::info!(release = %release.id, after_batch = batch, "release paused; waiting for continue");
+            crate::release_views::release_changed(state, &release.id);
         }
         return Ok(());
     }
@@ -287,6 +289,7 @@ async fn succeed_release(
         .await?
     {
         tracing::info!(release = %release.id, "release succeeded");
+        crate::release_views::release_changed(state, &release.id);
     }
     Ok(())
 }
@@ -331,6 +334,7 @@ async fn fail_release(
         return Ok(());
     }
     tracing::warn!(release = %release.id, message, "release failed");
+    crate::release_views::release_changed(state, &release.id);
     if let Some((rollback, _)) = rollback {
         tracing::info!(release = %release.id, rollback = %rollback.id, "automatic rollback started");
         state.wakeups.wake_driver();

@@ -31,8 +31,8 @@ use crate::ExecRecord;
 use crate::{
     AgentWrite, AgentWritten, ApiTokenRecord, AppRecord, BatchSummary, DeploymentRecord,
     GroupRecord, HeartbeatRecord, InstanceRecord, LiveTask, MemberRecord, MembershipRecord,
-    RegistrationTokenRecord, RegistryRecord, ReleaseDetail, ReleaseRecord, StepRecord, StepState,
-    Store, StoreError, StoreResult, TaskRecord, TaskState,
+    PollLook, RegistrationTokenRecord, RegistryRecord, ReleaseDetail, ReleaseRecord, StepRecord,
+    StepState, Store, StoreError, StoreResult, TaskRecord, TaskState,
 };
 use crate::{
     HookRunRecord, ScalingActivityRecord, ScalingGroupRecord, ScalingHeldRecord, ScalingJoin,
@@ -504,6 +504,17 @@ impl Store for SqliteStore {
                 release: releases::fetch(conn, &id)?,
                 tasks: tasks::list(conn, &id)?,
                 steps: steps::list_by_instance(conn, &id)?,
+            })
+        })
+        .await
+    }
+
+    async fn task_poll_look(&self, instance_id: &str) -> StoreResult<PollLook> {
+        let instance_id = instance_id.to_owned();
+        self.read(move |conn| {
+            Ok(PollLook {
+                running: tasks::list_running_for_instance(conn, &instance_id)?,
+                claimable: tasks::next_claimable(conn, &instance_id)?.is_some(),
             })
         })
         .await
