@@ -74,7 +74,10 @@ impl From<StoreError> for ApiError {
             StoreError::RegistrationRefused(why) => {
                 Self::new(StatusCode::UNAUTHORIZED, "registration_refused", *why)
             }
-            StoreError::Backend(_) | StoreError::Corrupt(_) | StoreError::Closed => {
+            StoreError::Backend(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Closed
+            | StoreError::Panicked => {
                 tracing::error!(error = ?err, "store failure");
                 Self::internal()
             }

@@ -51,8 +51,10 @@ impl Liveness {
     }
 }
 
-/// How long a heartbeat waits for others to share its transaction. Nobody waits
-/// on a heartbeat's answer, and offline detection counts in tens of seconds.
+/// How long a heartbeat waits for others to share its transaction. An agent's
+/// heartbeat runs beside its work and comes every few seconds, so 50 ms more for
+/// its answer changes nothing it does, and offline detection counts in tens of
+/// seconds.
 const HEARTBEAT_LINGER: Duration = Duration::from_millis(50);
 
 /// What every handler and the engine share. Cloned for every request (axum's

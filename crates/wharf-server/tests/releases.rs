@@ -345,6 +345,22 @@ async fn agents_cannot_touch_other_instances_work() {
         .event(&id, json!({"event": "begin", "step": "prepare"}))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // The end of a last step is checked the same way, also for a release that
+    // does not exist (working out whether it ends a task reads the release).
+    for release in [id.as_str(), "r-0000000000000000"] {
+        let (status, body) = agents[1]
+            .event(
+                release,
+                json!({"event": "end", "step": "start", "succeeded": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(
+            body["error"]["message"],
+            format!("release {release} has no work for instance {}", agents[1].id),
+            "{body}"
+        );
+    }
     let work = agents[0].work().await;
     let (status, body) = agents[0]
         .event(&id, json!({"event": "begin", "step": "fetch"}))

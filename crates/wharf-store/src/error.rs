@@ -27,6 +27,9 @@ pub enum StoreError {
     /// thread.
     #[error("the store is closed")]
     Closed,
+    /// A store call panicked (a bug); the store goes on with the next call.
+    #[error("a database call failed unexpectedly")]
+    Panicked,
     #[error("the database failed")]
     Backend(#[source] rusqlite::Error),
     #[error("stored data is corrupt: {0}")]

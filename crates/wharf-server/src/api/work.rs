@@ -326,7 +326,7 @@ pub async fn event(
             image_digest,
         } => {
             let step = parse_step(&step)?;
-            let task_end = task_end(
+            let task_end = match task_end(
                 &state,
                 &release_id,
                 step,
@@ -334,7 +334,13 @@ pub async fn event(
                 exit_code,
                 message.as_deref(),
             )
-            .await?;
+            .await
+            {
+                Ok(task_end) => task_end,
+                Err(err) => {
+                    return refused_before_write(&state, &release_id, &instance.id, err).await
+                }
+            };
             let write = AgentWrite::StepEnd {
                 release_id: release_id.clone(),
                 instance_id: instance.id.clone(),
@@ -395,11 +401,32 @@ async fn step_written(
     match agent_write(state, &state.agent_writes, write).await? {
         Ok(written) => Ok(Some(written)),
         Err(StoreError::Conflict(_)) => Ok(None),
-        Err(StoreError::NotFound { kind: "task", .. }) => Err(ApiError::not_found(format!(
-            "release {release_id} has no work for instance {instance_id}"
-        ))),
+        Err(StoreError::NotFound { kind: "task", .. }) => Err(no_work(release_id, instance_id)),
         Err(err) => Err(err.into()),
     }
+}
+
+/// The answer to a step end that failed before its write (working out whether it
+/// ends the task reads the release's work): a report that names no task of the
+/// instance, or comes after its task ended, answers as such reports always do;
+/// only a report on a running task gets the failure.
+async fn refused_before_write(
+    state: &AppState,
+    release_id: &str,
+    instance_id: &str,
+    err: ApiError,
+) -> ApiResult<Json<StepEventAck>> {
+    match state.store.task_fetch(release_id, instance_id).await {
+        Err(StoreError::NotFound { .. }) => Err(no_work(release_id, instance_id)),
+        Ok(task) if task.state != TaskState::Running => Ok(Json(StepEventAck { proceed: false })),
+        _ => Err(err),
+    }
+}
+
+fn no_work(release_id: &str, instance_id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "release {release_id} has no work for instance {instance_id}"
+    ))
 }
 
 async fn task_end(

@@ -72,9 +72,24 @@ pub(super) fn run(conn: &mut Connection) -> StoreResult<()> {
             execution_time BIGINT NOT NULL
         )",
     )?;
+    // A database that a newer Wharf migrated further than this one knows is not
+    // opened: this version would write rows its schema does not expect.
+    let newest: Option<i64> =
+        conn.query_row("SELECT MAX(version) FROM _sqlx_migrations", [], |row| {
+            row.get(0)
+        })?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if let Some(newest) = newest.filter(|newest| *newest > known) {
+        return Err(StoreError::Corrupt(format!(
+            "the database was migrated by a newer Wharf (migration {newest}; this version knows up to {known})"
+        )));
+    }
     for migration in MIGRATIONS {
         let checksum = Sha384::digest(migration.sql.as_bytes()).to_vec();
-        let applied: Option<(bool, Vec<u8>)> = conn
+        // Looked at inside the write transaction, so that of two processes opening
+        // a new database at once, the second finds the first one's work done.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let applied: Option<(bool, Vec<u8>)> = tx
             .query_row(
                 "SELECT success, checksum FROM _sqlx_migrations WHERE version = ?",
                 [migration.version],
@@ -98,7 +113,6 @@ pub(super) fn run(conn: &mut Connection) -> StoreResult<()> {
             None => {}
         }
         let started = Instant::now();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(migration.sql)?;
         tx.execute(
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
@@ -167,5 +181,23 @@ mod tests {
         )
         .expect("tamper");
         assert!(matches!(run(&mut conn), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_database_of_a_newer_wharf_is_not_opened() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database");
+        conn.execute_batch("PRAGMA foreign_keys = ON")
+            .expect("pragma");
+        run(&mut conn).expect("first run");
+        conn.execute(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'from the future', TRUE, x'00', 0)",
+            [],
+        )
+        .expect("a newer migration");
+        match run(&mut conn) {
+            Err(StoreError::Corrupt(why)) => assert!(why.contains("newer Wharf"), "{why}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 }

@@ -45,11 +45,14 @@ impl Workers {
                 .name(name.to_owned())
                 .spawn(move || {
                     while let Ok(Job::Call(call)) = jobs.recv() {
-                        // A panic in a call must not take the connection's thread
-                        // with it: the caller sees its answer dropped (an error),
-                        // and the next call runs as usual. A transaction the
-                        // panicking call left open is rolled back by its drop.
-                        let _ = catch_unwind(AssertUnwindSafe(|| call(&mut conn)));
+                        call(&mut conn);
+                        // Every call ends its transaction (rusqlite rolls one back
+                        // when it is dropped, even by a panic); should one ever be
+                        // left open, it is rolled back here rather than making every
+                        // later `BEGIN` on this connection fail.
+                        if !conn.is_autocommit() {
+                            let _ = conn.execute_batch("ROLLBACK");
+                        }
                     }
                 })
                 .map_err(|err| {
@@ -75,9 +78,13 @@ impl Workers {
         }
         let (answer, answered) = oneshot::channel();
         let job = Job::Call(Box::new(move |conn: &mut Connection| {
-            // The caller may have gone (its request was dropped); the work is done
-            // either way, as a write must be.
-            let _ = answer.send(call(conn));
+            // A panic in a call must not take the connection's thread with it: the
+            // caller gets an error, and the next call runs as usual. The caller may
+            // also have gone (its request was dropped); the work is done either
+            // way, as a write must be.
+            let answered =
+                catch_unwind(AssertUnwindSafe(|| call(conn))).unwrap_or(Err(StoreError::Panicked));
+            let _ = answer.send(answered);
         }));
         self.queue.send(job).map_err(|_| closed())?;
         answered.await.map_err(|_| closed())?
@@ -114,4 +121,56 @@ impl Drop for Workers {
 
 fn closed() -> StoreError {
     StoreError::Closed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workers() -> Workers {
+        let conn = Connection::open_in_memory().expect("an in-memory database");
+        Workers::start("test-db", vec![conn]).expect("a database thread")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_call_is_an_error_and_the_next_call_runs() {
+        let workers = workers();
+        let answer: StoreResult<()> = workers.run(|_| panic!("a bug")).await;
+        assert!(matches!(answer, Err(StoreError::Panicked)), "{answer:?}");
+        let one: i64 = workers
+            .run(|conn| Ok(conn.query_row("SELECT 1", [], |row| row.get(0))?))
+            .await
+            .expect("the next call");
+        assert_eq!(one, 1);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_left_open_is_rolled_back_before_the_next_call() {
+        let workers = workers();
+        workers
+            .run(|conn| {
+                Ok(conn.execute_batch(
+                    "CREATE TABLE t (x INTEGER); BEGIN; INSERT INTO t VALUES (1);",
+                )?)
+            })
+            .await
+            .expect("a call that leaves its transaction open");
+        let rows: i64 = workers
+            .run(|conn| {
+                // Would fail with "cannot start a transaction within a transaction".
+                conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+                Ok(conn.query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))?)
+            })
+            .await
+            .expect("the next call");
+        assert_eq!(rows, 0, "the open transaction's insert was rolled back");
+    }
+
+    #[tokio::test]
+    async fn calls_after_close_are_refused() {
+        let workers = workers();
+        workers.close().await;
+        let answer: StoreResult<()> = workers.run(|_| Ok(())).await;
+        assert!(matches!(answer, Err(StoreError::Closed)), "{answer:?}");
+    }
 }
