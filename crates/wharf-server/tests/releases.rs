@@ -357,7 +357,10 @@ async fn agents_cannot_touch_other_instances_work() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
         assert_eq!(
             body["error"]["message"],
-            format!("release {release} has no work for instance {}", agents[1].id),
+            format!(
+                "release {release} has no work for instance {}",
+                agents[1].id
+            ),
             "{body}"
         );
     }
