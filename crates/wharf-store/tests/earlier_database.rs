@@ -111,3 +111,136 @@ async fn a_database_made_by_the_sqlx_store_opens_and_reads_back() {
     let again = SqliteStore::open(&path).await.expect("opens a second time");
     assert_eq!(again.app_list().await.expect("apps").len(), 2);
 }
+
+/// A database left at migration 3 (before execs rebuilt the release tables in
+/// 0004), with a finished release, two instances and their steps: opening it
+/// applies 0004–0007, and everything reads back as it was written, with a
+/// dispatched task still claimable through the trigger of 0007.
+#[tokio::test]
+async fn a_database_at_migration_3_upgrades_through_the_release_table_rebuild() {
+    use rusqlite::{params, Connection};
+    use sha2::{Digest as _, Sha384};
+    use wharf_domain::release::StepName;
+    use wharf_store::StepState;
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("wharf.db");
+    {
+        let conn = Connection::open(&path).expect("a new database");
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE _sqlx_migrations (
+                version BIGINT PRIMARY KEY, description TEXT NOT NULL,
+                installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+                success BOOLEAN NOT NULL, checksum BLOB NOT NULL,
+                execution_time BIGINT NOT NULL);",
+        )
+        .expect("the migrations table");
+        let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        for (version, file, description) in [
+            (1, "0001_core_resources.sql", "core resources"),
+            (2, "0002_releases.sql", "releases"),
+            (3, "0003_scaling_groups.sql", "scaling groups"),
+        ] {
+            let sql = std::fs::read_to_string(migrations.join(file)).expect("a migration");
+            conn.execute_batch(&sql).expect("applied");
+            conn.execute(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES (?, ?, TRUE, ?, 0)",
+                params![version, description, Sha384::digest(sql.as_bytes()).to_vec()],
+            )
+            .expect("recorded");
+        }
+        conn.execute_batch(
+            "INSERT INTO apps (name, description, created_at) VALUES ('shop', 'at v3', 1000);
+             INSERT INTO instances (id, name, hostname, address, os, arch, agent_version,
+                 credential_hash, registered_at, last_heartbeat_at) VALUES
+                 ('i-aaaaaaaaaaaaaaaa', 'web-a', 'web-a', '10.0.0.1', 'linux', 'x86_64', '0.1.0', 'hash-a', 1000, 5000),
+                 ('i-bbbbbbbbbbbbbbbb', 'web-b', 'web-b', '10.0.0.2', 'linux', 'x86_64', '0.1.0', 'hash-b', 1000, 5000);
+             INSERT INTO deployments (app, name, kind, workdir, start_script, stop_script,
+                 pull_timeout_secs, script_timeout_secs, verify_timeout_secs, created_at) VALUES
+                 ('shop', 'v1', 'command', '/srv/shop', 'echo start', 'echo stop', 300, 600, 60, 1100);
+             INSERT INTO app_groups (app, name, created_at, current_deployment) VALUES ('shop', 'prod', 1200, 'v1');
+             INSERT INTO group_members (app, group_name, instance_id, deployment, added_at) VALUES
+                 ('shop', 'prod', 'i-aaaaaaaaaaaaaaaa', 'v1', 1300),
+                 ('shop', 'prod', 'i-bbbbbbbbbbbbbbbb', NULL, 1300);
+             INSERT INTO releases (id, app, group_name, deployment, state, pause, batch_count,
+                 batch_interval_secs, max_failures, rollback_on_failure, kind, continued_through,
+                 created_at, started_at, finished_at) VALUES
+                 ('r-0000000000000001', 'shop', 'prod', 'v1', 'running', 'auto', 2, 0, 0, 0, 'release', 0,
+                  2000, 2001, NULL);
+             INSERT INTO release_tasks (release_id, instance_id, instance_name, batch, state,
+                 dispatched_at, started_at, finished_at, deadline_at) VALUES
+                 ('r-0000000000000001', 'i-aaaaaaaaaaaaaaaa', 'web-a', 0, 'succeeded', 2002, 2003, 2010, 9000),
+                 ('r-0000000000000001', 'i-bbbbbbbbbbbbbbbb', 'web-b', 1, 'dispatched', 2020, NULL, NULL, 9000);
+             INSERT INTO release_steps (release_id, instance_id, step, ordinal, state, started_at,
+                 finished_at, exit_code, output) VALUES
+                 ('r-0000000000000001', 'i-aaaaaaaaaaaaaaaa', 'fetch', 0, 'succeeded', 2003, 2003, NULL, ''),
+                 ('r-0000000000000001', 'i-aaaaaaaaaaaaaaaa', 'stop', 3, 'succeeded', 2004, 2005, 0, 'stopping\n'),
+                 ('r-0000000000000001', 'i-aaaaaaaaaaaaaaaa', 'start', 4, 'succeeded', 2006, 2010, 0, 'starting\n');",
+        )
+        .expect("the data of a v3 database");
+    }
+
+    let store = SqliteStore::open(&path)
+        .await
+        .expect("the v3 database opens");
+    let release = store
+        .release_fetch("r-0000000000000001")
+        .await
+        .expect("the release survives the rebuild");
+    assert_eq!(
+        (
+            release.deployment.as_str(),
+            release.state,
+            release.batch_count
+        ),
+        ("v1", ReleaseState::Running, 2)
+    );
+    let tasks = store.task_list(&release.id).await.expect("tasks");
+    assert_eq!(
+        tasks
+            .iter()
+            .map(|t| (t.instance_name.as_str(), t.state))
+            .collect::<Vec<_>>(),
+        vec![
+            ("web-a", TaskState::Succeeded),
+            ("web-b", TaskState::Dispatched)
+        ]
+    );
+    let steps = store.step_list(&release.id, None).await.expect("steps");
+    assert_eq!(
+        steps
+            .iter()
+            .map(|s| (s.step, s.state, s.output.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            (StepName::Fetch, StepState::Succeeded, ""),
+            (StepName::Stop, StepState::Succeeded, "stopping\n"),
+            (StepName::Start, StepState::Succeeded, "starting\n"),
+        ]
+    );
+    let members = store.group_members("shop", "prod").await.expect("members");
+    assert_eq!(members.len(), 2);
+    // The docker columns of 0005 start empty; 0007's trigger records the fetch
+    // step of a claim made after the upgrade.
+    let b = store.instance_fetch("web-b").await.expect("web-b");
+    assert_eq!(b.name, "web-b");
+    let claimed = store
+        .task_claim(
+            &b.id,
+            chrono::DateTime::from_timestamp_millis(3000).expect("a time"),
+        )
+        .await
+        .expect("a claim")
+        .expect("web-b's task");
+    assert_eq!(claimed.state, TaskState::Running);
+    let fetch = store
+        .step_list(&release.id, Some(&b.id))
+        .await
+        .expect("web-b's steps");
+    assert_eq!(
+        fetch.iter().map(|s| s.step).collect::<Vec<_>>(),
+        vec![StepName::Fetch]
+    );
+}
