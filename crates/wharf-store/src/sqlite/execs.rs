@@ -43,7 +43,7 @@ pub(super) fn fetch(conn: &Connection, id: &str) -> StoreResult<(ReleaseRecord, 
         conn,
         "SELECT script, timeout_secs, as_user FROM execs WHERE release_id = ?",
         [id],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        |row| row.try_into(),
     )?;
     let Some((script, timeout_secs, as_user)) = row else {
         return Err(not_found("exec", id));

@@ -117,7 +117,7 @@ fn why_refused(conn: &Connection, hash: &str, now: DateTime<Utc>) -> StoreResult
         conn,
         "SELECT expires_at, uses_left FROM registration_tokens WHERE hash = ?",
         [hash],
-        |row| Ok((row.get(0)?, row.get(1)?)),
+        |row| row.try_into(),
     )?;
     let reason = match token {
         None => "unknown or revoked registration token",
@@ -292,7 +292,7 @@ pub(super) fn memberships(conn: &Connection, id: &str) -> StoreResult<Vec<Member
         "SELECT app, group_name, deployment, image_digest FROM group_members \
          WHERE instance_id = ? ORDER BY app, group_name",
         [id],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        |row| row.try_into(),
     )?;
     Ok(rows
         .into_iter()

@@ -93,7 +93,7 @@ pub(super) fn run(conn: &mut Connection) -> StoreResult<()> {
             .query_row(
                 "SELECT success, checksum FROM _sqlx_migrations WHERE version = ?",
                 [migration.version],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                |row| row.try_into(),
             )
             .optional()?;
         match applied {

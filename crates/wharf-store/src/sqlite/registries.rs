@@ -107,7 +107,7 @@ pub(super) fn delete(conn: &Connection, name: &str) -> StoreResult<()> {
         conn,
         "SELECT app, name FROM deployments WHERE image_registry = ? ORDER BY app, name",
         [name],
-        |row| Ok((row.get(0)?, row.get(1)?)),
+        |row| row.try_into(),
     )?;
     let users: Vec<String> = users.iter().map(|(app, name)| scoped(app, name)).collect();
     refuse_if_used(

@@ -336,7 +336,7 @@ pub(super) fn held(conn: &Connection, name: &str) -> StoreResult<Vec<ScalingHeld
         "SELECT h.instance_id, i.name, h.held_at, h.joined FROM scaling_held h \
          JOIN instances i ON i.id = h.instance_id WHERE h.scaling_group = ? ORDER BY i.name",
         [name],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        |row| row.try_into(),
     )?;
     rows.into_iter()
         .map(|(instance_id, instance_name, held_at, joined)| {
@@ -448,18 +448,7 @@ pub(super) fn hook_runs(
              FROM (SELECT * FROM scaling_hook_runs WHERE scaling_group = ? \
                    ORDER BY seq DESC LIMIT ?) ORDER BY seq",
         params![name, i64::from(limit)],
-        |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-                row.get(5)?,
-                row.get(6)?,
-                row.get(7)?,
-            ))
-        },
+        |row| row.try_into(),
     )?;
     rows.into_iter()
         .map(
@@ -490,7 +479,7 @@ pub(super) fn activities(
         "SELECT instance_id, instance_name, kind, at FROM (SELECT * FROM scaling_activities \
          WHERE scaling_group = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
         params![name, i64::from(limit)],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        |row| row.try_into(),
     )?;
     rows.into_iter()
         .map(|(instance_id, instance_name, kind, at)| {

@@ -172,22 +172,11 @@ pub(super) fn begin(
             step.as_str()
         ))),
         None => {
-            tasks::require(conn, release_id, instance_id)?;
             // Checked in the same transaction as the insert: the driver may have
             // ended the task (deadline, offline) since the server read it, and a
             // step must not begin on an ended task.
-            let task_state: String = query::one(
-                conn,
-                "SELECT state FROM release_tasks WHERE release_id = ? AND instance_id = ?",
-                params![release_id, instance_id],
-                |row| row.get(0),
-            )?;
-            if task_state != "running" {
-                return Err(StoreError::Conflict(format!(
-                    "the task is {task_state}; step {} cannot begin",
-                    step.as_str()
-                )));
-            }
+            let (task_state, _) = tasks::state_and_batch(conn, release_id, instance_id)?;
+            crate::refuse_unless_running(task_state, step, "begin")?;
             query::execute(
                 conn,
                 "INSERT INTO release_steps (release_id, instance_id, step, ordinal, state, \
@@ -222,7 +211,7 @@ pub(super) fn append_output(
         "SELECT output, dropped_bytes FROM release_steps \
          WHERE release_id = ? AND instance_id = ? AND step = ? AND state = 'running'",
         params![release_id, instance_id, step.as_str()],
-        |row| Ok((row.get(0)?, row.get(1)?)),
+        |row| row.try_into(),
     )?;
     let Some((mut output, already_dropped)) = current else {
         return Ok(());

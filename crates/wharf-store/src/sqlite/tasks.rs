@@ -56,13 +56,7 @@ impl TryFrom<TaskRow> for TaskRecord {
     type Error = StoreError;
 
     fn try_from(row: TaskRow) -> StoreResult<Self> {
-        let state = TaskState::parse(&row.state).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "task {}: {:?} is not a task state",
-                name(&row.release_id, &row.instance_id),
-                row.state
-            ))
-        })?;
+        let state = parse_state(&row.release_id, &row.instance_id, &row.state)?;
         Ok(TaskRecord {
             state,
             batch: unsigned("release_tasks.batch", row.batch)?,
@@ -79,13 +73,23 @@ impl TryFrom<TaskRow> for TaskRecord {
     }
 }
 
+/// A task's state as stored, read back.
+fn parse_state(release_id: &str, instance_id: &str, text: &str) -> StoreResult<TaskState> {
+    TaskState::parse(text).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "task {}: {text:?} is not a task state",
+            name(release_id, instance_id)
+        ))
+    })
+}
+
 /// How errors name a task.
 pub(super) fn name(release_id: &str, instance_id: &str) -> String {
     format!("{release_id}/{instance_id}")
 }
 
 /// Fails with `NotFound` unless the release has a task for the instance.
-pub(super) fn require(conn: &Connection, release_id: &str, instance_id: &str) -> StoreResult<()> {
+fn require(conn: &Connection, release_id: &str, instance_id: &str) -> StoreResult<()> {
     let exists: bool = query::one(
         conn,
         "SELECT EXISTS (SELECT 1 FROM release_tasks WHERE release_id = ? AND instance_id = ?)",
@@ -160,18 +164,7 @@ pub(super) fn batch_summaries(
          MAX(finished_at) \
          FROM release_tasks WHERE release_id = ? GROUP BY batch ORDER BY batch",
         [release_id],
-        |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-                row.get(5)?,
-                row.get(6)?,
-                row.get(7)?,
-            ))
-        },
+        |row| row.try_into(),
     )?;
     let count = |column: &str, value: i64| -> StoreResult<u32> {
         u32::try_from(value)
@@ -261,15 +254,10 @@ pub(super) fn state_and_batch(
         conn,
         "SELECT state, batch FROM release_tasks WHERE release_id = ? AND instance_id = ?",
         params![release_id, instance_id],
-        |row| Ok((row.get(0)?, row.get(1)?)),
+        |row| row.try_into(),
     )?
     .ok_or_else(|| not_found("task", &name(release_id, instance_id)))?;
-    let state = TaskState::parse(&state).ok_or_else(|| {
-        StoreError::Corrupt(format!(
-            "task {}: {state:?} is not a task state",
-            name(release_id, instance_id)
-        ))
-    })?;
+    let state = parse_state(release_id, instance_id, &state)?;
     Ok((state, unsigned("release_tasks.batch", batch)?))
 }
 
@@ -304,7 +292,7 @@ pub(super) fn dispatch_batch(
          AND EXISTS (SELECT 1 FROM releases WHERE id = ?3 AND state = 'running') \
          RETURNING instance_name, instance_id",
         params![millis(now), millis(deadline), release_id, i64::from(batch)],
-        |row| Ok((row.get(0)?, row.get(1)?)),
+        |row| row.try_into(),
     )?;
     dispatched.sort();
     Ok(dispatched.into_iter().map(|(_, id)| id).collect())
