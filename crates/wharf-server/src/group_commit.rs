@@ -23,21 +23,18 @@ pub trait BatchWrite: Send + Sized + 'static {
     /// What the writes are, for the log when a batch fails.
     const WHAT: &'static str;
     /// Stores `batch` in one go; answers each write in order.
-    fn write_batch<'a>(
-        store: &'a dyn Store,
-        batch: &'a [Self],
-    ) -> BoxFuture<'a, StoreResult<Vec<Self::Output>>>;
+    fn write_batch(
+        store: &dyn Store,
+        batch: Vec<Self>,
+    ) -> BoxFuture<'_, StoreResult<Vec<Self::Output>>>;
 }
 
 /// A heartbeat answers whether its instance exists.
 impl BatchWrite for HeartbeatRecord {
     type Output = bool;
     const WHAT: &'static str = "heartbeats";
-    fn write_batch<'a>(
-        store: &'a dyn Store,
-        batch: &'a [Self],
-    ) -> BoxFuture<'a, StoreResult<Vec<bool>>> {
-        store.instance_heartbeats(batch)
+    fn write_batch(store: &dyn Store, batch: Vec<Self>) -> BoxFuture<'_, StoreResult<Vec<bool>>> {
+        Box::pin(async move { store.instance_heartbeats(&batch).await })
     }
 }
 
@@ -45,10 +42,10 @@ impl BatchWrite for HeartbeatRecord {
 impl BatchWrite for AgentWrite {
     type Output = StoreResult<AgentWritten>;
     const WHAT: &'static str = "agent reports";
-    fn write_batch<'a>(
-        store: &'a dyn Store,
-        batch: &'a [Self],
-    ) -> BoxFuture<'a, StoreResult<Vec<Self::Output>>> {
+    fn write_batch(
+        store: &dyn Store,
+        batch: Vec<Self>,
+    ) -> BoxFuture<'_, StoreResult<Vec<Self::Output>>> {
         store.agent_writes(batch)
     }
 }
@@ -141,11 +138,12 @@ async fn drain<W: BatchWrite>(
             queue.waiting.drain(..take).collect()
         };
         let (writes, waiters): (Vec<W>, Vec<Waiter<W>>) = batch.into_iter().unzip();
+        let count = writes.len();
         let started = std::time::Instant::now();
-        let written = W::write_batch(&*store, &writes).await;
+        let written = W::write_batch(&*store, writes).await;
         tracing::debug!(
             what = W::WHAT,
-            writes = writes.len(),
+            writes = count,
             ms = started.elapsed().as_secs_f64() * 1000.0,
             "group commit"
         );
@@ -156,7 +154,7 @@ async fn drain<W: BatchWrite>(
                 }
             }
             Err(err) => {
-                tracing::error!(error = ?err, writes = writes.len(), what = W::WHAT, "a group commit failed");
+                tracing::error!(error = ?err, writes = count, what = W::WHAT, "a group commit failed");
                 for waiter in waiters {
                     let _ = waiter.send(Err(BatchFailed));
                 }

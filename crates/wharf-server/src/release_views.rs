@@ -20,6 +20,7 @@ use axum::body::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wharf_domain::release::ReleaseState;
 
 /// From how many instances a release's view is kept.
 pub const LARGE_RELEASE_INSTANCES: u32 = 1000;
@@ -53,8 +54,9 @@ impl ReleaseViews {
 }
 
 /// The full view of a release as JSON; see the module's comment for when it is
-/// a kept copy.
-pub async fn release_json(state: &AppState, id: &str) -> ApiResult<Bytes> {
+/// a kept copy. `current` is the release's state as its version was just read
+/// ([`Version::state`]): a kept copy of another state is not served.
+pub async fn release_json(state: &AppState, id: &str, current: ReleaseState) -> ApiResult<Bytes> {
     let kept = state
         .release_views
         .lock()
@@ -63,8 +65,7 @@ pub async fn release_json(state: &AppState, id: &str) -> ApiResult<Bytes> {
     let Some((kept_state, json, age)) = kept else {
         return build(state, id).await;
     };
-    let record = state.store.release_fetch(id).await?;
-    if record.state.as_str() == kept_state {
+    if current.as_str() == kept_state {
         if age >= REFRESH_AFTER {
             refresh_in_background(state, id);
         }
@@ -78,7 +79,7 @@ pub async fn release_json(state: &AppState, id: &str) -> ApiResult<Bytes> {
         .release_views
         .lock()
         .get(id)
-        .filter(|k| k.state == record.state.as_str())
+        .filter(|k| k.state == current.as_str())
         .map(|k| k.json.clone());
     match kept {
         Some(json) => Ok(json),
@@ -166,15 +167,20 @@ fn refresh_in_background(state: &AppState, id: &str) {
 /// The longest a read may wait for a release to change.
 pub const MAX_WAIT_SECS: u64 = 30;
 
-/// A short token that changes whenever the release's state or any of its
-/// instances' states changes (not on every step): what a follower passes back as
-/// `after` to wait for the next change.
-pub async fn release_version(state: &AppState, id: &str) -> ApiResult<String> {
-    Ok(version_and_size(state, id).await?.0)
+/// What a read of a release's version saw.
+pub struct Version {
+    /// A short token that changes whenever the release's state or any of its
+    /// instances' states changes (not on every step): what a follower passes back
+    /// as `after` to wait for the next change.
+    pub tag: String,
+    /// The release's state.
+    pub state: ReleaseState,
+    /// How many instances the release has.
+    instances: u32,
 }
 
-/// The release's version and how many instances it has.
-async fn version_and_size(state: &AppState, id: &str) -> ApiResult<(String, u32)> {
+/// The release's version, read now.
+pub async fn release_version(state: &AppState, id: &str) -> ApiResult<Version> {
     use sha2::{Digest as _, Sha256};
     let record = state.store.release_fetch(id).await?;
     let batches = state.store.task_batch_summaries(id).await?;
@@ -192,14 +198,14 @@ async fn version_and_size(state: &AppState, id: &str) -> ApiResult<(String, u32)
             b.batch, b.pending, b.dispatched, b.running, b.succeeded, b.failed, b.cancelled
         ));
     }
-    let instances = batches
-        .iter()
-        .map(|b| b.open() + b.succeeded + b.failed + b.cancelled)
-        .sum();
-    Ok((
-        hex::encode(&Sha256::digest(text.as_bytes())[..8]),
-        instances,
-    ))
+    Ok(Version {
+        tag: hex::encode(&Sha256::digest(text.as_bytes())[..8]),
+        state: record.state,
+        instances: batches
+            .iter()
+            .map(|b| b.open() + b.succeeded + b.failed + b.cancelled)
+            .sum(),
+    })
 }
 
 /// Waits until the release's version differs from `after`, for at most
@@ -211,15 +217,15 @@ pub async fn wait_for_change(
     id: &str,
     after: &str,
     wait_secs: u64,
-) -> ApiResult<String> {
+) -> ApiResult<Version> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs.min(MAX_WAIT_SECS));
-    let (mut version, instances) = version_and_size(state, id).await?;
-    let every = if instances >= LARGE_RELEASE_INSTANCES {
+    let mut version = release_version(state, id).await?;
+    let every = if version.instances >= LARGE_RELEASE_INSTANCES {
         Duration::from_millis(250)
     } else {
         Duration::from_millis(10)
     };
-    while version == after && tokio::time::Instant::now() < deadline {
+    while version.tag == after && tokio::time::Instant::now() < deadline {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = state.wakeups.shutting_down() => break,

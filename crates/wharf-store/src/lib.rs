@@ -366,10 +366,10 @@ pub trait Store: Send + Sync + 'static {
     /// batch as a whole could not be written, and then none of it was.
     async fn agent_writes(
         &self,
-        writes: &[AgentWrite],
+        writes: Vec<AgentWrite>,
     ) -> StoreResult<Vec<StoreResult<AgentWritten>>> {
         let mut results = Vec::with_capacity(writes.len());
-        for write in writes {
+        for write in &writes {
             results.push(agent_write_one_by_one(self, write).await);
         }
         Ok(results)

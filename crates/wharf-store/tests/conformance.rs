@@ -4302,7 +4302,7 @@ pub mod suite {
         for (n, (writes, expected)) in calls.iter().zip(expected).enumerate() {
             let batched = answers(
                 store
-                    .agent_writes(writes)
+                    .agent_writes(writes.clone())
                     .await
                     .expect("the call is written"),
             );
@@ -4436,7 +4436,7 @@ pub mod suite {
             ]
         );
         // Nothing at all is nothing.
-        assert_eq!(answers(store.agent_writes(&[]).await.unwrap()), vec![]);
+        assert_eq!(answers(store.agent_writes(vec![]).await.unwrap()), vec![]);
     }
 
     pub async fn a_refused_agent_write_is_undone_alone(backend: &dyn Backend) {
@@ -4466,7 +4466,7 @@ pub mod suite {
         // ends as running): the whole write is undone, the writes around it are
         // not, and the output after it finds the step still running.
         let results = store
-            .agent_writes(&[
+            .agent_writes(vec![
                 output_write(&r, &a, StepName::Start, "one\n"),
                 ending(
                     end_write(&r, &a, StepName::Start, StepState::Succeeded, at(230)),
@@ -4502,7 +4502,7 @@ pub mod suite {
 
         // The step can still end, and then ends its task.
         let results = store
-            .agent_writes(&[ending(
+            .agent_writes(vec![ending(
                 end_write(&r, &a, StepName::Start, StepState::Succeeded, at(240)),
                 TaskState::Succeeded,
                 None,

@@ -134,11 +134,11 @@ pub async fn show(
         }
         None => release_views::release_version(&state, &id).await?,
     };
-    let json = release_views::release_json(&state, &id).await?;
+    let json = release_views::release_json(&state, &id, version.state).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/json".to_owned()),
-            (header::ETAG, format!("\"{version}\"")),
+            (header::ETAG, format!("\"{}\"", version.tag)),
         ],
         json,
     )

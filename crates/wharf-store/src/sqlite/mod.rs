@@ -527,9 +527,8 @@ impl Store for SqliteStore {
 
     async fn agent_writes(
         &self,
-        writes: &[AgentWrite],
+        writes: Vec<AgentWrite>,
     ) -> StoreResult<Vec<StoreResult<AgentWritten>>> {
-        let writes = writes.to_vec();
         self.write(move |tx| agent_writes::write_all(tx, &writes))
             .await
     }
