@@ -89,32 +89,28 @@ impl Api {
 
     /// GETs `path` and returns the answer, failing on anything but 2xx.
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .with_context(|| format!("GET {path}"))?;
-        answer(response, path).await
+        answer(self.send_get(path).await?, path).await
     }
 
     /// GETs `path` and returns the body's bytes, failing on anything but 2xx: for
     /// timing a read without the time this process then spends parsing it.
     pub async fn get_bytes(&self, path: &str) -> anyhow::Result<impl AsRef<[u8]>> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .with_context(|| format!("GET {path}"))?;
+        let response = self.send_get(path).await?;
         let status = response.status();
         if !status.is_success() {
             anyhow::bail!("GET {path} answered {status}");
         }
         response
             .bytes()
+            .await
+            .with_context(|| format!("GET {path}"))
+    }
+
+    async fn send_get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
             .await
             .with_context(|| format!("GET {path}"))
     }
