@@ -56,6 +56,12 @@ impl Liveness {
 /// its answer changes nothing it does, and offline detection counts in tens of
 /// seconds.
 const HEARTBEAT_LINGER: Duration = Duration::from_millis(50);
+/// How long a credential found in the store is trusted without looking again.
+/// It outlasts several heartbeat intervals, so that an agent's credential is not
+/// read again every interval: with 10,000 agents, a shorter time made those reads
+/// a twentieth of the server's work during a release. An instance's id, name and
+/// credential, which is all a request uses of it, do not change while it exists.
+const CREDENTIAL_KEPT_FOR: Duration = Duration::from_secs(60);
 
 /// What every handler and the engine share. Cloned for every request (axum's
 /// `State` extractor), so it is one `Arc`: a clone is one count, not one per
@@ -95,7 +101,7 @@ pub struct Shared {
     /// Agent credentials recently found in the store, by the credential's hash,
     /// with their instance. Every agent request (heartbeats alone are a thousand a
     /// second at 10,000 agents) would otherwise read the store to check its
-    /// credential. An entry is used for 10 s at most; deleting an instance through
+    /// credential. An entry is used for [`CREDENTIAL_KEPT_FOR`] at most; deleting an instance through
     /// this server removes its entry at once, so a deleted instance's credential
     /// stops working at once here (and within that time on another server sharing
     /// the store).
@@ -123,7 +129,7 @@ impl AppState {
             // More releases than ever run at once.
             assignments: RecentMap::new(Duration::from_secs(5), 256),
             // More than the agents one server holds.
-            agent_credentials: RecentMap::new(Duration::from_secs(10), 200_000),
+            agent_credentials: RecentMap::new(CREDENTIAL_KEPT_FOR, 200_000),
             release_views: Default::default(),
         }))
     }
