@@ -1,6 +1,6 @@
 //! The state every handler shares.
 
-use crate::engine::Wakeups;
+use crate::engine::{DispatchFirst, Wakeups};
 use crate::group_commit::GroupCommit;
 use crate::metrics::Metrics;
 use crate::secrets::SecretBox;
@@ -82,6 +82,8 @@ pub struct Shared {
     pub secrets: SecretBox,
     pub metrics: Arc<Metrics>,
     pub wakeups: Wakeups,
+    /// Holds step reports back while a dispatched batch's claims come in.
+    pub dispatch_first: DispatchFirst,
     pub liveness: Liveness,
     /// Heartbeats waiting to be written together.
     pub heartbeats: GroupCommit<HeartbeatRecord>,
@@ -122,6 +124,7 @@ impl AppState {
             secrets,
             metrics: Arc::new(Metrics::default()),
             wakeups: Wakeups::default(),
+            dispatch_first: Default::default(),
             liveness,
             heartbeats: GroupCommit::lingering(HEARTBEAT_LINGER),
             agent_writes: Default::default(),

@@ -60,6 +60,7 @@ pub async fn poll(
             None
         };
         if let Some(task) = claimed {
+            state.dispatch_first.claimed();
             // The driver is not woken: a claimed task changes nothing it decides on
             // (the batch was under way once dispatched), and with thousands of agents
             // a pass per claim would be a pass over every task per claim.
@@ -275,7 +276,10 @@ pub async fn event(
     ApiPath(release_id): ApiPath<String>,
     ApiJson(event): ApiJson<StepEvent>,
 ) -> ApiResult<Json<StepEventAck>> {
+    // Reports wait while a dispatched batch's agents are still getting their
+    // work (briefly: see `DispatchFirst`); the time of the event is when it came.
     let now = chrono::Utc::now();
+    state.dispatch_first.reports_may_go().await;
     match event {
         StepEvent::Begin { step } => {
             let step = parse_step(&step)?;

@@ -174,6 +174,7 @@ async fn dispatch_batch(
         .task_dispatch_batch(&release.id, batch, now, deadline)
         .await?;
     tracing::info!(release = %release.id, batch = batch + 1, instances = dispatched.len(), "batch dispatched");
+    state.dispatch_first.dispatched(dispatched.len());
     for instance in &dispatched {
         state.wakeups.wake_agent(instance);
     }

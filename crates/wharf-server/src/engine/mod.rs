@@ -10,4 +10,4 @@ pub mod exec;
 pub mod notify;
 pub mod scaling;
 
-pub use notify::Wakeups;
+pub use notify::{DispatchFirst, Wakeups};

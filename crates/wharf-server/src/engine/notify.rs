@@ -76,3 +76,139 @@ impl Wakeups {
         let _ = rx.wait_for(|down| *down).await;
     }
 }
+
+/// How long step reports may be held back after a batch was dispatched, at most:
+/// the claims of agents that never come (offline, restarting) must not hold them
+/// longer.
+pub const DISPATCH_FIRST_FOR: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Puts a dispatched batch's claims before step reports. When a batch starts, all
+/// its agents' polls wake at once, and the first agents to get their work report
+/// their first steps at once too; answered in arrival order, those reports take
+/// the CPU and the writer from the claims still waiting, and the batch's last
+/// agents get their work late. Holding reports back until the batch's claims are
+/// in (or [`DISPATCH_FIRST_FOR`] passed) costs a batch nothing: it ends only once
+/// its last agent has its work and has reported anyway.
+#[derive(Clone, Default)]
+pub struct DispatchFirst {
+    inner: Arc<Mutex<Outstanding>>,
+    /// Signalled when the claims are in or the time is up.
+    open: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct Outstanding {
+    /// Claims expected from dispatched batches and not made yet.
+    claims: usize,
+    /// When reports go ahead even if claims are still missing.
+    until: Option<tokio::time::Instant>,
+}
+
+impl DispatchFirst {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Outstanding> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A batch of `claims` tasks was dispatched: reports wait for their claims.
+    pub fn dispatched(&self, claims: usize) {
+        if claims == 0 {
+            return;
+        }
+        let mut outstanding = self.lock();
+        outstanding.claims += claims;
+        outstanding.until = Some(tokio::time::Instant::now() + DISPATCH_FIRST_FOR);
+    }
+
+    /// A task was claimed.
+    pub fn claimed(&self) {
+        let mut outstanding = self.lock();
+        if outstanding.claims == 0 {
+            return;
+        }
+        outstanding.claims -= 1;
+        if outstanding.claims == 0 {
+            outstanding.until = None;
+            drop(outstanding);
+            self.open.notify_waiters();
+        }
+    }
+
+    /// Waits while dispatched claims are outstanding, for at most the time left
+    /// of [`DISPATCH_FIRST_FOR`]; returns at once when none are.
+    pub async fn reports_may_go(&self) {
+        loop {
+            // Registered before the look, so that a `claimed` between the look
+            // and the wait is not missed.
+            let opened = self.open.notified();
+            let until = {
+                let mut outstanding = self.lock();
+                match outstanding.until {
+                    Some(until) if tokio::time::Instant::now() < until => until,
+                    _ => {
+                        // The time is up: claims that did not come are no longer
+                        // waited for.
+                        outstanding.claims = 0;
+                        outstanding.until = None;
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = opened => {}
+                _ = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn reports_go_at_once_when_nothing_was_dispatched() {
+        let gate = DispatchFirst::default();
+        let started = tokio::time::Instant::now();
+        gate.reports_may_go().await;
+        assert_eq!(started.elapsed(), std::time::Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reports_wait_for_the_last_claim_of_a_dispatched_batch() {
+        let gate = DispatchFirst::default();
+        gate.dispatched(2);
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move {
+                let started = tokio::time::Instant::now();
+                gate.reports_may_go().await;
+                started.elapsed()
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        gate.claimed();
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        assert!(!waiting.is_finished(), "one claim is still outstanding");
+        gate.claimed();
+        let waited = waiting.await.expect("the waiting report");
+        assert_eq!(waited, std::time::Duration::from_millis(20));
+        // Nothing is outstanding any more.
+        let started = tokio::time::Instant::now();
+        gate.reports_may_go().await;
+        assert_eq!(started.elapsed(), std::time::Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn claims_that_never_come_hold_reports_back_for_a_bounded_time() {
+        let gate = DispatchFirst::default();
+        gate.dispatched(3);
+        gate.claimed();
+        let started = tokio::time::Instant::now();
+        gate.reports_may_go().await;
+        assert_eq!(started.elapsed(), DISPATCH_FIRST_FOR);
+        // The missing claims are forgotten: the next report does not wait.
+        let started = tokio::time::Instant::now();
+        gate.reports_may_go().await;
+        assert_eq!(started.elapsed(), std::time::Duration::ZERO);
+    }
+}
