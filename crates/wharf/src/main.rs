@@ -7,6 +7,7 @@
 //! (a followed release that failed or was cancelled included); 130 when Ctrl-C
 //! stopped following a release.
 
+mod allocator;
 mod commands;
 mod config;
 mod error;
@@ -15,6 +16,9 @@ mod output;
 use clap::Parser as _;
 use std::io::Write as _;
 use std::process::ExitCode;
+
+#[global_allocator]
+static ALLOCATOR: allocator::Allocator = allocator::Allocator;
 
 fn main() -> ExitCode {
     // Clap prints help and usage errors itself and exits 0 or 2.
