@@ -24,10 +24,19 @@ struct Histogram {
     sum: f64,
 }
 
+/// What was observed of one method on one route.
+#[derive(Default)]
+struct RouteStats {
+    /// Requests answered, by status.
+    statuses: BTreeMap<u16, u64>,
+    latency: Histogram,
+}
+
+/// By method, then route template: nested so that a request already seen is
+/// counted without allocating its labels again (every agent request passes here).
 #[derive(Default)]
 struct Inner {
-    requests: BTreeMap<(String, String, u16), u64>,
-    latency: BTreeMap<(String, String), Histogram>,
+    routes: BTreeMap<String, BTreeMap<String, RouteStats>>,
 }
 
 #[derive(Default)]
@@ -40,14 +49,20 @@ impl Metrics {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        *inner
-            .requests
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default() += 1;
-        let histogram = inner
-            .latency
-            .entry((method.to_owned(), route.to_owned()))
-            .or_default();
+        if !inner.routes.contains_key(method) {
+            inner.routes.insert(method.to_owned(), BTreeMap::new());
+        }
+        let Some(routes) = inner.routes.get_mut(method) else {
+            return;
+        };
+        if !routes.contains_key(route) {
+            routes.insert(route.to_owned(), RouteStats::default());
+        }
+        let Some(stats) = routes.get_mut(route) else {
+            return;
+        };
+        *stats.statuses.entry(status).or_default() += 1;
+        let histogram = &mut stats.latency;
         for (i, bound) in BUCKETS.iter().enumerate() {
             if seconds <= *bound {
                 histogram.counts[i] += 1;
@@ -65,16 +80,25 @@ impl Metrics {
         };
         out.push_str("# HELP wharf_http_requests_total HTTP requests answered, by method, route and status.\n");
         out.push_str("# TYPE wharf_http_requests_total counter\n");
-        for ((method, route, status), count) in &inner.requests {
-            let _ = writeln!(
-                out,
-                "wharf_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {count}",
-                escape(route)
-            );
+        for (method, routes) in &inner.routes {
+            for (route, stats) in routes {
+                for (status, count) in &stats.statuses {
+                    let _ = writeln!(
+                        out,
+                        "wharf_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {count}",
+                        escape(route)
+                    );
+                }
+            }
         }
         out.push_str("# HELP wharf_http_request_duration_seconds Time to answer HTTP requests.\n");
         out.push_str("# TYPE wharf_http_request_duration_seconds histogram\n");
-        for ((method, route), h) in &inner.latency {
+        let latencies = inner.routes.iter().flat_map(|(method, routes)| {
+            routes
+                .iter()
+                .map(move |(route, stats)| (method, route, &stats.latency))
+        });
+        for (method, route, h) in latencies {
             let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
             for (bound, count) in BUCKETS.iter().zip(h.counts) {
                 let _ = writeln!(
@@ -118,16 +142,16 @@ pub async fn track(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    // Both are cheap to keep: a standard method is a constant, and the matched
+    // path is shared.
+    let method = request.method().clone();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
+    let method = method.as_str();
+    let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
     let elapsed = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();
-    metrics.observe(&method, &route, status, elapsed);
+    metrics.observe(method, route, status, elapsed);
     let ms = format_args!("{:.1}", elapsed * 1000.0);
     // Agents' requests (heartbeats, polls, step reports: thousands a second with a
     // large fleet) are logged only at debug level, or when they fail; a line each
@@ -164,5 +188,41 @@ mod tests {
         assert!(text.contains(
             "wharf_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/apps\"} 1"
         ));
+    }
+
+    #[test]
+    fn counts_each_status_of_a_route_and_lists_them_in_order() {
+        let m = Metrics::default();
+        m.observe("POST", "/api/v1/apps", 409, 0.001);
+        m.observe("GET", "/api/v1/apps/{app}", 404, 0.001);
+        m.observe("GET", "/api/v1/apps", 404, 0.001);
+        m.observe("GET", "/api/v1/apps", 200, 0.001);
+        m.observe("GET", "/api/v1/apps", 200, 0.001);
+        let text = m.render();
+        let counters: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("wharf_http_requests_total{"))
+            .collect();
+        assert_eq!(
+            counters,
+            [
+                "wharf_http_requests_total{method=\"GET\",route=\"/api/v1/apps\",status=\"200\"} 2",
+                "wharf_http_requests_total{method=\"GET\",route=\"/api/v1/apps\",status=\"404\"} 1",
+                "wharf_http_requests_total{method=\"GET\",route=\"/api/v1/apps/{app}\",status=\"404\"} 1",
+                "wharf_http_requests_total{method=\"POST\",route=\"/api/v1/apps\",status=\"409\"} 1",
+            ]
+        );
+        let counts: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("wharf_http_request_duration_seconds_count{"))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                "wharf_http_request_duration_seconds_count{method=\"GET\",route=\"/api/v1/apps\"} 3",
+                "wharf_http_request_duration_seconds_count{method=\"GET\",route=\"/api/v1/apps/{app}\"} 1",
+                "wharf_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/apps\"} 1",
+            ]
+        );
     }
 }
