@@ -7,6 +7,7 @@ use crate::state::AppState;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use std::sync::Arc;
 use wharf_store::InstanceRecord;
 
 /// Proof that the request carried a valid API token.
@@ -16,9 +17,10 @@ pub struct Admin {
     pub token_id: String,
 }
 
-/// The instance whose agent credential the request carried.
+/// The instance whose agent credential the request carried (shared with the
+/// credential cache: every agent request has one).
 #[derive(Debug, Clone)]
-pub struct Agent(pub InstanceRecord);
+pub struct Agent(pub Arc<InstanceRecord>);
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let value = parts
@@ -73,6 +75,7 @@ where
         }
         match state.store.instance_by_credential(&hash).await? {
             Some(instance) => {
+                let instance = Arc::new(instance);
                 state.agent_credentials.insert(&hash, instance.clone());
                 Ok(Agent(instance))
             }

@@ -107,7 +107,7 @@ pub struct Shared {
     /// this server removes its entry at once, so a deleted instance's credential
     /// stops working at once here (and within that time on another server sharing
     /// the store).
-    pub agent_credentials: RecentMap<InstanceRecord>,
+    pub agent_credentials: RecentMap<Arc<InstanceRecord>>,
     /// The JSON of large releases' views, kept for a moment.
     pub release_views: crate::release_views::ReleaseViews,
 }

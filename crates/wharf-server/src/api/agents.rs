@@ -13,6 +13,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use wharf_api::agent::{
     AgentHeartbeat, AgentHeartbeatAck, AgentRegister, AgentRegistered, DockerStatus,
     AGENT_PROTOCOL_VERSION, PROTOCOL_HEADER,
@@ -192,7 +193,7 @@ async fn record_docker(
             updated.docker_version = version;
             updated.docker_error = error;
             let hash = updated.credential_hash.clone();
-            state.agent_credentials.update(&hash, updated);
+            state.agent_credentials.update(&hash, Arc::new(updated));
             Ok(())
         }
         // Deleted meanwhile: the heartbeat itself was answered already.
@@ -228,7 +229,7 @@ pub async fn heartbeat(
         Ok(false) => {
             return Err(StoreError::NotFound {
                 kind: "instance",
-                name: instance.id,
+                name: instance.id.clone(),
             }
             .into())
         }
@@ -238,7 +239,7 @@ pub async fn heartbeat(
         record_docker(&state, &instance, docker).await?;
     }
     Ok(Json(AgentHeartbeatAck {
-        instance_id: instance.id,
+        instance_id: instance.id.clone(),
         heartbeat_interval_secs: state.liveness.heartbeat_interval.as_secs().max(1),
     }))
 }
