@@ -394,7 +394,22 @@ impl LogBuffer {
     }
 }
 
+/// Captures this test's logs (its thread's: the tests run on current-thread
+/// runtimes).
+///
+/// `tracing` decides once per log statement, for the whole process, whether
+/// anyone listens to it, asking the subscriber of the thread that reaches it
+/// first. A sibling test running the agent without a capture would answer "no
+/// one" and silence that statement here too (seen: the agent's "registered" line
+/// went missing). So every thread gets a subscriber that listens to everything and
+/// keeps nothing (a bare registry, installed once as the global default), and this
+/// thread's capture comes on top of it.
 fn capture_logs() -> (LogBuffer, tracing::subscriber::DefaultGuard) {
+    static LISTEN_EVERYWHERE: std::sync::Once = std::sync::Once::new();
+    LISTEN_EVERYWHERE.call_once(|| {
+        // Fails only if a global subscriber exists already, which then listens.
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
     let logs = LogBuffer::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(logs.clone())
@@ -402,6 +417,7 @@ fn capture_logs() -> (LogBuffer, tracing::subscriber::DefaultGuard) {
         .with_ansi(false)
         .finish();
     let guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
     (logs, guard)
 }
 
