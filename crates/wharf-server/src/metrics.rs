@@ -49,16 +49,8 @@ impl Metrics {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        if !inner.routes.contains_key(method) {
-            inner.routes.insert(method.to_owned(), BTreeMap::new());
-        }
-        let Some(routes) = inner.routes.get_mut(method) else {
-            return;
-        };
-        if !routes.contains_key(route) {
-            routes.insert(route.to_owned(), RouteStats::default());
-        }
-        let Some(stats) = routes.get_mut(route) else {
+        let Some(stats) = entry(&mut inner.routes, method).and_then(|routes| entry(routes, route))
+        else {
             return;
         };
         *stats.statuses.entry(status).or_default() += 1;
@@ -124,6 +116,15 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The value under `key`, inserted empty first if missing; the key is allocated
+/// only then (`BTreeMap::entry` would take an owned key every time). Never `None`.
+fn entry<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) -> Option<&'a mut V> {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key)
 }
 
 fn escape(value: &str) -> String {
