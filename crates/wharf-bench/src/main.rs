@@ -4,7 +4,8 @@
 /// The swarm shares the server's two cores and allocates on every request it
 /// makes; with mimalloc it takes about a fifth less CPU than with glibc's malloc,
 /// which leaves that much more to the server being measured. (The `wharf` binary
-/// keeps the system allocator: mimalloc doubled the idle agent's RSS.)
+/// uses mimalloc too, set up in its `allocator.rs` to keep the idle agent small;
+/// this process's memory is not measured, so it takes mimalloc's defaults.)
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -59,8 +59,9 @@ const HEARTBEAT_LINGER: Duration = Duration::from_millis(50);
 /// How long a credential found in the store is trusted without looking again.
 /// It outlasts several heartbeat intervals, so that an agent's credential is not
 /// read again every interval: with 10,000 agents, a shorter time made those reads
-/// a twentieth of the server's work during a release. An instance's id, name and
-/// credential, which is all a request uses of it, do not change while it exists.
+/// a twentieth of the server's work during a release. Of the instance, requests
+/// use its id, name and credential, which do not change while it exists, and its
+/// Docker status, which this server updates in the cache as it records it.
 const CREDENTIAL_KEPT_FOR: Duration = Duration::from_secs(60);
 
 /// What every handler and the engine share. Cloned for every request (axum's
@@ -103,10 +104,10 @@ pub struct Shared {
     /// Agent credentials recently found in the store, by the credential's hash,
     /// with their instance. Every agent request (heartbeats alone are a thousand a
     /// second at 10,000 agents) would otherwise read the store to check its
-    /// credential. An entry is used for [`CREDENTIAL_KEPT_FOR`] at most; deleting an instance through
-    /// this server removes its entry at once, so a deleted instance's credential
-    /// stops working at once here (and within that time on another server sharing
-    /// the store).
+    /// credential. An entry is used for [`CREDENTIAL_KEPT_FOR`] at most; deleting
+    /// an instance through this server removes its entry at once, so a deleted
+    /// instance's credential stops working at once here (and within that time on
+    /// another server sharing the store).
     pub agent_credentials: RecentMap<Arc<InstanceRecord>>,
     /// The JSON of large releases' views, kept for a moment.
     pub release_views: crate::release_views::ReleaseViews,
