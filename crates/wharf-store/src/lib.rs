@@ -17,6 +17,9 @@ use wharf_domain::release::{ReleaseState, StepName};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Picks the tasks whose steps [`Store::release_detail_where`] reads.
+pub type StepFilter = Box<dyn Fn(&TaskRecord) -> bool + Send + Sync>;
+
 /// Everything the control plane keeps. Method names are resource-first
 /// (`app_create`, `group_fetch`) so that related operations sort together.
 ///
@@ -350,6 +353,30 @@ pub trait Store: Send + Sync + 'static {
             tasks,
             steps,
         })
+    }
+
+    /// [`Store::release_detail`] with the steps of only the tasks `wants_steps`
+    /// picks: what a view that keeps the parts of its last build needs, when few
+    /// of a large release's instances changed since. A backend should read it in
+    /// one snapshot; this default filters a whole [`Store::release_detail`].
+    async fn release_detail_where(
+        &self,
+        id: &str,
+        wants_steps: StepFilter,
+    ) -> StoreResult<ReleaseDetail> {
+        let mut detail = self.release_detail(id).await?;
+        let wanted: std::collections::HashSet<&str> = detail
+            .tasks
+            .iter()
+            .filter(|t| wants_steps(t))
+            .map(|t| t.instance_id.as_str())
+            .collect();
+        let steps = std::mem::take(&mut detail.steps)
+            .into_iter()
+            .filter(|s| wanted.contains(s.instance_id.as_str()))
+            .collect();
+        detail.steps = steps;
+        Ok(detail)
     }
 
     /// A release succeeded: the group's previous deployment becomes what was current

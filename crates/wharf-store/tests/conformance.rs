@@ -86,6 +86,7 @@ macro_rules! conformance {
             a_refused_agent_write_is_undone_alone,
             steps_without_output_are_the_steps_with_their_output_emptied,
             release_detail_is_the_release_its_tasks_and_their_steps,
+            a_filtered_release_detail_has_the_steps_of_the_picked_tasks_only,
             a_poll_look_is_the_running_tasks_and_whether_work_waits,
         );
         conformance!(@paired $make;
@@ -4684,6 +4685,78 @@ pub mod suite {
         assert_eq!(detail.steps.len(), 4 + 2);
         let unknown = release_id(99);
         expect_not_found(store.release_detail(&unknown).await, "release", &unknown);
+    }
+
+    pub async fn a_filtered_release_detail_has_the_steps_of_the_picked_tasks_only(
+        backend: &dyn Backend,
+    ) {
+        let store = backend.open().await;
+        let [a, b, c] = shop(&*store).await;
+        let mut more = Vec::new();
+        for (n, name) in [(4, "web-d"), (5, "web-e"), (6, "web-f")] {
+            more.push(register(&*store, n, name).await);
+        }
+        store
+            .group_add_instances("shop", "prod", &ids(&[4, 5, 6]))
+            .await
+            .unwrap();
+        let r = release(1, "shop", "prod", "v2");
+        let [d, e, f] = [&more[0], &more[1], &more[2]];
+        create(
+            &*store,
+            &r,
+            &[(&a, 0), (&b, 0), (&c, 0), (d, 1), (e, 1), (f, 1)],
+        )
+        .await;
+        run_batch(&*store, &r.id, 0, &[&a, &b, &c], at(200)).await;
+        for (instance, step, at_secs) in [
+            (&a, StepName::Stop, 301),
+            (&a, StepName::Start, 302),
+            (&b, StepName::Pull, 303),
+            (&c, StepName::Pull, 304),
+        ] {
+            store
+                .step_begin(&r.id, &instance.id, step, at(at_secs))
+                .await
+                .unwrap();
+        }
+        let whole = store.release_detail(&r.id).await.unwrap();
+        // Two picked of six reads instance by instance, three of six in one pass
+        // (see the SQLite store); both must give the same.
+        for picked in [vec![&a, &c], vec![&a, &b, d]] {
+            let ids: Vec<String> = picked.iter().map(|i| i.id.clone()).collect();
+            let filter_ids = ids.clone();
+            let detail = store
+                .release_detail_where(
+                    &r.id,
+                    Box::new(move |t: &TaskRecord| filter_ids.contains(&t.instance_id)),
+                )
+                .await
+                .unwrap();
+            assert_eq!(detail.release, whole.release);
+            assert_eq!(detail.tasks, whole.tasks);
+            let mut expected: Vec<StepRecord> = whole
+                .steps
+                .iter()
+                .filter(|s| ids.contains(&s.instance_id))
+                .cloned()
+                .collect();
+            let mut got = detail.steps.clone();
+            // Instances come in no particular order; each one's steps in run order.
+            let key = |s: &StepRecord| s.instance_id.clone();
+            expected.sort_by_key(key);
+            got.sort_by_key(key);
+            assert_eq!(got, expected, "picked {ids:?}");
+            assert!(got.iter().any(|s| s.instance_id == a.id));
+        }
+        let unknown = release_id(99);
+        expect_not_found(
+            store
+                .release_detail_where(&unknown, Box::new(|_: &TaskRecord| true))
+                .await,
+            "release",
+            &unknown,
+        );
     }
 
     pub async fn a_poll_look_is_the_running_tasks_and_whether_work_waits(backend: &dyn Backend) {

@@ -31,8 +31,8 @@ use crate::ExecRecord;
 use crate::{
     AgentWrite, AgentWritten, ApiTokenRecord, AppRecord, BatchSummary, DeploymentRecord,
     GroupRecord, HeartbeatRecord, InstanceRecord, LiveTask, MemberRecord, MembershipRecord,
-    PollLook, RegistrationTokenRecord, RegistryRecord, ReleaseDetail, ReleaseRecord, StepRecord,
-    StepState, Store, StoreError, StoreResult, TaskRecord, TaskState,
+    PollLook, RegistrationTokenRecord, RegistryRecord, ReleaseDetail, ReleaseRecord, StepFilter,
+    StepRecord, StepState, Store, StoreError, StoreResult, TaskRecord, TaskState,
 };
 use crate::{
     HookRunRecord, ScalingActivityRecord, ScalingGroupRecord, ScalingHeldRecord, ScalingJoin,
@@ -40,6 +40,7 @@ use crate::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -513,6 +514,39 @@ impl Store for SqliteStore {
                 release: releases::fetch(conn, &id)?,
                 tasks: tasks::list(conn, &id)?,
                 steps: steps::list_by_instance(conn, &id)?,
+            })
+        })
+        .await
+    }
+
+    async fn release_detail_where(
+        &self,
+        id: &str,
+        wants_steps: StepFilter,
+    ) -> StoreResult<ReleaseDetail> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let release = releases::fetch(conn, &id)?;
+            let tasks = tasks::list(conn, &id)?;
+            let wanted: Vec<&TaskRecord> = tasks.iter().filter(|t| wants_steps(t)).collect();
+            // A look-up per instance reads only the wanted steps; once most
+            // instances are wanted, one pass over every step is cheaper.
+            let steps = if wanted.len() * 2 >= tasks.len() {
+                let wanted: HashSet<&str> = wanted.iter().map(|t| t.instance_id.as_str()).collect();
+                let mut steps = steps::list_by_instance(conn, &id)?;
+                steps.retain(|s| wanted.contains(s.instance_id.as_str()));
+                steps
+            } else {
+                let mut steps = Vec::new();
+                for task in wanted {
+                    steps.extend(steps::list_of_instance(conn, &id, &task.instance_id)?);
+                }
+                steps
+            };
+            Ok(ReleaseDetail {
+                release,
+                tasks,
+                steps,
             })
         })
         .await

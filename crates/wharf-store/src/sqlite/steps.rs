@@ -359,6 +359,28 @@ pub(super) fn list_by_instance(
     Ok(steps)
 }
 
+/// The steps of one instance in a release without their output, in run order: what
+/// [`list_by_instance`] gives for that instance, read through the primary key.
+pub(super) fn list_of_instance(
+    conn: &Connection,
+    release_id: &str,
+    instance_id: &str,
+) -> StoreResult<Vec<StepRecord>> {
+    let mut steps = query::all(
+        conn,
+        "SELECT release_id, instance_id, step, state, started_at, finished_at, \
+         exit_code, '' AS output, dropped_bytes, message \
+         FROM release_steps WHERE release_id = ? AND instance_id = ?",
+        [release_id, instance_id],
+        StepRow::read,
+    )?
+    .into_iter()
+    .map(StepRecord::try_from)
+    .collect::<StoreResult<Vec<StepRecord>>>()?;
+    steps.sort_by_key(|s| ordinal(s.step));
+    Ok(steps)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
