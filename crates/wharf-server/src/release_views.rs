@@ -16,26 +16,51 @@
 use crate::engine::actions;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::views;
 use axum::body::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wharf_domain::release::ReleaseState;
+use wharf_store::{ReleaseDetail, StepFilter, StepRecord, StepState, TaskRecord, TaskState};
 
 /// From how many instances a release's view is kept.
 pub const LARGE_RELEASE_INSTANCES: u32 = 1000;
 /// How old a kept view may be before a read starts building a new one.
 pub const REFRESH_AFTER: Duration = Duration::from_millis(1000);
 /// More large releases than are ever read at once; past it the cache starts over.
-const MAX_KEPT: usize = 64;
+/// A kept release of 10,000 instances holds about 20 MB (its JSON and its parts).
+const MAX_KEPT: usize = 16;
 
 struct Kept {
     built_at: Instant,
     /// The release's state when the view was built.
     state: String,
     json: Bytes,
+    /// Each instance's part of `json`, for the next build to reuse.
+    parts: Arc<Parts>,
     /// Whether a background build is under way.
     refreshing: bool,
+}
+
+/// The instances' parts of a built view, by instance id.
+type Parts = HashMap<String, Arc<InstancePart>>;
+
+/// One instance's part of a built view: its JSON, and what it was built from.
+struct InstancePart {
+    task: TaskRecord,
+    json: Box<[u8]>,
+    /// Whether the instance's steps cannot change while its task stays as it is:
+    /// the task is pending (a step begins only on a running task, which changes
+    /// the task), or ended with no step running (only a running step changes).
+    settled: bool,
+}
+
+impl InstancePart {
+    /// Whether this part is still the instance's view now that its task is `task`.
+    fn still_fits(&self, task: &TaskRecord) -> bool {
+        self.settled && self.task == *task
+    }
 }
 
 /// The kept views, by release id.
@@ -105,25 +130,58 @@ pub fn release_changed(state: &AppState, id: &str) {
     });
 }
 
-/// Builds the view, keeps it if the release is large, and returns its JSON.
+/// A large release was just created: its view is built and kept before its first
+/// batch goes out, so that the reads which follow its creation find it ready (or
+/// wait for a small rebuild) instead of building it beside the first dispatch.
+pub async fn release_created(state: &AppState, id: &str, instances: usize) {
+    if instances < LARGE_RELEASE_INSTANCES as usize {
+        return;
+    }
+    let _building = state.release_views.building.lock().await;
+    if let Err(err) = build(state, id).await {
+        // The first read builds it (or answers the error itself).
+        tracing::warn!(release = %id, error = ?err, "building a new release's view failed");
+    }
+}
+
+/// Builds the view, keeps it if the release is large, and returns its JSON. The
+/// parts of the kept copy that still fit are reused: only the instances whose
+/// tasks changed or may have changed steps are read and encoded again, so that
+/// late in a large release a build reads the tasks and one batch's steps, not
+/// every step of the release.
 async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
     let started = Instant::now();
-    let view = actions::release_view(state, id).await?;
+    let previous = state.release_views.lock().get(id).map(|k| k.parts.clone());
+    let wants_steps: StepFilter = match previous.clone() {
+        Some(parts) => Box::new(move |task| {
+            !parts
+                .get(&task.instance_id)
+                .is_some_and(|part| part.still_fits(task))
+        }),
+        None => Box::new(|_| true),
+    };
+    let detail = state.store.release_detail_where(id, wants_steps).await?;
     let read = started.elapsed();
-    let json = Bytes::from(serde_json::to_vec(&view).map_err(|err| {
-        tracing::error!(release = id, error = %err, "a release view could not be encoded");
-        ApiError::internal()
-    })?);
+    let rolled_back_by = actions::rolled_back_by(state, &detail.release).await?;
+    let release_state = detail.release.state.as_str().to_owned();
+    let instances = detail.tasks.len();
+    let (json, parts, encoded) =
+        assemble(detail, rolled_back_by, previous.as_deref()).map_err(|err| {
+            tracing::error!(release = id, error = %err, "a release view could not be encoded");
+            ApiError::internal()
+        })?;
+    let json = Bytes::from(json);
     tracing::debug!(
         release = id,
-        instances = view.counts.total,
+        instances,
+        encoded,
         read_ms = read.as_secs_f64() * 1000.0,
         total_ms = started.elapsed().as_secs_f64() * 1000.0,
         bytes = json.len(),
         "release view built"
     );
     let mut kept = state.release_views.lock();
-    if view.counts.total >= LARGE_RELEASE_INSTANCES {
+    if instances >= LARGE_RELEASE_INSTANCES as usize {
         if kept.len() >= MAX_KEPT && !kept.contains_key(id) {
             kept.clear();
         }
@@ -131,8 +189,9 @@ async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
             id.to_owned(),
             Kept {
                 built_at: Instant::now(),
-                state: view.state,
+                state: release_state,
                 json: json.clone(),
+                parts: Arc::new(parts),
                 refreshing: false,
             },
         );
@@ -140,6 +199,97 @@ async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
         kept.remove(id);
     }
     Ok(json)
+}
+
+/// The JSON of a release's view (what `serde_json` makes of
+/// [`actions::release_view`]'s answer) from `detail`, whose steps are those of
+/// the instances `previous` has no fitting part for; with the parts of this
+/// build and how many instances were encoded anew.
+fn assemble(
+    detail: ReleaseDetail,
+    rolled_back_by: Option<String>,
+    previous: Option<&Parts>,
+) -> Result<(Vec<u8>, Parts, usize), AssembleError> {
+    let ReleaseDetail {
+        release,
+        tasks,
+        steps,
+    } = detail;
+    let batch_count = release.batch_count;
+    // The view without its batches, then each batch without its instances: the
+    // lists are the last fields of both, so the JSON ends in `[]}` where they go.
+    let mut header = views::release(release, &tasks, None);
+    header.rolled_back_by = rolled_back_by;
+    let header = serde_json::to_vec(&header)?;
+    let mut steps_of: HashMap<&str, Vec<&StepRecord>> = HashMap::new();
+    for step in &steps {
+        steps_of.entry(&step.instance_id).or_default().push(step);
+    }
+    let mut parts = Parts::with_capacity(tasks.len());
+    let mut encoded = 0;
+    let mut out = Vec::with_capacity(
+        header.len() + previous.map_or(0, |p| p.values().map(|part| part.json.len() + 1).sum()),
+    );
+    out.extend_from_slice(without_empty_list(&header)?);
+    out.push(b'[');
+    for batch in 0..batch_count {
+        let members: Vec<&TaskRecord> = tasks.iter().filter(|t| t.batch == batch).collect();
+        let batch_header = serde_json::to_vec(&wharf_api::ReleaseBatch {
+            number: batch + 1,
+            state: views::batch_state(&members).to_owned(),
+            instances: Vec::new(),
+        })?;
+        if batch > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(without_empty_list(&batch_header)?);
+        out.push(b'[');
+        for (i, task) in members.into_iter().enumerate() {
+            let fitting = previous
+                .and_then(|p| p.get(&task.instance_id))
+                .filter(|part| part.still_fits(task));
+            let part = match fitting {
+                Some(part) => part.clone(),
+                None => {
+                    encoded += 1;
+                    let steps = steps_of
+                        .get(task.instance_id.as_str())
+                        .map_or(&[][..], Vec::as_slice);
+                    let settled = !matches!(task.state, TaskState::Dispatched | TaskState::Running)
+                        && steps.iter().all(|s| s.state != StepState::Running);
+                    Arc::new(InstancePart {
+                        task: task.clone(),
+                        json: serde_json::to_vec(&views::release_instance(task, steps))?
+                            .into_boxed_slice(),
+                        settled,
+                    })
+                }
+            };
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&part.json);
+            parts.insert(task.instance_id.clone(), part);
+        }
+        out.extend_from_slice(b"]}");
+    }
+    out.extend_from_slice(b"]}");
+    Ok((out, parts, encoded))
+}
+
+/// `json` without the `[]}` it ends in (an empty list as the last field).
+fn without_empty_list(json: &[u8]) -> Result<&[u8], AssembleError> {
+    json.strip_suffix(b"[]}").ok_or(AssembleError::ListNotLast)
+}
+
+/// Why a view could not be assembled.
+#[derive(Debug, thiserror::Error)]
+enum AssembleError {
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    /// The lists the parts go into are no longer the last fields of the view.
+    #[error("a release view's list of batches or instances is not its last field")]
+    ListNotLast,
 }
 
 fn refresh_in_background(state: &AppState, id: &str) {
@@ -233,4 +383,188 @@ pub async fn wait_for_change(
         version = release_version(state, id).await?;
     }
     Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, TimeZone as _, Utc};
+    use wharf_domain::release::{PauseMode, StepName};
+    use wharf_store::ReleaseRecord;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn release(state: ReleaseState) -> ReleaseRecord {
+        ReleaseRecord {
+            id: "r-1".into(),
+            app: "shop".into(),
+            group: "prod".into(),
+            deployment: "v2".into(),
+            state,
+            pause: PauseMode::Auto,
+            batch_count: 2,
+            batch_interval_secs: 0,
+            max_failures: 0,
+            rollback_on_failure: true,
+            kind: "release".into(),
+            rollback_of: None,
+            continued_through: 0,
+            created_at: at(0),
+            started_at: Some(at(1)),
+            finished_at: None,
+            message: None,
+        }
+    }
+
+    fn task(n: u32, batch: u32, state: TaskState) -> TaskRecord {
+        TaskRecord {
+            release_id: "r-1".into(),
+            instance_id: format!("i-{n:016x}"),
+            instance_name: format!("web-\"{n}\""),
+            batch,
+            state,
+            dispatched_at: (state != TaskState::Pending).then(|| at(2)),
+            started_at: None,
+            finished_at: None,
+            deadline: None,
+            image_digest: None,
+            message: None,
+        }
+    }
+
+    fn step(task: &TaskRecord, step: StepName, state: StepState) -> StepRecord {
+        StepRecord {
+            release_id: "r-1".into(),
+            instance_id: task.instance_id.clone(),
+            step,
+            state,
+            started_at: at(3),
+            finished_at: (state != StepState::Running).then(|| at(4)),
+            exit_code: (state != StepState::Running).then_some(0),
+            output: String::new(),
+            dropped_bytes: 7,
+            message: None,
+        }
+    }
+
+    /// The whole release as a read of everything encodes it.
+    fn whole(release: &ReleaseRecord, tasks: &[TaskRecord], steps: &[StepRecord]) -> Vec<u8> {
+        let mut view = views::release(release.clone(), tasks, Some(steps));
+        view.rolled_back_by = Some("r-2".into());
+        serde_json::to_vec(&view).unwrap()
+    }
+
+    /// What the store answers to a build that has `previous`: the steps of the
+    /// instances without a fitting part only.
+    fn detail_for(
+        release: &ReleaseRecord,
+        tasks: &[TaskRecord],
+        steps: &[StepRecord],
+        previous: Option<&Parts>,
+    ) -> ReleaseDetail {
+        let fits = |t: &TaskRecord| {
+            previous
+                .and_then(|p| p.get(&t.instance_id))
+                .is_some_and(|part| part.still_fits(t))
+        };
+        ReleaseDetail {
+            release: release.clone(),
+            tasks: tasks.to_vec(),
+            steps: steps
+                .iter()
+                .filter(|s| {
+                    !fits(
+                        tasks
+                            .iter()
+                            .find(|t| t.instance_id == s.instance_id)
+                            .unwrap(),
+                    )
+                })
+                .cloned()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_first_build_is_the_whole_view() {
+        let r = release(ReleaseState::Running);
+        let tasks = vec![
+            task(1, 0, TaskState::Running),
+            task(2, 0, TaskState::Succeeded),
+            task(3, 1, TaskState::Pending),
+        ];
+        let steps = vec![
+            step(&tasks[0], StepName::Fetch, StepState::Succeeded),
+            step(&tasks[0], StepName::Stop, StepState::Running),
+            step(&tasks[1], StepName::Fetch, StepState::Succeeded),
+        ];
+        let (json, parts, encoded) = assemble(
+            detail_for(&r, &tasks, &steps, None),
+            Some("r-2".into()),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            String::from_utf8(whole(&r, &tasks, &steps)).unwrap()
+        );
+        assert_eq!((parts.len(), encoded), (3, 3));
+    }
+
+    #[test]
+    fn a_later_build_reencodes_only_what_may_have_changed_and_is_the_whole_view() {
+        let r = release(ReleaseState::Running);
+        let before = vec![
+            task(1, 0, TaskState::Running),   // goes on running: encoded again
+            task(2, 0, TaskState::Succeeded), // unchanged and ended: reused
+            task(3, 0, TaskState::Failed),    // ended with a step running: encoded again
+            task(4, 1, TaskState::Pending),   // unchanged and pending: reused
+            task(5, 1, TaskState::Pending),   // dispatched since: encoded again
+        ];
+        let steps_before = vec![
+            step(&before[0], StepName::Fetch, StepState::Running),
+            step(&before[1], StepName::Fetch, StepState::Succeeded),
+            step(&before[1], StepName::Start, StepState::Succeeded),
+            step(&before[2], StepName::Stop, StepState::Running),
+        ];
+        let (_, parts, _) = assemble(
+            detail_for(&r, &before, &steps_before, None),
+            Some("r-2".into()),
+            None,
+        )
+        .unwrap();
+
+        let mut after = before.clone();
+        after[4].state = TaskState::Dispatched;
+        after[4].dispatched_at = Some(at(9));
+        let mut steps_after = steps_before.clone();
+        steps_after[0].state = StepState::Succeeded;
+        steps_after[0].finished_at = Some(at(8));
+        steps_after[3].dropped_bytes = 99;
+        steps_after.push(step(&after[0], StepName::Start, StepState::Running));
+        let r = release(ReleaseState::Running);
+        let (json, parts, encoded) = assemble(
+            detail_for(&r, &after, &steps_after, Some(&parts)),
+            Some("r-2".into()),
+            Some(&parts),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            String::from_utf8(whole(&r, &after, &steps_after)).unwrap()
+        );
+        assert_eq!((parts.len(), encoded), (5, 3));
+    }
+
+    #[test]
+    fn a_release_of_no_batches_is_the_whole_view() {
+        let mut r = release(ReleaseState::Cancelled);
+        r.batch_count = 0;
+        let (json, parts, _) =
+            assemble(detail_for(&r, &[], &[], None), Some("r-2".into()), None).unwrap();
+        assert_eq!(json, whole(&r, &[], &[]));
+        assert!(parts.is_empty());
+    }
 }

@@ -235,7 +235,7 @@ pub fn release(
 
 /// A batch is running while any of its tasks is, failed if any failed once all
 /// ended, cancelled if all were cancelled.
-fn batch_state(tasks: &[&TaskRecord]) -> &'static str {
+pub(crate) fn batch_state(tasks: &[&TaskRecord]) -> &'static str {
     let any = |s: TaskState| tasks.iter().any(|t| t.state == s);
     if any(TaskState::Dispatched) || any(TaskState::Running) {
         "running"
@@ -251,7 +251,7 @@ fn batch_state(tasks: &[&TaskRecord]) -> &'static str {
 }
 
 /// One instance of a release view; `steps` are the instance's own, in run order.
-fn release_instance(task: &TaskRecord, steps: &[&StepRecord]) -> api::ReleaseInstance {
+pub(crate) fn release_instance(task: &TaskRecord, steps: &[&StepRecord]) -> api::ReleaseInstance {
     api::ReleaseInstance {
         id: task.instance_id.clone(),
         name: task.instance_name.clone(),

@@ -18,22 +18,29 @@ pub async fn release_view(state: &AppState, id: &str) -> ApiResult<Release> {
         tasks,
         steps,
     } = state.store.release_detail(id).await?;
-    // The automatic rollback of a failed release is created right after it fails,
-    // so it is among the group's newest releases.
-    let rolled_back_by = if release.rollback_on_failure {
-        state
-            .store
-            .release_list(Some(&release.app), Some(&release.group), 50)
-            .await?
-            .into_iter()
-            .find(|r| r.rollback_of.as_deref() == Some(id))
-            .map(|r| r.id)
-    } else {
-        None
-    };
+    let rolled_back_by = rolled_back_by(state, &release).await?;
     let mut view = views::release(release, &tasks, Some(&steps));
     view.rolled_back_by = rolled_back_by;
     Ok(view)
+}
+
+/// The automatic rollback of `release`, if it failed and has one.
+pub async fn rolled_back_by(
+    state: &AppState,
+    release: &ReleaseRecord,
+) -> ApiResult<Option<String>> {
+    if !release.rollback_on_failure {
+        return Ok(None);
+    }
+    // The automatic rollback of a failed release is created right after it fails,
+    // so it is among the group's newest releases.
+    Ok(state
+        .store
+        .release_list(Some(&release.app), Some(&release.group), 50)
+        .await?
+        .into_iter()
+        .find(|r| r.rollback_of.as_deref() == Some(release.id.as_str()))
+        .map(|r| r.id))
 }
 
 /// Creates a release of `app`/`group` as asked for by a `ReleaseCreate` body.

@@ -56,6 +56,7 @@ pub async fn create_release(state: &AppState, new: NewRelease) -> ApiResult<Rele
     state.store.release_create(&release, &tasks).await?;
     tracing::info!(release = %release.id, app = %release.app, group = %release.group,
         deployment = %release.deployment, instances = tasks.len(), batches = release.batch_count, "release created");
+    crate::release_views::release_created(state, &release.id, tasks.len()).await;
     state.wakeups.wake_driver();
     Ok(release)
 }
