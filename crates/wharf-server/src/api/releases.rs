@@ -127,6 +127,7 @@ pub async fn show(
 ) -> ApiResult<Response> {
     // The version is read before the view: a change in between shows in the view
     // and makes the next wait return at once, never the other way round.
+    let started = std::time::Instant::now();
     let version = match &query.after {
         Some(after) => {
             let wait = query.wait_secs.unwrap_or(10);
@@ -134,7 +135,14 @@ pub async fn show(
         }
         None => release_views::release_version(&state, &id).await?,
     };
+    let versioned = started.elapsed();
     let json = release_views::release_json(&state, &id, version.state).await?;
+    tracing::debug!(
+        release = %id,
+        version_ms = versioned.as_secs_f64() * 1000.0,
+        total_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "release read"
+    );
     Ok((
         [
             (header::CONTENT_TYPE, "application/json".to_owned()),
