@@ -271,18 +271,22 @@ pub async fn run(
     }
     let mut api_latencies = api_latencies;
     if std::env::var_os("WHARF_BENCH_DEBUG").is_some() {
-        let per_batch: Vec<String> = hand_off
-            .chunks(agents.div_ceil(BATCHES).max(1))
-            .map(|c| {
-                let mut c = c.to_vec();
-                format!(
-                    "{:.0}/{:.0}",
-                    median(&mut c.clone()),
-                    quantile(&mut c, 0.99)
-                )
-            })
-            .collect();
-        eprintln!("  hand-off p50/p99 by batch: {}", per_batch.join(" "));
+        let by_batch = |latencies: &[f64]| -> String {
+            latencies
+                .chunks(agents.div_ceil(BATCHES).max(1))
+                .map(|c| {
+                    let mut c = c.to_vec();
+                    format!(
+                        "{:.0}/{:.0}",
+                        median(&mut c.clone()),
+                        quantile(&mut c, 0.99)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        eprintln!("  dispatch p50/p99 by batch: {}", by_batch(&dispatch));
+        eprintln!("  hand-off p50/p99 by batch: {}", by_batch(&hand_off));
 
         eprintln!(
             "  API reads (ms): {:?}",
