@@ -101,6 +101,8 @@ pub struct Shared {
     /// Deployments never change; an entry is still rebuilt after 5 s, so that a
     /// changed registry password reaches the instances of a running release soon.
     pub assignments: RecentMap<Arc<WorkAssignment>>,
+    /// Held while an entry of `assignments` is built, so that it is built once.
+    pub assignment_building: tokio::sync::Mutex<()>,
     /// Agent credentials recently found in the store, by the credential's hash,
     /// with their instance. Every agent request (heartbeats alone are a thousand a
     /// second at 10,000 agents) would otherwise read the store to check its
@@ -132,6 +134,7 @@ impl AppState {
             claims: Default::default(),
             // More releases than ever run at once.
             assignments: RecentMap::new(Duration::from_secs(5), 256),
+            assignment_building: tokio::sync::Mutex::new(()),
             // More than the agents one server holds.
             agent_credentials: RecentMap::new(CREDENTIAL_KEPT_FOR, 200_000),
             release_views: Default::default(),

@@ -162,6 +162,13 @@ async fn assignment_template(state: &AppState, release_id: &str) -> ApiResult<Ar
     if let Some(work) = state.assignments.get(release_id) {
         return Ok(work);
     }
+    // When a batch starts, its agents' claims are answered together and would all
+    // find nothing kept: one of them builds it while the others wait, rather
+    // than each reading the release, its deployment and its registry.
+    let _building = state.assignment_building.lock().await;
+    if let Some(work) = state.assignments.get(release_id) {
+        return Ok(work);
+    }
     let work = Arc::new(build_assignment(state, release_id).await?);
     state.assignments.insert(release_id, work.clone());
     Ok(work)
