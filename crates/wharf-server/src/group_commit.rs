@@ -13,7 +13,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use wharf_store::{AgentWrite, AgentWritten, HeartbeatRecord, Store, StoreResult};
 
-/// The most writes in one transaction, so that one transaction stays short.
+/// The most writes in one transaction by default, so that one transaction stays
+/// short.
 const MAX_BATCH: usize = 2048;
 
 /// A kind of write that can be stored many at a time.
@@ -68,6 +69,8 @@ pub struct GroupCommit<W: BatchWrite> {
     /// How long the first write of a batch waits for others before the batch is
     /// written; zero for writes whose answer someone waits on.
     linger: Duration,
+    /// The most writes in one transaction.
+    max_batch: usize,
 }
 
 impl<W: BatchWrite> Clone for GroupCommit<W> {
@@ -75,6 +78,7 @@ impl<W: BatchWrite> Clone for GroupCommit<W> {
         Self {
             queue: self.queue.clone(),
             linger: self.linger,
+            max_batch: self.max_batch,
         }
     }
 }
@@ -97,6 +101,17 @@ impl<W: BatchWrite> GroupCommit<W> {
                 writing: false,
             })),
             linger,
+            max_batch: MAX_BATCH,
+        }
+    }
+
+    /// A queue that writes at most `max_batch` writes per transaction. The writes
+    /// of a transaction are answered only once it is committed; smaller ones let
+    /// the first answers go out while the writer stores the rest.
+    pub fn at_most(max_batch: usize) -> Self {
+        Self {
+            max_batch: max_batch.max(1),
+            ..Self::lingering(Duration::ZERO)
         }
     }
 
@@ -110,7 +125,12 @@ impl<W: BatchWrite> GroupCommit<W> {
             !std::mem::replace(&mut queue.writing, true)
         };
         if start_writer {
-            tokio::spawn(drain(self.queue.clone(), store, self.linger));
+            tokio::spawn(drain(
+                self.queue.clone(),
+                store,
+                self.linger,
+                self.max_batch,
+            ));
         }
         // A dropped sender means the writer task died (a panic): count it as a
         // failed batch rather than waiting for ever.
@@ -123,6 +143,7 @@ async fn drain<W: BatchWrite>(
     queue: Arc<Mutex<Queue<W>>>,
     store: Arc<dyn Store>,
     linger: Duration,
+    max_batch: usize,
 ) {
     if !linger.is_zero() {
         tokio::time::sleep(linger).await;
@@ -134,7 +155,7 @@ async fn drain<W: BatchWrite>(
                 queue.writing = false;
                 return;
             }
-            let take = queue.waiting.len().min(MAX_BATCH);
+            let take = queue.waiting.len().min(max_batch);
             queue.waiting.drain(..take).collect()
         };
         let (writes, waiters): (Vec<W>, Vec<Waiter<W>>) = batch.into_iter().unzip();
@@ -160,5 +181,51 @@ async fn drain<W: BatchWrite>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_store::SqliteStore;
+
+    /// A write that answers the size of the batch it was stored in.
+    struct Sized;
+
+    impl BatchWrite for Sized {
+        type Output = usize;
+        const WHAT: &'static str = "test writes";
+        fn write_batch(
+            _store: &dyn Store,
+            batch: Vec<Self>,
+        ) -> BoxFuture<'_, StoreResult<Vec<usize>>> {
+            Box::pin(async move { Ok(vec![batch.len(); batch.len()]) })
+        }
+    }
+
+    /// The size of the transaction each of `writes` writes was stored in. They
+    /// all queue before the writer task first runs (the test runtime has one
+    /// thread, and `join_all` polls every write before it yields).
+    async fn batch_sizes(queue: GroupCommit<Sized>, writes: usize) -> Vec<usize> {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
+        let answers =
+            futures::future::join_all((0..writes).map(|_| queue.write(store.clone(), Sized))).await;
+        answers.into_iter().map(|a| a.unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn writes_that_queue_together_share_a_transaction() {
+        let sizes = batch_sizes(GroupCommit::default(), 300).await;
+        assert_eq!(sizes, vec![300; 300]);
+    }
+
+    #[tokio::test]
+    async fn a_queue_at_most_n_splits_what_queued_into_transactions_of_n() {
+        let sizes = batch_sizes(GroupCommit::at_most(128), 300).await;
+        // Two transactions of 128, then one of 44, in the order the writes came.
+        let expected: Vec<usize> = [vec![128; 256], vec![44; 44]].concat();
+        assert_eq!(sizes, expected);
     }
 }
