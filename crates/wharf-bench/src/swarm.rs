@@ -286,6 +286,7 @@ pub async fn run(
                 .join(" ")
         };
         eprintln!("  dispatch p50/p99 by batch: {}", by_batch(&dispatch));
+        eprintln!("  of which claims p50/p99 by batch: {}", by_batch(&claim));
         eprintln!("  hand-off p50/p99 by batch: {}", by_batch(&hand_off));
 
         eprintln!(
