@@ -1,6 +1,6 @@
 //! `GET /api/v1/releases/{id}` of a large release. The full view of a release lists
 //! every instance with its steps: at 10,000 instances that is some 40,000 step rows
-//! read, a view built and about 4 MB of JSON, for every read — and a CLI following
+//! read, a view built and about 9 MB of JSON, for every read — and a CLI following
 //! the release, a console or a script polling it read it over and over while the
 //! release runs. So the JSON of a release of at least [`LARGE_RELEASE_INSTANCES`]
 //! instances is kept and served again for up to [`REFRESH_AFTER`]; an older copy is
@@ -12,6 +12,13 @@
 //! for all releases) instead of starting their own. So only per-instance progress
 //! can lag, by about a second, and only on large releases; smaller ones are built
 //! on every read.
+//!
+//! A build keeps each instance's part of the JSON with the task it came from, and
+//! the next build of the release reuses the parts that still fit (see [`build`]):
+//! late in a release of 10,000 instances a build reads the tasks and the steps of
+//! the one or two batches that moved, not 40,000 steps. A large release's view is
+//! built as it is created ([`release_created`]), so the reads that follow its
+//! creation do not build it beside its first batch.
 
 use crate::engine::actions;
 use crate::error::{ApiError, ApiResult};
