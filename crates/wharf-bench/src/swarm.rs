@@ -533,9 +533,25 @@ async fn report(
         .context(format!("reporting a step failed {REPORT_ATTEMPTS} times")))
 }
 
+/// The release's own fields of a release view, without its batches: the view
+/// ends with the batches (8–9 MB at 10,000 instances), and the probe parses
+/// only what it needs, ten times a second, on the cores the server and the
+/// swarm share. The whole view when it has no batches field.
+fn release_header(view: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const BATCHES: &[u8] = b",\"batches\":";
+    match view.windows(BATCHES.len()).position(|w| w == BATCHES) {
+        Some(at) => {
+            let mut header = view[..at].to_vec();
+            header.push(b'}');
+            std::borrow::Cow::Owned(header)
+        }
+        None => std::borrow::Cow::Borrowed(view),
+    }
+}
+
 /// Reads the release every `API_PROBE_INTERVAL` until it ends; returns the latencies
 /// in ms and when the end was first seen. A read's latency runs from sending the
-/// request to having the whole answer (about 4 MB at 10,000 instances); only the
+/// request to having the whole answer (about 9 MB at 10,000 instances); only the
 /// release's state is then parsed out of it, outside the timing, so that this
 /// process's own parsing neither counts as the server's time nor takes the CPU
 /// the server and the swarm share.
@@ -561,12 +577,30 @@ async fn probe_api(api: crate::server::Api, id: String) -> anyhow::Result<(Vec<f
         };
         let now = Instant::now();
         latencies.push(now.duration_since(started).as_secs_f64() * 1000.0);
-        let release: ReleaseState =
-            serde_json::from_slice(body.as_ref()).context("the release view")?;
+        let release: ReleaseState = serde_json::from_slice(release_header(body.as_ref()).as_ref())
+            .context("the release view")?;
         if matches!(release.state.as_str(), "succeeded" | "failed" | "cancelled") {
             return Ok((latencies, now));
         }
         tokio::time::sleep(API_PROBE_INTERVAL).await;
     }
     bail!("the release did not end within {RELEASE_TIMEOUT:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_release_header_is_the_view_without_its_batches() {
+        // As the server writes it: the batches last.
+        let view = br#"{"id":"r-1","state":"running","message":"a \",\"batches\": b","batches":[{"number":1,"state":"succeeded","instances":[]}]}"#;
+        let header: Value = serde_json::from_slice(&release_header(view)).unwrap();
+        assert_eq!(
+            header,
+            json!({"id": "r-1", "state": "running", "message": "a \",\"batches\": b"})
+        );
+        let bare = br#"{"state":"failed"}"#;
+        assert_eq!(release_header(bare).as_ref(), bare);
+    }
 }
