@@ -26,6 +26,7 @@ use crate::state::AppState;
 use crate::views;
 use axum::body::Bytes;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wharf_domain::release::ReleaseState;
@@ -40,7 +41,11 @@ pub const REFRESH_AFTER: Duration = Duration::from_millis(1000);
 const MAX_KEPT: usize = 16;
 
 struct Kept {
+    /// When the build that made it started, before it read the store.
     built_at: Instant,
+    /// Which build made it: builds are numbered as they start, so a higher number
+    /// read the store later.
+    generation: u64,
     /// The release's state when the view was built.
     state: String,
     json: Bytes,
@@ -77,12 +82,28 @@ pub struct ReleaseViews {
     /// Held while a view of a large release is built: reads that need a new view
     /// wait for the build under way and then use it, instead of each building one.
     building: Arc<tokio::sync::Mutex<()>>,
+    /// Builds started so far: the next build's generation.
+    builds: Arc<AtomicU64>,
 }
 
 impl ReleaseViews {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Keeps `new` as the view of release `id`, unless a build that read the store
+/// later was kept already: builds may overlap (a read that finds nothing kept
+/// builds without waiting), and the slower, older one must not replace the
+/// newer one.
+fn keep(kept: &mut HashMap<String, Kept>, id: &str, new: Kept) {
+    if kept.get(id).is_some_and(|k| k.generation > new.generation) {
+        return;
+    }
+    if kept.len() >= MAX_KEPT && !kept.contains_key(id) {
+        kept.clear();
+    }
+    kept.insert(id.to_owned(), new);
 }
 
 /// The full view of a release as JSON; see the module's comment for when it is
@@ -158,6 +179,7 @@ pub async fn release_created(state: &AppState, id: &str, instances: usize) {
 /// every step of the release.
 async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
     let started = Instant::now();
+    let generation = state.release_views.builds.fetch_add(1, Ordering::Relaxed);
     let previous = state.release_views.lock().get(id).map(|k| k.parts.clone());
     let wants_steps: StepFilter = match previous.clone() {
         Some(parts) => Box::new(move |task| {
@@ -189,13 +211,12 @@ async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
     );
     let mut kept = state.release_views.lock();
     if instances >= LARGE_RELEASE_INSTANCES as usize {
-        if kept.len() >= MAX_KEPT && !kept.contains_key(id) {
-            kept.clear();
-        }
-        kept.insert(
-            id.to_owned(),
+        keep(
+            &mut kept,
+            id,
             Kept {
-                built_at: Instant::now(),
+                built_at: started,
+                generation,
                 state: release_state,
                 json: json.clone(),
                 parts: Arc::new(parts),
@@ -563,6 +584,24 @@ mod tests {
             String::from_utf8(whole(&r, &after, &steps_after)).unwrap()
         );
         assert_eq!((parts.len(), encoded), (5, 3));
+    }
+
+    #[test]
+    fn a_kept_view_is_replaced_only_by_a_later_build() {
+        let kept_of = |generation: u64, json: &'static str| Kept {
+            built_at: Instant::now(),
+            generation,
+            state: "running".into(),
+            json: Bytes::from_static(json.as_bytes()),
+            parts: Arc::default(),
+            refreshing: false,
+        };
+        let mut kept = HashMap::new();
+        keep(&mut kept, "r-1", kept_of(5, "five"));
+        keep(&mut kept, "r-1", kept_of(3, "three"));
+        assert_eq!(kept["r-1"].json, "five");
+        keep(&mut kept, "r-1", kept_of(8, "eight"));
+        assert_eq!(kept["r-1"].json, "eight");
     }
 
     #[test]
