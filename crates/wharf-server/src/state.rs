@@ -65,10 +65,10 @@ const HEARTBEAT_LINGER: Duration = Duration::from_millis(50);
 const CREDENTIAL_KEPT_FOR: Duration = Duration::from_secs(60);
 
 /// The most claims in one transaction. When a batch of 1,000 instances starts,
-/// its agents' claims arrive together; written in one transaction (some 35 ms),
-/// none is answered before all are stored. In transactions of this size the
-/// first agents get their work while the writer stores the others, for about a
-/// millisecond more of the writer's time per batch.
+/// its agents' claims arrive together; written in one transaction, none is
+/// answered before all are stored. In transactions of this size the first agents
+/// get their work while the writer stores the others, for a few more commits per
+/// batch (BENCHMARKS.md, change 26, has what it did).
 const CLAIMS_PER_TRANSACTION: usize = 128;
 
 /// What every handler and the engine share. Cloned for every request (axum's
