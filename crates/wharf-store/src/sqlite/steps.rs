@@ -342,21 +342,11 @@ pub(super) fn list_by_instance(
     conn: &Connection,
     release_id: &str,
 ) -> StoreResult<Vec<StepRecord>> {
-    let mut steps = query::all(
+    without_output(
         conn,
-        "SELECT release_id, instance_id, step, state, started_at, finished_at, \
-         exit_code, '' AS output, dropped_bytes, message \
-         FROM release_steps WHERE release_id = ? ORDER BY release_id, instance_id, step",
+        "WHERE release_id = ? ORDER BY release_id, instance_id, step",
         [release_id],
-        StepRow::read,
-    )?
-    .into_iter()
-    .map(StepRecord::try_from)
-    .collect::<StoreResult<Vec<StepRecord>>>()?;
-    for instance in steps.chunk_by_mut(|a, b| a.instance_id == b.instance_id) {
-        instance.sort_by_key(|s| ordinal(s.step));
-    }
-    Ok(steps)
+    )
 }
 
 /// The steps of one instance in a release without their output, in run order: what
@@ -366,18 +356,31 @@ pub(super) fn list_of_instance(
     release_id: &str,
     instance_id: &str,
 ) -> StoreResult<Vec<StepRecord>> {
-    let mut steps = query::all(
+    without_output(
         conn,
-        "SELECT release_id, instance_id, step, state, started_at, finished_at, \
-         exit_code, '' AS output, dropped_bytes, message \
-         FROM release_steps WHERE release_id = ? AND instance_id = ?",
+        "WHERE release_id = ? AND instance_id = ?",
         [release_id, instance_id],
-        StepRow::read,
-    )?
-    .into_iter()
-    .map(StepRecord::try_from)
-    .collect::<StoreResult<Vec<StepRecord>>>()?;
-    steps.sort_by_key(|s| ordinal(s.step));
+    )
+}
+
+/// The steps `filter` selects, without their output; rows of one instance must
+/// come together, and are put in run order here.
+fn without_output(
+    conn: &Connection,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Vec<StepRecord>> {
+    let sql = format!(
+        "SELECT release_id, instance_id, step, state, started_at, finished_at, \
+         exit_code, '' AS output, dropped_bytes, message FROM release_steps {filter}"
+    );
+    let mut steps = query::all(conn, &sql, params, StepRow::read)?
+        .into_iter()
+        .map(StepRecord::try_from)
+        .collect::<StoreResult<Vec<StepRecord>>>()?;
+    for instance in steps.chunk_by_mut(|a, b| a.instance_id == b.instance_id) {
+        instance.sort_by_key(|s| ordinal(s.step));
+    }
     Ok(steps)
 }
 
