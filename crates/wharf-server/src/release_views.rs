@@ -68,11 +68,12 @@ struct InstancePart {
     settled: bool,
 }
 
-impl InstancePart {
-    /// Whether this part is still the instance's view now that its task is `task`.
-    fn still_fits(&self, task: &TaskRecord) -> bool {
-        self.settled && self.task == *task
-    }
+/// The part of `previous` that is still the view of `task`'s instance: one made
+/// from this very task, and settled.
+fn fitting<'a>(previous: Option<&'a Parts>, task: &TaskRecord) -> Option<&'a Arc<InstancePart>> {
+    previous?
+        .get(&task.instance_id)
+        .filter(|part| part.settled && part.task == *task)
 }
 
 /// The kept views, by release id.
@@ -181,15 +182,10 @@ async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
     let started = Instant::now();
     let generation = state.release_views.builds.fetch_add(1, Ordering::Relaxed);
     let previous = state.release_views.lock().get(id).map(|k| k.parts.clone());
-    let wants_steps: StepFilter = match previous.clone() {
-        Some(parts) => Box::new(move |task| {
-            !parts
-                .get(&task.instance_id)
-                .is_some_and(|part| part.still_fits(task))
-        }),
-        None => Box::new(|_| true),
-    };
-    let detail = state.store.release_detail_where(id, wants_steps).await?;
+    let detail = state
+        .store
+        .release_detail_where(id, steps_wanted(previous.clone()))
+        .await?;
     let read = started.elapsed();
     let rolled_back_by = actions::rolled_back_by(state, &detail.release).await?;
     let release_state = detail.release.state.as_str().to_owned();
@@ -227,6 +223,12 @@ async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
         kept.remove(id);
     }
     Ok(json)
+}
+
+/// Picks the tasks whose steps a build must read: those of the instances without
+/// a fitting part in `previous`.
+fn steps_wanted(previous: Option<Arc<Parts>>) -> StepFilter {
+    Box::new(move |task| fitting(previous.as_deref(), task).is_none())
 }
 
 /// The JSON of a release's view (what `serde_json` makes of
@@ -273,10 +275,7 @@ fn assemble(
         out.extend_from_slice(without_empty_list(&batch_header)?);
         out.push(b'[');
         for (i, task) in members.into_iter().enumerate() {
-            let fitting = previous
-                .and_then(|p| p.get(&task.instance_id))
-                .filter(|part| part.still_fits(task));
-            let part = match fitting {
+            let part = match fitting(previous, task) {
                 Some(part) => part.clone(),
                 None => {
                     encoded += 1;
@@ -485,31 +484,26 @@ mod tests {
     }
 
     /// What the store answers to a build that has `previous`: the steps of the
-    /// instances without a fitting part only.
+    /// tasks the build's filter picks.
     fn detail_for(
         release: &ReleaseRecord,
         tasks: &[TaskRecord],
         steps: &[StepRecord],
         previous: Option<&Parts>,
     ) -> ReleaseDetail {
-        let fits = |t: &TaskRecord| {
-            previous
-                .and_then(|p| p.get(&t.instance_id))
-                .is_some_and(|part| part.still_fits(t))
+        let wanted = steps_wanted(previous.map(|p| Arc::new(p.clone())));
+        let task_of = |s: &StepRecord| {
+            tasks
+                .iter()
+                .find(|t| t.instance_id == s.instance_id)
+                .unwrap()
         };
         ReleaseDetail {
             release: release.clone(),
             tasks: tasks.to_vec(),
             steps: steps
                 .iter()
-                .filter(|s| {
-                    !fits(
-                        tasks
-                            .iter()
-                            .find(|t| t.instance_id == s.instance_id)
-                            .unwrap(),
-                    )
-                })
+                .filter(|s| wanted(task_of(s)))
                 .cloned()
                 .collect(),
         }
