@@ -150,13 +150,21 @@ pub fn release_changed(state: &AppState, id: &str) {
     }
     let state = state.clone();
     let id = id.to_owned();
-    tokio::spawn(async move {
-        let _building = state.release_views.building.lock().await;
-        if let Err(err) = build(&state, &id).await {
-            // The next read builds it (or answers the error itself).
-            tracing::warn!(release = %id, error = ?err, "rebuilding a kept release view failed");
+    tokio::spawn(async move { build_in_turn(&state, &id, "rebuilding a kept").await });
+}
+
+/// Builds and keeps the view once no other build is under way (one build at a
+/// time, for all releases); whether it could. A failure is logged: the next read
+/// builds the view itself (or answers the error).
+async fn build_in_turn(state: &AppState, id: &str, what: &'static str) -> bool {
+    let _building = state.release_views.building.lock().await;
+    match build(state, id).await {
+        Ok(_) => true,
+        Err(err) => {
+            tracing::warn!(release = %id, error = ?err, "{what} release view failed");
+            false
         }
-    });
+    }
 }
 
 /// A large release was just created: its view is built and kept before its first
@@ -166,11 +174,7 @@ pub async fn release_created(state: &AppState, id: &str, instances: usize) {
     if instances < LARGE_RELEASE_INSTANCES as usize {
         return;
     }
-    let _building = state.release_views.building.lock().await;
-    if let Err(err) = build(state, id).await {
-        // The first read builds it (or answers the error itself).
-        tracing::warn!(release = %id, error = ?err, "building a new release's view failed");
-    }
+    build_in_turn(state, id, "building a new").await;
 }
 
 /// Builds the view, keeps it if the release is large, and returns its JSON. The
@@ -330,10 +334,7 @@ fn refresh_in_background(state: &AppState, id: &str) {
     let state = state.clone();
     let id = id.to_owned();
     tokio::spawn(async move {
-        let _building = state.release_views.building.lock().await;
-        if let Err(err) = build(&state, &id).await {
-            // The next read tries again (or answers the error itself).
-            tracing::warn!(release = %id, error = ?err, "refreshing a kept release view failed");
+        if !build_in_turn(&state, &id, "refreshing a kept").await {
             if let Some(k) = state.release_views.lock().get_mut(&id) {
                 k.refreshing = false;
             }
