@@ -4722,8 +4722,9 @@ pub mod suite {
         }
         let whole = store.release_detail(&r.id).await.unwrap();
         // Two picked of six reads instance by instance, three of six in one pass
-        // (see the SQLite store); both must give the same.
-        for picked in [vec![&a, &c], vec![&a, &b, d]] {
+        // that drops the others, all six in one pass (see the SQLite store); all
+        // must give the same.
+        for picked in [vec![&a, &c], vec![&a, &b, d], vec![&a, &b, &c, d, e, f]] {
             let ids: Vec<String> = picked.iter().map(|i| i.id.clone()).collect();
             let filter_ids = ids.clone();
             let detail = store

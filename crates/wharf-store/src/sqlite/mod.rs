@@ -531,7 +531,9 @@ impl Store for SqliteStore {
             let wanted: Vec<&TaskRecord> = tasks.iter().filter(|t| wants_steps(t)).collect();
             // A look-up per instance reads only the wanted steps; once most
             // instances are wanted, one pass over every step is cheaper.
-            let steps = if wanted.len() * 2 >= tasks.len() {
+            let steps = if wanted.len() == tasks.len() {
+                steps::list_by_instance(conn, &id)?
+            } else if wanted.len() * 2 >= tasks.len() {
                 let wanted: HashSet<&str> = wanted.iter().map(|t| t.instance_id.as_str()).collect();
                 let mut steps = steps::list_by_instance(conn, &id)?;
                 steps.retain(|s| wanted.contains(s.instance_id.as_str()));
