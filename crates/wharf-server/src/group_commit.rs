@@ -1,7 +1,7 @@
 //! Group commit for the writes agents cause. SQLite has one writer; with thousands
-//! of agents, one transaction per heartbeat, claim or step report queues them
-//! behind each other (10,000 agents send 1,000 heartbeats a second, and a batch of
-//! 1,000 instances makes some 8,000 claims and reports). Writes that arrive while
+//! of agents, one transaction per heartbeat or step report queues them behind
+//! each other (10,000 agents send 1,000 heartbeats a second, and a batch of 1,000
+//! instances makes some 7,000 reports). Writes that arrive while
 //! a transaction is under way queue here and go to the store together, in one
 //! transaction. Each request still answers only once its own write is stored, with
 //! that write's own result, so nothing an agent or the driver sees changes; a
@@ -13,8 +13,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use wharf_store::{AgentWrite, AgentWritten, HeartbeatRecord, Store, StoreResult};
 
-/// The most writes in one transaction by default, so that one transaction stays
-/// short.
+/// The most writes in one transaction, so that one transaction stays short.
 const MAX_BATCH: usize = 2048;
 
 /// A kind of write that can be stored many at a time.
@@ -39,7 +38,7 @@ impl BatchWrite for HeartbeatRecord {
     }
 }
 
-/// Claims and step reports answer as their single-call store methods would.
+/// Step reports answer as their single-call store methods would.
 impl BatchWrite for AgentWrite {
     type Output = StoreResult<AgentWritten>;
     const WHAT: &'static str = "agent reports";
@@ -69,8 +68,6 @@ pub struct GroupCommit<W: BatchWrite> {
     /// How long the first write of a batch waits for others before the batch is
     /// written; zero for writes whose answer someone waits on.
     linger: Duration,
-    /// The most writes in one transaction.
-    max_batch: usize,
 }
 
 impl<W: BatchWrite> Clone for GroupCommit<W> {
@@ -78,7 +75,6 @@ impl<W: BatchWrite> Clone for GroupCommit<W> {
         Self {
             queue: self.queue.clone(),
             linger: self.linger,
-            max_batch: self.max_batch,
         }
     }
 }
@@ -101,17 +97,6 @@ impl<W: BatchWrite> GroupCommit<W> {
                 writing: false,
             })),
             linger,
-            max_batch: MAX_BATCH,
-        }
-    }
-
-    /// A queue that writes at most `max_batch` writes per transaction. The writes
-    /// of a transaction are answered only once it is committed; smaller ones let
-    /// the first answers go out while the writer stores the rest.
-    pub fn at_most(max_batch: usize) -> Self {
-        Self {
-            max_batch: max_batch.max(1),
-            ..Self::lingering(Duration::ZERO)
         }
     }
 
@@ -125,12 +110,7 @@ impl<W: BatchWrite> GroupCommit<W> {
             !std::mem::replace(&mut queue.writing, true)
         };
         if start_writer {
-            tokio::spawn(drain(
-                self.queue.clone(),
-                store,
-                self.linger,
-                self.max_batch,
-            ));
+            tokio::spawn(drain(self.queue.clone(), store, self.linger));
         }
         // A dropped sender means the writer task died (a panic): count it as a
         // failed batch rather than waiting for ever.
@@ -143,7 +123,6 @@ async fn drain<W: BatchWrite>(
     queue: Arc<Mutex<Queue<W>>>,
     store: Arc<dyn Store>,
     linger: Duration,
-    max_batch: usize,
 ) {
     if !linger.is_zero() {
         tokio::time::sleep(linger).await;
@@ -155,7 +134,7 @@ async fn drain<W: BatchWrite>(
                 queue.writing = false;
                 return;
             }
-            let take = queue.waiting.len().min(max_batch);
+            let take = queue.waiting.len().min(MAX_BATCH);
             queue.waiting.drain(..take).collect()
         };
         let (writes, waiters): (Vec<W>, Vec<Waiter<W>>) = batch.into_iter().unzip();
@@ -222,10 +201,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_queue_at_most_n_splits_what_queued_into_transactions_of_n() {
-        let sizes = batch_sizes(GroupCommit::at_most(128), 300).await;
-        // Two transactions of 128, then one of 44, in the order the writes came.
-        let expected: Vec<usize> = [vec![128; 256], vec![44; 44]].concat();
+    async fn a_transaction_holds_at_most_max_batch_writes() {
+        let sizes = batch_sizes(GroupCommit::default(), MAX_BATCH + 44).await;
+        // One full transaction, then the rest, in the order the writes came.
+        let expected: Vec<usize> = [vec![MAX_BATCH; MAX_BATCH], vec![44; 44]].concat();
         assert_eq!(sizes, expected);
     }
 }

@@ -64,13 +64,6 @@ const HEARTBEAT_LINGER: Duration = Duration::from_millis(50);
 /// Docker status, which this server updates in the cache as it records it.
 const CREDENTIAL_KEPT_FOR: Duration = Duration::from_secs(60);
 
-/// The most claims in one transaction. When a batch of 1,000 instances starts,
-/// its agents' claims arrive together; written in one transaction, none is
-/// answered before all are stored. In transactions of this size the first agents
-/// get their work while the writer stores the others, for a few more commits per
-/// batch (BENCHMARKS.md, change 26, has what it did).
-const CLAIMS_PER_TRANSACTION: usize = 128;
-
 /// What every handler and the engine share. Cloned for every request (axum's
 /// `State` extractor), so it is one `Arc`: a clone is one count, not one per
 /// field.
@@ -90,18 +83,13 @@ pub struct Shared {
     pub secrets: SecretBox,
     pub metrics: Arc<Metrics>,
     pub wakeups: Wakeups,
-    /// Holds step reports back while a dispatched batch's claims come in.
+    /// Holds step reports back while a dispatched batch's agents get their work.
     pub dispatch_first: DispatchFirst,
     pub liveness: Liveness,
     /// Heartbeats waiting to be written together.
     pub heartbeats: GroupCommit<HeartbeatRecord>,
     /// Step reports waiting to be written together.
     pub agent_writes: GroupCommit<AgentWrite>,
-    /// Claims waiting to be written together: a queue of their own, so that a
-    /// batch's agents get their work without waiting behind the step reports of
-    /// the agents that got theirs first; at most [`CLAIMS_PER_TRANSACTION`] in
-    /// one transaction.
-    pub claims: GroupCommit<AgentWrite>,
     /// The work of recent releases, by release id, as every instance of a release
     /// gets it (with the instance's id left empty): building it reads the release,
     /// its deployment and registry and decrypts the registry password, which a
@@ -139,7 +127,6 @@ impl AppState {
             liveness,
             heartbeats: GroupCommit::lingering(HEARTBEAT_LINGER),
             agent_writes: Default::default(),
-            claims: GroupCommit::at_most(CLAIMS_PER_TRANSACTION),
             // More releases than ever run at once.
             assignments: RecentMap::new(Duration::from_secs(5), 256),
             assignment_building: tokio::sync::Mutex::new(()),

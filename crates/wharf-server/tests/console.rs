@@ -777,7 +777,7 @@ async fn scaling_groups_execs_and_docker_status_are_shown_escaped() {
         .task_dispatch_batch(&exec, 0, now, now + chrono::Duration::minutes(10))
         .await
         .unwrap();
-    store.task_claim(&web1, now).await.unwrap().expect("a task");
+    assert!(store.task_claim(&exec, &web1, now).await.unwrap());
     store
         .step_begin(&exec, &web1, StepName::Exec, now)
         .await

@@ -382,6 +382,47 @@ async fn agents_cannot_touch_other_instances_work() {
 }
 
 #[tokio::test]
+async fn work_is_handed_out_again_until_the_agents_first_report_claims_it() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 1).await;
+    let id = server
+        .create_release("prod", json!({"deployment": "v1"}))
+        .await;
+    let work = agents[0].work().await;
+    let instance = |view: &Value| view["batches"][0]["instances"][0].clone();
+    // Handed out, not yet claimed: the agent may never have got the answer.
+    let handed_out = instance(&server.release(&id).await);
+    assert_eq!(handed_out["state"], "dispatched", "{handed_out:#}");
+    assert_eq!(handed_out["steps"], json!([]));
+    // The answer was lost (say): the next poll gets the same work again rather
+    // than failing the task as abandoned.
+    let again = agents[0].poll(1).await.expect("the same work again");
+    assert_eq!(again, work);
+    assert_eq!(server.release(&id).await["state"], "running");
+    // The first report claims the task and records its fetch step.
+    let (status, ack) = agents[0]
+        .event(&id, json!({"event": "begin", "step": "prepare"}))
+        .await;
+    assert_eq!(
+        (status, ack["proceed"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    let claimed = instance(&server.release(&id).await);
+    assert_eq!(claimed["state"], "running", "{claimed:#}");
+    let steps: Vec<(&str, &str)> = claimed["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(steps, vec![("fetch", "succeeded"), ("prepare", "running")]);
+    agents[0].run(&work, None).await;
+    server.wait_state(&id, "succeeded").await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn an_agent_that_restarts_mid_step_fails_that_step_precisely() {
     let (_tmp, dir) = data_dir();
     let server = Server::start(&dir).await;

@@ -242,17 +242,21 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         deadline: DateTime<Utc>,
     ) -> StoreResult<Vec<String>>;
-    /// The instance's next Dispatched task of a Running release: moves it to Running,
-    /// sets started_at and records the `fetch` step as succeeded. None when there is no
-    /// work.
+    /// The release of the instance's oldest Dispatched task of a Running release:
+    /// the work its agent is given when it polls. A read: handing work out writes
+    /// nothing, and the task is claimed by the agent's first step report
+    /// ([`Store::task_claim`]).
+    async fn task_next_dispatched(&self, instance_id: &str) -> StoreResult<Option<String>>;
+    /// Claims a handed-out task when its agent reports its first step: Dispatched
+    /// -> Running if the release is Running, with `started_at`, and the `fetch`
+    /// step recorded as succeeded at `now`. `Ok(false)` when the task is not
+    /// Dispatched or its release not Running; `NotFound` when there is no task.
     async fn task_claim(
         &self,
+        release_id: &str,
         instance_id: &str,
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<TaskRecord>>;
-    /// Whether [`Store::task_claim`] would find a task for the instance: a read, so
-    /// that the many polls that find no work do not need the writer.
-    async fn task_claimable(&self, instance_id: &str) -> StoreResult<bool>;
+    ) -> StoreResult<bool>;
     /// The instance's tasks in state Running (an agent that polls while it has one
     /// restarted).
     async fn task_list_running_for_instance(
@@ -260,13 +264,13 @@ pub trait Store: Send + Sync + 'static {
         instance_id: &str,
     ) -> StoreResult<Vec<TaskRecord>>;
     /// What an agent's poll looks at first, in one read: the instance's running
-    /// tasks ([`Store::task_list_running_for_instance`]) and whether it has a
-    /// task to claim ([`Store::task_claimable`]). A backend should answer both in
-    /// one snapshot; this default asks one after the other.
+    /// tasks ([`Store::task_list_running_for_instance`]) and the release of the
+    /// work it is to be given ([`Store::task_next_dispatched`]). A backend should
+    /// answer both in one snapshot; this default asks one after the other.
     async fn task_poll_look(&self, instance_id: &str) -> StoreResult<PollLook> {
         Ok(PollLook {
             running: self.task_list_running_for_instance(instance_id).await?,
-            claimable: self.task_claimable(instance_id).await?,
+            next: self.task_next_dispatched(instance_id).await?,
         })
     }
     async fn task_fetch(&self, release_id: &str, instance_id: &str) -> StoreResult<TaskRecord>;
@@ -475,10 +479,6 @@ pub async fn agent_write_one_by_one<S: Store + ?Sized>(
     write: &AgentWrite,
 ) -> StoreResult<AgentWritten> {
     match write {
-        AgentWrite::Claim { instance_id, now } => store
-            .task_claim(instance_id, *now)
-            .await
-            .map(AgentWritten::Claimed),
         AgentWrite::StepBegin {
             release_id,
             instance_id,
@@ -486,7 +486,15 @@ pub async fn agent_write_one_by_one<S: Store + ?Sized>(
             now,
         } => {
             let task = store.task_fetch(release_id, instance_id).await?;
-            refuse_unless_running(task.state, *step, "begin")?;
+            let state = match task.state {
+                TaskState::Dispatched
+                    if store.task_claim(release_id, instance_id, *now).await? =>
+                {
+                    TaskState::Running
+                }
+                state => state,
+            };
+            refuse_unless_running(state, *step, "begin")?;
             store
                 .step_begin(release_id, instance_id, *step, *now)
                 .await

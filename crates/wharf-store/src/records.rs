@@ -272,15 +272,13 @@ pub struct LiveTask {
 /// The step writes (begin, output, end) are refused, before anything is written,
 /// unless the instance has a task in the release (`NotFound` of kind `task`) and
 /// that task is running (`Conflict`, see [`crate::refuse_unless_running`]): a
-/// late report changes nothing that is already decided. The check is made in the
+/// late report changes nothing that is already decided. A begin on a task that was
+/// handed out and not claimed yet claims it first ([`crate::Store::task_claim`]),
+/// and is refused if that cannot be done. The check is made in the
 /// same transaction as the write, so no end of the task can come in between.
 pub enum AgentWrite {
-    /// [`crate::Store::task_claim`].
-    Claim {
-        instance_id: String,
-        now: DateTime<Utc>,
-    },
-    /// [`crate::Store::step_begin`].
+    /// [`crate::Store::step_begin`], after [`crate::Store::task_claim`] when the
+    /// task is still Dispatched (the agent's first report of the task).
     StepBegin {
         release_id: String,
         instance_id: String,
@@ -317,8 +315,6 @@ pub enum AgentWrite {
 /// What an [`AgentWrite`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentWritten {
-    /// The task claimed, if the instance had one.
-    Claimed(Option<TaskRecord>),
     /// A begin or output was recorded.
     Recorded,
     /// A step end: whether it changed the step (a repeated report does not), and
@@ -478,6 +474,7 @@ pub struct ReleaseDetail {
 pub struct PollLook {
     /// The instance's running tasks: an agent that polls while it has one restarted.
     pub running: Vec<TaskRecord>,
-    /// Whether a task waits for the instance to claim it.
-    pub claimable: bool,
+    /// The release of the work the instance is to be given, if it has any
+    /// ([`crate::Store::task_next_dispatched`]).
+    pub next: Option<String>,
 }

@@ -63,7 +63,7 @@ macro_rules! conformance {
             release_transitions_are_compare_and_set,
             dispatch_moves_one_batch_and_only_while_running,
             open_tasks_are_counted_per_batch,
-            claims_take_dispatched_work_of_running_releases_and_record_fetch,
+            work_is_handed_out_oldest_first_and_claimed_with_its_fetch_step,
             tasks_finish_once_and_record_the_membership_on_success,
             cancelling_ends_only_tasks_that_have_not_started,
             steps_begin_and_finish_once,
@@ -82,12 +82,11 @@ macro_rules! conformance {
             exec_steps_are_recorded_after_fetch,
             batch_summaries_count_each_batch_by_state,
             live_tasks_are_the_dispatched_and_running_ones_with_their_heartbeat,
-            claimable_says_whether_a_claim_would_find_work,
             a_refused_agent_write_is_undone_alone,
             steps_without_output_are_the_steps_with_their_output_emptied,
             release_detail_is_the_release_its_tasks_and_their_steps,
             a_filtered_release_detail_has_the_steps_of_the_picked_tasks_only,
-            a_poll_look_is_the_running_tasks_and_whether_work_waits,
+            a_poll_look_is_the_running_tasks_and_the_work_to_hand_out,
         );
         conformance!(@paired $make;
             agent_writes_answer_as_their_single_calls_do,
@@ -428,12 +427,14 @@ mod fixtures {
             .await
             .expect("batch dispatched");
         for instance in claimers {
-            let claimed = store
-                .task_claim(&instance.id, now)
-                .await
-                .expect("claim")
-                .expect("a task to claim");
-            assert_eq!(claimed.release_id, id);
+            assert!(
+                store
+                    .task_claim(id, &instance.id, now)
+                    .await
+                    .expect("claim"),
+                "no task of {} to claim",
+                instance.name
+            );
         }
     }
 
@@ -2092,7 +2093,7 @@ pub mod suite {
         );
     }
 
-    pub async fn claims_take_dispatched_work_of_running_releases_and_record_fetch(
+    pub async fn work_is_handed_out_oldest_first_and_claimed_with_its_fetch_step(
         backend: &dyn Backend,
     ) {
         let store = backend.open().await;
@@ -2101,8 +2102,15 @@ pub mod suite {
         create(&*store, &r1, &[(&a, 0), (&c, 0), (&b, 1)]).await;
         let r2 = release(2, "shop", "staging", "v1");
         create(&*store, &r2, &[(&a, 0)]).await;
+        let next = |instance: &InstanceRecord| {
+            let store = Arc::clone(&store);
+            let id = instance.id.clone();
+            async move { store.task_next_dispatched(&id).await.expect("next") }
+        };
 
-        assert_eq!(store.task_claim(&a.id, at(200)).await.unwrap(), None);
+        // A pending release has no work, and nothing to claim.
+        assert_eq!(next(&a).await, None);
+        assert!(!store.task_claim(&r1.id, &a.id, at(200)).await.unwrap());
         shift(
             &*store,
             &r1.id,
@@ -2120,7 +2128,9 @@ pub mod suite {
         )
         .await;
         // Pending tasks are not work yet.
-        assert_eq!(store.task_claim(&a.id, at(200)).await.unwrap(), None);
+        assert_eq!(next(&a).await, None);
+        assert!(!store.task_claim(&r1.id, &a.id, at(200)).await.unwrap());
+        assert_eq!(fetched(&*store, &r1.id, &a).await, task(&r1, &a, 0));
         store
             .task_dispatch_batch(&r2.id, 0, at(201), at(901))
             .await
@@ -2130,36 +2140,49 @@ pub mod suite {
             .await
             .unwrap();
 
-        // The oldest dispatched task first.
-        let first = store.task_claim(&a.id, at(210)).await.unwrap().unwrap();
-        let mut expected = task(&r2, &a, 0);
-        expected.state = TaskState::Running;
-        expected.dispatched_at = Some(at(201));
-        expected.deadline = Some(at(901));
-        expected.started_at = Some(at(210));
-        assert_eq!(first, expected);
-        assert_eq!(store.task_fetch(&r2.id, &a.id).await.unwrap(), expected);
+        // The oldest dispatched task is handed out first; looking changes nothing.
+        assert_eq!(next(&a).await, Some(r2.id.clone()));
+        assert_eq!(next(&a).await, Some(r2.id.clone()));
+        let mut dispatched = task(&r2, &a, 0);
+        dispatched.state = TaskState::Dispatched;
+        dispatched.dispatched_at = Some(at(201));
+        dispatched.deadline = Some(at(901));
+        assert_eq!(fetched(&*store, &r2.id, &a).await, dispatched);
+        assert_eq!(next(&b).await, None, "b's task is in batch 1");
+
+        // Claimed: running from then, with its fetch step; only once.
+        assert!(store.task_claim(&r2.id, &a.id, at(210)).await.unwrap());
+        let mut claimed = dispatched.clone();
+        claimed.state = TaskState::Running;
+        claimed.started_at = Some(at(210));
+        assert_eq!(fetched(&*store, &r2.id, &a).await, claimed);
+        let fetch = StepRecord {
+            release_id: r2.id.clone(),
+            instance_id: a.id.clone(),
+            step: StepName::Fetch,
+            state: StepState::Succeeded,
+            started_at: at(210),
+            finished_at: Some(at(210)),
+            exit_code: None,
+            output: String::new(),
+            dropped_bytes: 0,
+            message: None,
+        };
         assert_eq!(
             store.step_list(&r2.id, Some(&a.id)).await.unwrap(),
-            vec![StepRecord {
-                release_id: r2.id.clone(),
-                instance_id: a.id.clone(),
-                step: StepName::Fetch,
-                state: StepState::Succeeded,
-                started_at: at(210),
-                finished_at: Some(at(210)),
-                exit_code: None,
-                output: String::new(),
-                dropped_bytes: 0,
-                message: None,
-            }]
+            vec![fetch.clone()]
         );
-        let second = store.task_claim(&a.id, at(211)).await.unwrap().unwrap();
+        assert!(!store.task_claim(&r2.id, &a.id, at(211)).await.unwrap());
+        assert_eq!(fetched(&*store, &r2.id, &a).await, claimed);
         assert_eq!(
-            (second.release_id.as_str(), second.state),
-            (r1.id.as_str(), TaskState::Running)
+            store.step_list(&r2.id, Some(&a.id)).await.unwrap(),
+            vec![fetch]
         );
-        assert_eq!(store.task_claim(&a.id, at(212)).await.unwrap(), None);
+
+        // Then the next one.
+        assert_eq!(next(&a).await, Some(r1.id.clone()));
+        assert!(store.task_claim(&r1.id, &a.id, at(212)).await.unwrap());
+        assert_eq!(next(&a).await, None);
         let running: Vec<String> = store
             .task_list_running_for_instance(&a.id)
             .await
@@ -2173,7 +2196,8 @@ pub mod suite {
             vec![]
         );
 
-        // A paused release's dispatched task waits; it is claimed once resumed.
+        // A paused release's dispatched task waits; it is handed out and claimed
+        // once resumed.
         shift(
             &*store,
             &r1.id,
@@ -2182,20 +2206,23 @@ pub mod suite {
             at(220),
         )
         .await;
-        assert_eq!(store.task_claim(&c.id, at(221)).await.unwrap(), None);
+        assert_eq!(next(&c).await, None);
+        assert!(!store.task_claim(&r1.id, &c.id, at(221)).await.unwrap());
         assert_eq!(
-            store.task_fetch(&r1.id, &c.id).await.unwrap().state,
+            fetched(&*store, &r1.id, &c).await.state,
             TaskState::Dispatched
         );
         assert!(store.release_continue(&r1.id, 1).await.unwrap());
-        let resumed = store.task_claim(&c.id, at(222)).await.unwrap().unwrap();
-        assert_eq!(resumed.started_at, Some(at(222)));
+        assert_eq!(next(&c).await, Some(r1.id.clone()));
+        assert!(store.task_claim(&r1.id, &c.id, at(222)).await.unwrap());
+        assert_eq!(fetched(&*store, &r1.id, &c).await.started_at, Some(at(222)));
 
-        // A cancelled release's dispatched task is never claimed.
+        // A cancelled release's dispatched task is never handed out or claimed.
         store
             .task_dispatch_batch(&r1.id, 1, at(230), at(930))
             .await
             .unwrap();
+        assert_eq!(next(&b).await, Some(r1.id.clone()));
         shift(
             &*store,
             &r1.id,
@@ -2204,17 +2231,24 @@ pub mod suite {
             at(231),
         )
         .await;
-        assert_eq!(store.task_claim(&b.id, at(232)).await.unwrap(), None);
+        assert_eq!(next(&b).await, None);
+        assert!(!store.task_claim(&r1.id, &b.id, at(232)).await.unwrap());
         assert_eq!(
-            store.task_fetch(&r1.id, &b.id).await.unwrap().state,
+            fetched(&*store, &r1.id, &b).await.state,
             TaskState::Dispatched
         );
         assert_eq!(store.step_list(&r1.id, Some(&b.id)).await.unwrap(), vec![]);
 
-        // An unknown instance simply has no work.
+        // An unknown instance simply has no work; claiming a task that does not
+        // exist is an error naming it.
         assert_eq!(
-            store.task_claim(&instance_id(99), at(240)).await.unwrap(),
+            store.task_next_dispatched(&instance_id(99)).await.unwrap(),
             None
+        );
+        expect_not_found(
+            store.task_claim(&r1.id, &instance_id(99), at(240)).await,
+            "task",
+            &format!("{}/{}", r1.id, instance_id(99)),
         );
     }
 
@@ -3722,7 +3756,7 @@ pub mod suite {
         assert!(!dispatched[1].started());
 
         for (instance, now) in [(&a, at(210)), (&c, at(211))] {
-            assert!(store.task_claim(&instance.id, now).await.unwrap().is_some());
+            assert!(store.task_claim(&r.id, &instance.id, now).await.unwrap());
         }
         assert_eq!(
             batch_summaries(&*store, &r.id).await[0],
@@ -3893,104 +3927,7 @@ pub mod suite {
         expect_not_found(store.task_list_live(&unknown).await, "release", &unknown);
     }
 
-    pub async fn claimable_says_whether_a_claim_would_find_work(backend: &dyn Backend) {
-        let store = backend.open().await;
-        let [a, b, c] = shop(&*store).await;
-        let claimable = |instance: &InstanceRecord| {
-            let store = Arc::clone(&store);
-            let id = instance.id.clone();
-            async move { store.task_claimable(&id).await.expect("claimable") }
-        };
-        // Each "no" is checked against the claim, which then finds nothing either.
-        let nothing = |instance: &InstanceRecord, now: DateTime<Utc>| {
-            let store = Arc::clone(&store);
-            let id = instance.id.clone();
-            async move {
-                assert!(!store.task_claimable(&id).await.expect("claimable"));
-                assert_eq!(store.task_claim(&id, now).await.expect("claim"), None);
-            }
-        };
-        let r1 = release(1, "shop", "prod", "v1");
-        create(&*store, &r1, &[(&a, 0), (&c, 0), (&b, 1)]).await;
-
-        // A pending release: nothing.
-        for instance in [&a, &b, &c] {
-            nothing(instance, at(190)).await;
-        }
-        // Running, but nothing dispatched yet.
-        shift(
-            &*store,
-            &r1.id,
-            ReleaseState::Pending,
-            ReleaseState::Running,
-            at(199),
-        )
-        .await;
-        for instance in [&a, &b, &c] {
-            nothing(instance, at(199)).await;
-        }
-        store
-            .task_dispatch_batch(&r1.id, 0, at(200), at(900))
-            .await
-            .unwrap();
-        assert!(claimable(&a).await);
-        assert!(claimable(&c).await);
-        // b's task is in batch 1, still pending.
-        nothing(&b, at(201)).await;
-
-        // Paused: the dispatched tasks wait.
-        shift(
-            &*store,
-            &r1.id,
-            ReleaseState::Running,
-            ReleaseState::Paused,
-            at(205),
-        )
-        .await;
-        nothing(&a, at(206)).await;
-        assert!(!claimable(&c).await);
-        assert!(store.release_continue(&r1.id, 1).await.unwrap());
-        assert!(claimable(&a).await);
-
-        // Claimed: nothing more.
-        assert!(store.task_claim(&a.id, at(210)).await.unwrap().is_some());
-        nothing(&a, at(211)).await;
-        assert!(claimable(&c).await);
-
-        // Another release's work counts.
-        let r2 = release(2, "shop", "staging", "v1");
-        create(&*store, &r2, &[(&b, 0)]).await;
-        run_batch(&*store, &r2.id, 0, &[], at(220)).await;
-        assert!(claimable(&b).await);
-        let claimed = store.task_claim(&b.id, at(221)).await.unwrap().unwrap();
-        assert_eq!(claimed.release_id, r2.id);
-        nothing(&b, at(222)).await;
-
-        // A cancelled release's dispatched task is never claimed.
-        shift(
-            &*store,
-            &r1.id,
-            ReleaseState::Running,
-            ReleaseState::Cancelled,
-            at(230),
-        )
-        .await;
-        assert_eq!(
-            store.task_fetch(&r1.id, &c.id).await.unwrap().state,
-            TaskState::Dispatched
-        );
-        nothing(&c, at(231)).await;
-        assert!(!store.task_claimable(&instance_id(99)).await.unwrap());
-    }
-
     // ------------------------------------------------------------ agent writes in one call
-
-    fn claim_write(instance: &InstanceRecord, now: DateTime<Utc>) -> AgentWrite {
-        AgentWrite::Claim {
-            instance_id: instance.id.clone(),
-            now,
-        }
-    }
 
     fn begin_write(
         r: &ReleaseRecord,
@@ -4156,17 +4093,17 @@ pub mod suite {
         let pull = StepName::Pull;
         let calls: Vec<Vec<AgentWrite>> = vec![
             vec![
-                claim_write(&a, at(210)),
-                claim_write(&b, at(211)),
-                // c's task is pending.
-                claim_write(&c, at(212)),
+                // The first report of a handed-out task claims it.
                 begin_write(&r, &a, pull, at(220)),
                 output_write(&r, &a, pull, "pulling web\n"),
-                // Refused: the task is not running.
+                // Refused: the task is pending.
                 begin_write(&r, &c, StepName::Prepare, at(221)),
-                // Refused: the step never began.
+                // Refused: only a begin claims a task, and b's is not claimed yet.
                 end_write(&r, &b, StepName::Stop, StepState::Failed, at(222)),
+                output_write(&r, &b, StepName::Prepare, "too soon\n"),
                 begin_write(&r, &b, StepName::Prepare, at(223)),
+                // Refused: the step never began.
+                end_write(&r, &b, StepName::Stop, StepState::Failed, at(224)),
                 reporting(
                     end_write(&r, &a, pull, StepState::Succeeded, at(230)),
                     Some("sha256:aaa"),
@@ -4208,7 +4145,6 @@ pub mod suite {
                 begin_write(&r, &outsider, StepName::Pull, at(261)),
             ],
             vec![
-                claim_write(&d, at(300)),
                 begin_write(&r, &d, StepName::Start, at(301)),
                 ending(
                     reporting(
@@ -4232,14 +4168,6 @@ pub mod suite {
             ],
         ];
 
-        let claimed = |instance: &InstanceRecord, now: DateTime<Utc>| {
-            let mut t = task(&r, instance, 0);
-            t.state = TaskState::Running;
-            t.dispatched_at = Some(at(200));
-            t.deadline = Some(at(900));
-            t.started_at = Some(now);
-            Ok(AgentWritten::Claimed(Some(t)))
-        };
         let ended = |changed, task_finished, batch_open| {
             Ok(AgentWritten::StepEnded {
                 changed,
@@ -4249,9 +4177,6 @@ pub mod suite {
         };
         let expected: Vec<Vec<Result<AgentWritten, String>>> = vec![
             vec![
-                claimed(&a, at(210)),
-                claimed(&b, at(211)),
-                Ok(AgentWritten::Claimed(None)),
                 Ok(AgentWritten::Recorded),
                 Ok(AgentWritten::Recorded),
                 Err(format!(
@@ -4260,12 +4185,22 @@ pub mod suite {
                 )),
                 Err(format!(
                     "{:?}",
+                    StoreError::Conflict("the task is dispatched; step stop cannot end".into())
+                )),
+                Err(format!(
+                    "{:?}",
+                    StoreError::Conflict(
+                        "the task is dispatched; step prepare cannot take output".into()
+                    )
+                )),
+                Ok(AgentWritten::Recorded),
+                Err(format!(
+                    "{:?}",
                     StoreError::NotFound {
                         kind: "step",
                         name: format!("{}/{}/stop", r.id, b.id),
                     }
                 )),
-                Ok(AgentWritten::Recorded),
                 ended(true, false, 0),
                 ended(true, true, 0),
                 Ok(AgentWritten::Recorded),
@@ -4290,7 +4225,6 @@ pub mod suite {
                 )),
             ],
             vec![
-                claimed(&d, at(300)),
                 Ok(AgentWritten::Recorded),
                 ended(true, true, 0),
                 Err(format!(
@@ -4324,6 +4258,9 @@ pub mod suite {
             );
 
             if n == 0 {
+                // Each task was claimed by its first begin.
+                assert_eq!(fetched(&*store, &r.id, &a).await.started_at, Some(at(220)));
+                assert_eq!(fetched(&*store, &r.id, &b).await.started_at, Some(at(223)));
                 // The refused writes changed nothing.
                 assert_eq!(fetched(&*store, &r.id, &c).await, task(&r, &c, 1));
                 assert_eq!(store.step_list(&r.id, Some(&c.id)).await.unwrap(), vec![]);
@@ -4371,7 +4308,7 @@ pub mod suite {
                         (
                             StepName::Fetch,
                             StepState::Succeeded,
-                            Some(at(210)),
+                            Some(at(220)),
                             None,
                             String::new()
                         ),
@@ -4427,6 +4364,7 @@ pub mod suite {
             ),
             (TaskState::Succeeded, Some(at(302)), Some("sha256:ddd"))
         );
+        assert_eq!(d_done.started_at, Some(at(301)));
         // d is in no group: no membership appears.
         assert_eq!(store.instance_memberships(&d.id).await.unwrap(), vec![]);
         assert_eq!(
@@ -4442,12 +4380,37 @@ pub mod suite {
 
     pub async fn a_refused_agent_write_is_undone_alone(backend: &dyn Backend) {
         let store = backend.open().await;
-        let (r, [a, ..]) = agent_fixture(&*store).await;
-        assert!(store.task_claim(&a.id, at(210)).await.unwrap().is_some());
+        let (r, [a, b, ..]) = agent_fixture(&*store).await;
+        assert!(store.task_claim(&r.id, &a.id, at(210)).await.unwrap());
         store
             .step_begin(&r.id, &a.id, StepName::Start, at(220))
             .await
             .unwrap();
+
+        // A first begin that claims its task and is then refused (the server
+        // records fetch itself) is undone with its claim: b's task stays as it
+        // was, without a fetch step, and its next begin claims it.
+        let b_before = fetched(&*store, &r.id, &b).await;
+        let results = store
+            .agent_writes(vec![begin_write(&r, &b, StepName::Fetch, at(211))])
+            .await
+            .expect("the call is written");
+        assert_eq!(
+            answers(results),
+            vec![Err(format!(
+                "{:?}",
+                StoreError::Conflict("step fetch already finished".into())
+            ))]
+        );
+        assert_eq!(fetched(&*store, &r.id, &b).await, b_before);
+        assert_eq!(store.step_list(&r.id, Some(&b.id)).await.unwrap(), vec![]);
+        let results = store
+            .agent_writes(vec![begin_write(&r, &b, StepName::Prepare, at(212))])
+            .await
+            .unwrap();
+        assert_eq!(answers(results), vec![Ok(AgentWritten::Recorded)]);
+        assert_eq!(fetched(&*store, &r.id, &b).await.started_at, Some(at(212)));
+
         let start_of_a = || {
             let store = Arc::clone(&store);
             let (release, instance) = (r.id.clone(), a.id.clone());
@@ -4510,7 +4473,7 @@ pub mod suite {
             )])
             .await
             .unwrap();
-        // b and d are still dispatched.
+        // b is running and d still dispatched.
         assert_eq!(
             answers(results),
             vec![Ok(AgentWritten::StepEnded {
@@ -4760,23 +4723,24 @@ pub mod suite {
         );
     }
 
-    pub async fn a_poll_look_is_the_running_tasks_and_whether_work_waits(backend: &dyn Backend) {
+    pub async fn a_poll_look_is_the_running_tasks_and_the_work_to_hand_out(backend: &dyn Backend) {
         let store = backend.open().await;
         // a, b and d dispatched in batch 0; c pending in batch 1.
         let (r, [a, b, c, d]) = agent_fixture(&*store).await;
-        let claimed = store.task_claim(&a.id, at(210)).await.unwrap().unwrap();
+        assert!(store.task_claim(&r.id, &a.id, at(210)).await.unwrap());
+        let claimed = fetched(&*store, &r.id, &a).await;
         let outsider = register(&*store, 5, "web-e").await;
-        for (instance, running, claimable) in [
-            (&a, vec![claimed.clone()], false),
-            (&b, vec![], true),
-            (&c, vec![], false),
-            (&d, vec![], true),
-            (&outsider, vec![], false),
+        for (instance, running, next) in [
+            (&a, vec![claimed], None),
+            (&b, vec![], Some(r.id.clone())),
+            (&c, vec![], None),
+            (&d, vec![], Some(r.id.clone())),
+            (&outsider, vec![], None),
         ] {
             let look = store.task_poll_look(&instance.id).await.unwrap();
             assert_eq!(
                 look,
-                PollLook { running, claimable },
+                PollLook { running, next },
                 "the look of {}",
                 instance.name
             );
@@ -4788,11 +4752,10 @@ pub mod suite {
                     .unwrap()
             );
             assert_eq!(
-                look.claimable,
-                store.task_claimable(&instance.id).await.unwrap()
+                look.next,
+                store.task_next_dispatched(&instance.id).await.unwrap()
             );
         }
-        assert_eq!(claimed.release_id, r.id);
     }
 }
 

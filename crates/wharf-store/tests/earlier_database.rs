@@ -226,15 +226,22 @@ async fn a_database_at_migration_3_upgrades_through_the_release_table_rebuild() 
     // step of a claim made after the upgrade.
     let b = store.instance_fetch("web-b").await.expect("web-b");
     assert_eq!(b.name, "web-b");
-    let claimed = store
+    assert!(store
         .task_claim(
+            &release.id,
             &b.id,
             chrono::DateTime::from_timestamp_millis(3000).expect("a time"),
         )
         .await
-        .expect("a claim")
-        .expect("web-b's task");
-    assert_eq!(claimed.state, TaskState::Running);
+        .expect("a claim"));
+    assert_eq!(
+        store
+            .task_fetch(&release.id, &b.id)
+            .await
+            .expect("web-b's task")
+            .state,
+        TaskState::Running
+    );
     let fetch = store
         .step_list(&release.id, Some(&b.id))
         .await

@@ -1,7 +1,7 @@
 //! `/agent/v1/work` and `/agent/v1/releases/{id}/events`: agents long-poll for
-//! their next task and report on its steps. The instance always comes from the
-//! agent's credential, so an agent can neither take nor report on another
-//! instance's work.
+//! their next task and report on its steps; the first report of a task claims it.
+//! The instance always comes from the agent's credential, so an agent can neither
+//! take nor report on another instance's work.
 
 use crate::auth::Agent;
 use crate::engine::driver::fail_open_step;
@@ -46,48 +46,30 @@ pub async fn poll(
     let wait = Duration::from_secs(query.wait_secs.unwrap_or(25).min(MAX_WAIT_SECS));
     let deadline = tokio::time::Instant::now() + wait;
     let wake = state.wakeups.agent(&instance.id);
-    // Most polls find no work, so the first look is one read (which also finds
-    // tasks the agent abandoned); only work that is there goes to the writer, and
-    // after a wake-up (the driver dispatched to this instance) the claim goes
-    // straight to it.
+    // Handing work out is a read: the task stays dispatched until the agent's
+    // first step report claims it (`Store::task_claim`). So a batch's agents get
+    // their work without queueing for the one writer, and work whose answer never
+    // reached its agent (a lost connection, a server restart) is handed out
+    // again on the next poll instead of being taken for abandoned. The first
+    // look also finds tasks the agent abandoned.
     let look = state.store.task_poll_look(&instance.id).await?;
     fail_abandoned_tasks(&state, &instance.id, look.running).await?;
-    let mut claim_now = look.claimable;
+    let mut next = look.next;
     loop {
-        let claimed = if claim_now {
-            claim(&state, &instance.id).await?
-        } else {
-            None
-        };
-        if let Some(task) = claimed {
-            state.dispatch_first.claimed();
-            // The driver is not woken: a claimed task changes nothing it decides on
-            // (the batch was under way once dispatched), and with thousands of agents
-            // a pass per claim would be a pass over every task per claim.
-            tracing::debug!(release = %task.release_id, instance = %instance.id, "task fetched");
-            let mut work =
-                WorkAssignment::clone(&*assignment_template(&state, &task.release_id).await?);
-            work.instance_id = task.instance_id;
+        if let Some(release_id) = next {
+            state.dispatch_first.handed_out();
+            // The driver is not woken: work handed out changes nothing it decides
+            // on (the batch was under way once dispatched).
+            let mut work = WorkAssignment::clone(&*assignment_template(&state, &release_id).await?);
+            work.instance_id = instance.id.clone();
+            tracing::debug!(release = %release_id, instance = %instance.id, "work handed out");
             return Ok(Json(work).into_response());
         }
         tokio::select! {
-            _ = wake.notified() => claim_now = true,
+            _ = wake.notified() => next = state.store.task_next_dispatched(&instance.id).await?,
             _ = tokio::time::sleep_until(deadline) => return Ok(StatusCode::NO_CONTENT.into_response()),
             _ = state.wakeups.shutting_down() => return Ok(StatusCode::NO_CONTENT.into_response()),
         }
-    }
-}
-
-/// Claims the instance's next task, if it has one, together with other agents'
-/// claims.
-async fn claim(state: &AppState, instance_id: &str) -> ApiResult<Option<TaskRecord>> {
-    let write = AgentWrite::Claim {
-        instance_id: instance_id.to_owned(),
-        now: chrono::Utc::now(),
-    };
-    match agent_write(state, &state.claims, write).await?? {
-        AgentWritten::Claimed(task) => Ok(task),
-        other => Err(unexpected(other)),
     }
 }
 
@@ -158,11 +140,14 @@ async fn fail_abandoned_tasks(
 
 /// The work of a release as every instance gets it, with `instance_id` empty;
 /// built once and kept for a while (`AppState::assignments`).
-async fn assignment_template(state: &AppState, release_id: &str) -> ApiResult<Arc<WorkAssignment>> {
+pub(crate) async fn assignment_template(
+    state: &AppState,
+    release_id: &str,
+) -> ApiResult<Arc<WorkAssignment>> {
     if let Some(work) = state.assignments.get(release_id) {
         return Ok(work);
     }
-    // When a batch starts, its agents' claims are answered together and would all
+    // When a batch starts, its agents' polls are answered together and would all
     // find nothing kept: one of them builds it while the others wait, rather
     // than each reading the release, its deployment and its registry.
     let _building = state.assignment_building.lock().await;

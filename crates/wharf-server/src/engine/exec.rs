@@ -1,9 +1,10 @@
 //! Group execs: a script run with bash on the instances of a group (or some of
 //! them), in batches. An exec is stored as a release of kind `exec` without a
-//! deployment, so the driver, the agents' claims and reports, and the step output
-//! storage are the release's; what differs is decided here and where the kind is
-//! checked: a failing instance never stops the others (no failure limit), the
-//! group's deployment never changes, and the agent runs one `exec` step.
+//! deployment, so the driver, the hand-out of work, the agents' reports and the
+//! step output storage are the release's; what differs is decided here and where
+//! the kind is checked: a failing instance never stops the others (no failure
+//! limit), the group's deployment never changes, and the agent runs one `exec`
+//! step.
 
 use crate::engine::create::pending_tasks;
 use crate::error::{ApiError, ApiResult};
@@ -21,7 +22,7 @@ pub const DEFAULT_TIMEOUT_SECS: u32 = 600;
 pub const MAX_TIMEOUT_SECS: u32 = 86_400;
 /// The largest script accepted.
 pub const MAX_SCRIPT_BYTES: usize = 256 * 1024;
-/// Time the driver allows beyond the script's timeout for the agent to claim the
+/// Time the driver allows beyond the script's timeout for the agent to get the
 /// task, kill the process group and report.
 pub const DEADLINE_SLACK_SECS: u32 = 60;
 

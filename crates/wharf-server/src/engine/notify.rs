@@ -78,29 +78,29 @@ impl Wakeups {
 }
 
 /// How long step reports may be held back after a batch was dispatched, at most:
-/// the claims of agents that never come (offline, restarting) must not hold them
+/// the polls of agents that never come (offline, restarting) must not hold them
 /// longer.
 pub const DISPATCH_FIRST_FOR: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Puts a dispatched batch's claims before step reports. When a batch starts, all
-/// its agents' polls wake at once, and the first agents to get their work report
-/// their first steps at once too; answered in arrival order, those reports take
-/// the CPU and the writer from the claims still waiting, and the batch's last
-/// agents get their work late. Holding reports back until the batch's claims are
-/// in (or [`DISPATCH_FIRST_FOR`] passed) costs a batch nothing: it ends only once
+/// Puts handing out a dispatched batch's work before step reports. When a batch
+/// starts, all its agents' polls wake at once, and the first agents to get their
+/// work report their first steps at once too; answered in arrival order, those
+/// reports take the CPU from the polls still waiting, and the batch's last agents
+/// get their work late. Holding reports back until the batch's work is handed
+/// out (or [`DISPATCH_FIRST_FOR`] passed) costs a batch nothing: it ends only once
 /// its last agent has its work and has reported anyway.
 #[derive(Clone, Default)]
 pub struct DispatchFirst {
     inner: Arc<Mutex<Outstanding>>,
-    /// Signalled when the claims are in or the time is up.
+    /// Signalled when the work is handed out or the time is up.
     open: Arc<Notify>,
 }
 
 #[derive(Default)]
 struct Outstanding {
-    /// Claims expected from dispatched batches and not made yet.
-    claims: usize,
-    /// When reports go ahead even if claims are still missing.
+    /// Work of dispatched batches not handed out yet.
+    unanswered: usize,
+    /// When reports go ahead even if some work is still not handed out.
     until: Option<tokio::time::Instant>,
 }
 
@@ -109,35 +109,36 @@ impl DispatchFirst {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A batch of `claims` tasks was dispatched: reports wait for their claims.
-    pub fn dispatched(&self, claims: usize) {
-        if claims == 0 {
+    /// A batch of `tasks` was dispatched: reports wait for their work to be handed
+    /// out.
+    pub fn dispatched(&self, tasks: usize) {
+        if tasks == 0 {
             return;
         }
         let mut outstanding = self.lock();
-        outstanding.claims += claims;
+        outstanding.unanswered += tasks;
         outstanding.until = Some(tokio::time::Instant::now() + DISPATCH_FIRST_FOR);
     }
 
-    /// A task was claimed.
-    pub fn claimed(&self) {
+    /// A poll was answered with work.
+    pub fn handed_out(&self) {
         let mut outstanding = self.lock();
-        if outstanding.claims == 0 {
+        if outstanding.unanswered == 0 {
             return;
         }
-        outstanding.claims -= 1;
-        if outstanding.claims == 0 {
+        outstanding.unanswered -= 1;
+        if outstanding.unanswered == 0 {
             outstanding.until = None;
             drop(outstanding);
             self.open.notify_waiters();
         }
     }
 
-    /// Waits while dispatched claims are outstanding, for at most the time left
+    /// Waits while dispatched work is not handed out, for at most the time left
     /// of [`DISPATCH_FIRST_FOR`]; returns at once when none are.
     pub async fn reports_may_go(&self) {
         loop {
-            // Registered before the look, so that a `claimed` between the look
+            // Registered before the look, so that a `handed_out` between the look
             // and the wait is not missed.
             let opened = self.open.notified();
             let until = {
@@ -145,9 +146,9 @@ impl DispatchFirst {
                 match outstanding.until {
                     Some(until) if tokio::time::Instant::now() < until => until,
                     _ => {
-                        // The time is up: claims that did not come are no longer
+                        // The time is up: polls that did not come are no longer
                         // waited for.
-                        outstanding.claims = 0;
+                        outstanding.unanswered = 0;
                         outstanding.until = None;
                         return;
                     }
@@ -174,7 +175,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn reports_wait_for_the_last_claim_of_a_dispatched_batch() {
+    async fn reports_wait_for_the_last_hand_out_of_a_dispatched_batch() {
         let gate = DispatchFirst::default();
         gate.dispatched(2);
         let waiting = tokio::spawn({
@@ -186,10 +187,10 @@ mod tests {
             }
         });
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        gate.claimed();
+        gate.handed_out();
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        assert!(!waiting.is_finished(), "one claim is still outstanding");
-        gate.claimed();
+        assert!(!waiting.is_finished(), "one hand-out is still outstanding");
+        gate.handed_out();
         let waited = waiting.await.expect("the waiting report");
         assert_eq!(waited, std::time::Duration::from_millis(20));
         // Nothing is outstanding any more.
@@ -199,14 +200,14 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn claims_that_never_come_hold_reports_back_for_a_bounded_time() {
+    async fn polls_that_never_come_hold_reports_back_for_a_bounded_time() {
         let gate = DispatchFirst::default();
         gate.dispatched(3);
-        gate.claimed();
+        gate.handed_out();
         let started = tokio::time::Instant::now();
         gate.reports_may_go().await;
         assert_eq!(started.elapsed(), DISPATCH_FIRST_FOR);
-        // The missing claims are forgotten: the next report does not wait.
+        // The missing hand-outs are forgotten: the next report does not wait.
         let started = tokio::time::Instant::now();
         gate.reports_may_go().await;
         assert_eq!(started.elapsed(), std::time::Duration::ZERO);

@@ -1,5 +1,6 @@
 //! [`Store::agent_writes`](crate::Store::agent_writes) for SQLite: many agents'
-//! claims and step reports in one write transaction. SQLite has one writer, and
+//! step reports (a task's first begin also claims the task) in one write
+//! transaction. SQLite has one writer, and
 //! with thousands of agents one transaction per report queues them behind each
 //! other; written together, a batch of reports costs about what one did. Each
 //! write runs inside its own savepoint, so a refused one is undone alone and the
@@ -19,20 +20,31 @@ pub(super) fn write_all(
 ) -> StoreResult<Vec<StoreResult<AgentWritten>>> {
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
-        if !writes_more_than_once(write) {
+        let result = if writes_more_than_once(write) {
+            undone_alone_if_refused(conn, || write_one(conn, write))?
+        } else {
             // One write statement is all or nothing by itself.
-            results.push(write_one(conn, write));
-            continue;
-        }
-        query::execute(conn, "SAVEPOINT agent_write", [])?;
-        let result = write_one(conn, write);
-        if result.is_err() {
-            query::execute(conn, "ROLLBACK TO agent_write", [])?;
-        }
-        query::execute(conn, "RELEASE agent_write", [])?;
+            write_one(conn, write)
+        };
         results.push(result);
     }
     Ok(results)
+}
+
+/// Runs `write` inside a savepoint, so that a write refused half-way is undone
+/// alone and the transaction's other writes still commit. The outer error is the
+/// savepoint's own failure; the inner one the write's.
+fn undone_alone_if_refused<T>(
+    conn: &Connection,
+    write: impl FnOnce() -> StoreResult<T>,
+) -> StoreResult<StoreResult<T>> {
+    query::execute(conn, "SAVEPOINT agent_write", [])?;
+    let result = write();
+    if result.is_err() {
+        query::execute(conn, "ROLLBACK TO agent_write", [])?;
+    }
+    query::execute(conn, "RELEASE agent_write", [])?;
+    Ok(result)
 }
 
 /// Whether a write may change more than one thing, and so needs a savepoint to
@@ -40,11 +52,9 @@ pub(super) fn write_all(
 /// writer runs them one after another for every agent.
 fn writes_more_than_once(write: &AgentWrite) -> bool {
     match write {
-        // One UPDATE (its trigger records the fetch step), or one INSERT or UPDATE
-        // after reads.
-        AgentWrite::Claim { .. } | AgentWrite::StepBegin { .. } | AgentWrite::StepOutput { .. } => {
-            false
-        }
+        // One INSERT or UPDATE after reads. (A begin that claims its task takes
+        // its own savepoint: only the first begin of a task does.)
+        AgentWrite::StepBegin { .. } | AgentWrite::StepOutput { .. } => false,
         AgentWrite::StepEnd {
             digest, task_end, ..
         } => digest.is_some() || task_end.is_some(),
@@ -53,18 +63,30 @@ fn writes_more_than_once(write: &AgentWrite) -> bool {
 
 fn write_one(conn: &Connection, write: &AgentWrite) -> StoreResult<AgentWritten> {
     match write {
-        AgentWrite::Claim { instance_id, now } => {
-            tasks::claim(conn, instance_id, *now).map(AgentWritten::Claimed)
-        }
         AgentWrite::StepBegin {
             release_id,
             instance_id,
             step,
             now,
         } => {
-            running_batch(conn, release_id, instance_id, *step, "begin")?;
-            steps::begin(conn, release_id, instance_id, *step, *now)
-                .map(|()| AgentWritten::Recorded)
+            let (state, _) = tasks::state_and_batch(conn, release_id, instance_id)?;
+            let begin = || {
+                steps::begin(conn, release_id, instance_id, *step, *now)
+                    .map(|()| AgentWritten::Recorded)
+            };
+            if state != TaskState::Dispatched {
+                crate::refuse_unless_running(state, *step, "begin")?;
+                return begin();
+            }
+            // The agent's first report of work it was given: the task is claimed
+            // with it, and both are undone if the begin is refused.
+            undone_alone_if_refused(conn, || {
+                if !tasks::claim(conn, release_id, instance_id, *now)? {
+                    // Dispatched, but its release is no longer running.
+                    crate::refuse_unless_running(state, *step, "begin")?;
+                }
+                begin()
+            })?
         }
         AgentWrite::StepOutput {
             release_id,

@@ -559,7 +559,7 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             Ok(PollLook {
                 running: tasks::list_running_for_instance(conn, &instance_id)?,
-                claimable: tasks::next_claimable(conn, &instance_id)?.is_some(),
+                next: tasks::next_dispatched(conn, &instance_id)?,
             })
         })
         .await
@@ -608,19 +608,21 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn task_claim(
-        &self,
-        instance_id: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<TaskRecord>> {
+    async fn task_next_dispatched(&self, instance_id: &str) -> StoreResult<Option<String>> {
         let instance_id = instance_id.to_owned();
-        self.write(move |tx| tasks::claim(tx, &instance_id, now))
+        self.read(move |conn| tasks::next_dispatched(conn, &instance_id))
             .await
     }
 
-    async fn task_claimable(&self, instance_id: &str) -> StoreResult<bool> {
+    async fn task_claim(
+        &self,
+        release_id: &str,
+        instance_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let release_id = release_id.to_owned();
         let instance_id = instance_id.to_owned();
-        self.read(move |conn| Ok(tasks::next_claimable(conn, &instance_id)?.is_some()))
+        self.write(move |tx| tasks::claim(tx, &release_id, &instance_id, now))
             .await
     }
 

@@ -1,8 +1,8 @@
 //! Tasks: the `release_tasks` table, the work of one release on one instance.
-//! A task moves pending -> dispatched (its batch started) -> running (its agent
-//! claimed it) -> succeeded | failed, or to cancelled before it ran; each move is
-//! a conditional UPDATE, so a late or repeated call changes nothing. Errors name a
-//! task as `release/instance`.
+//! A task moves pending -> dispatched (its batch started) -> running (its agent,
+//! given the work, reported its first step) -> succeeded | failed, or to cancelled
+//! before it ran; each move is a conditional UPDATE, so a late or repeated call
+//! changes nothing. Errors name a task as `release/instance`.
 
 use super::convert::{millis, optional_time, unsigned};
 use super::failure::{already_exists, is_unique_violation, not_found};
@@ -299,7 +299,7 @@ pub(super) fn dispatch_batch(
 }
 
 /// The release of the instance's oldest dispatched task of a running release.
-pub(super) fn next_claimable(conn: &Connection, instance_id: &str) -> StoreResult<Option<String>> {
+pub(super) fn next_dispatched(conn: &Connection, instance_id: &str) -> StoreResult<Option<String>> {
     query::optional(
         conn,
         "SELECT t.release_id FROM release_tasks t JOIN releases r ON r.id = t.release_id \
@@ -310,25 +310,28 @@ pub(super) fn next_claimable(conn: &Connection, instance_id: &str) -> StoreResul
     )
 }
 
-/// Takes the instance's oldest dispatched task of a running release: it becomes
-/// running, and its `fetch` step is recorded as succeeded.
+/// Dispatched -> running for one task of a running release, which records its
+/// `fetch` step as succeeded (the trigger of migration 0007). `Ok(false)` when
+/// the task was not dispatched or its release is not running.
 pub(super) fn claim(
     conn: &Connection,
+    release_id: &str,
     instance_id: &str,
     now: DateTime<Utc>,
-) -> StoreResult<Option<TaskRecord>> {
-    // One statement: the task is picked, moved and (by the trigger of migration
-    // 0007) its fetch step recorded.
-    let sql = format!(
+) -> StoreResult<bool> {
+    let claimed = query::execute(
+        conn,
         "UPDATE release_tasks SET state = 'running', started_at = ?1 \
-         WHERE rowid = (SELECT t.rowid FROM release_tasks t JOIN releases r ON r.id = t.release_id \
-                        WHERE t.instance_id = ?2 AND t.state = 'dispatched' AND r.state = 'running' \
-                        ORDER BY t.dispatched_at, r.created_at, t.release_id LIMIT 1) \
-         RETURNING {TASK_COLUMNS}"
-    );
-    query::optional(conn, &sql, params![millis(now), instance_id], TaskRow::read)?
-        .map(TaskRecord::try_from)
-        .transpose()
+         WHERE release_id = ?2 AND instance_id = ?3 AND state = 'dispatched' \
+         AND EXISTS (SELECT 1 FROM releases WHERE id = ?2 AND state = 'running')",
+        params![millis(now), release_id, instance_id],
+    )?;
+    if claimed == 0 {
+        // Not dispatched, or no such task (checked only now: the usual case is one
+        // statement).
+        require(conn, release_id, instance_id)?;
+    }
+    Ok(claimed == 1)
 }
 
 /// The instance's running tasks, oldest start first.
