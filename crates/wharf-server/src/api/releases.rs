@@ -20,8 +20,30 @@ use wharf_domain::release::StepName;
 const DEFAULT_LIST_LIMIT: u32 = 50;
 const MAX_LIST_LIMIT: u32 = 1000;
 
-async fn full_view(state: &AppState, id: &str) -> ApiResult<Release> {
-    actions::release_view(state, id).await
+/// The full view of a release as `show` answers it, with `status`: the kept JSON
+/// of a large release when it is current (see `release_views.rs`), so that
+/// creating or acting on a release of thousands of instances does not encode
+/// all of them again beside its first batch.
+async fn full_view(state: &AppState, id: &str, status: StatusCode) -> ApiResult<Response> {
+    let version = release_views::release_version(state, id).await?;
+    let json = release_views::release_json(state, id, version.state).await?;
+    Ok(view_response(status, &version, json))
+}
+
+fn view_response(
+    status: StatusCode,
+    version: &release_views::Version,
+    json: axum::body::Bytes,
+) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::ETAG, format!("\"{}\"", version.tag)),
+        ],
+        json,
+    )
+        .into_response()
 }
 
 #[utoipa::path(post, path = "/api/v1/apps/{app}/groups/{group}/releases", params(("app" = String, Path), ("group" = String, Path)),
@@ -33,12 +55,9 @@ pub async fn create(
     State(state): State<AppState>,
     ApiPath((app, group)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<ReleaseCreate>,
-) -> ApiResult<(StatusCode, Json<Release>)> {
+) -> ApiResult<Response> {
     let release = actions::create_from_request(&state, app, group, body).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(full_view(&state, &release.id).await?),
-    ))
+    full_view(&state, &release.id, StatusCode::CREATED).await
 }
 
 #[utoipa::path(post, path = "/api/v1/apps/{app}/groups/{group}/rollback", params(("app" = String, Path), ("group" = String, Path)),
@@ -48,12 +67,9 @@ pub async fn rollback(
     _: Admin,
     State(state): State<AppState>,
     ApiPath((app, group)): ApiPath<(String, String)>,
-) -> ApiResult<(StatusCode, Json<Release>)> {
+) -> ApiResult<Response> {
     let release = actions::rollback_group(&state, app, group).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(full_view(&state, &release.id).await?),
-    ))
+    full_view(&state, &release.id, StatusCode::CREATED).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -143,14 +159,7 @@ pub async fn show(
         total_ms = started.elapsed().as_secs_f64() * 1000.0,
         "release read"
     );
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/json".to_owned()),
-            (header::ETAG, format!("\"{}\"", version.tag)),
-        ],
-        json,
-    )
-        .into_response())
+    Ok(view_response(StatusCode::OK, &version, json))
 }
 
 #[utoipa::path(post, path = "/api/v1/releases/{id}/continue", params(("id" = String, Path)),
@@ -159,9 +168,9 @@ pub async fn continue_release(
     _: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Release>> {
+) -> ApiResult<Response> {
     actions::continue_release(&state, &id).await?;
-    Ok(Json(full_view(&state, &id).await?))
+    full_view(&state, &id, StatusCode::OK).await
 }
 
 #[utoipa::path(post, path = "/api/v1/releases/{id}/cancel", params(("id" = String, Path)),
@@ -170,9 +179,9 @@ pub async fn cancel(
     _: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Release>> {
+) -> ApiResult<Response> {
     actions::cancel_release(&state, &id).await?;
-    Ok(Json(full_view(&state, &id).await?))
+    full_view(&state, &id, StatusCode::OK).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
