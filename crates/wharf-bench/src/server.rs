@@ -87,6 +87,28 @@ impl Api {
         answer(response, path).await
     }
 
+    /// POSTs `body` and returns the answer's bytes, failing on anything but 2xx:
+    /// for an answer of which only a part is wanted.
+    pub async fn post_bytes(&self, path: &str, body: Value) -> anyhow::Result<impl AsRef<[u8]>> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            bail!("{path} answered {status}: {text}");
+        }
+        response
+            .bytes()
+            .await
+            .with_context(|| format!("POST {path}"))
+    }
+
     /// GETs `path` and returns the answer, failing on anything but 2xx.
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         answer(self.send_get(path).await?, path).await
