@@ -30,7 +30,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wharf_domain::release::ReleaseState;
-use wharf_store::{ReleaseDetail, StepFilter, StepRecord, StepState, TaskRecord, TaskState};
+use wharf_store::{
+    ReleaseDetail, ReleaseRecord, StepFilter, StepRecord, StepState, TaskRecord, TaskState,
+};
 
 /// From how many instances a release's view is kept.
 pub const LARGE_RELEASE_INSTANCES: u32 = 1000;
@@ -51,6 +53,8 @@ struct Kept {
     json: Bytes,
     /// Each instance's part of `json`, for the next build to reuse.
     parts: Arc<Parts>,
+    /// The instances' ids in the order of the view.
+    order: Arc<Vec<String>>,
     /// Whether a background build is under way.
     refreshing: bool,
 }
@@ -185,15 +189,41 @@ pub async fn release_created(state: &AppState, id: &str, instances: usize) {
 async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
     let started = Instant::now();
     let generation = state.release_views.builds.fetch_add(1, Ordering::Relaxed);
-    let previous = state.release_views.lock().get(id).map(|k| k.parts.clone());
-    let detail = state
-        .store
-        .release_detail_where(id, steps_wanted(previous.clone()))
-        .await?;
+    let kept = state.release_views.lock().get(id).map(|k| {
+        let unstarted = k.state == ReleaseState::Pending.as_str();
+        (k.parts.clone(), k.order.clone(), unstarted)
+    });
+    let previous = kept.as_ref().map(|(parts, ..)| parts.clone());
+    let detail = match kept {
+        // A release's tasks do not move while it is pending. When it has just
+        // started (the driver rebuilds its view as it starts it, right before its
+        // first batch), only the release is read again: 10,000 tasks read beside
+        // the first batch's dispatch slowed it. A batch dispatched meanwhile
+        // shows at the next refresh, like any other per-instance progress.
+        Some((parts, order, true)) => {
+            let release = state.store.release_fetch(id).await?;
+            match started_detail(release, &parts, &order) {
+                Some(detail) => detail,
+                None => {
+                    state
+                        .store
+                        .release_detail_where(id, steps_wanted(previous.clone()))
+                        .await?
+                }
+            }
+        }
+        _ => {
+            state
+                .store
+                .release_detail_where(id, steps_wanted(previous.clone()))
+                .await?
+        }
+    };
     let read = started.elapsed();
     let rolled_back_by = actions::rolled_back_by(state, &detail.release).await?;
     let release_state = detail.release.state.as_str().to_owned();
     let instances = detail.tasks.len();
+    let order: Vec<String> = detail.tasks.iter().map(|t| t.instance_id.clone()).collect();
     // Encoding a large release takes tens of milliseconds of CPU: on a blocking
     // thread, so that the runtime's workers go on answering agents meanwhile
     // (with two cores, one worker held would halve how fast a batch gets its
@@ -230,6 +260,7 @@ async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
                 state: release_state,
                 json: json.clone(),
                 parts: Arc::new(parts),
+                order: Arc::new(order),
                 refreshing: false,
             },
         );
@@ -237,6 +268,34 @@ async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
         kept.remove(id);
     }
     Ok(json)
+}
+
+/// The detail of a release that has just started running, from the parts of its
+/// view built while it was pending: its tasks are those parts' tasks, all still
+/// pending and without steps. `None` if the release is not running, or a part is
+/// not of a pending task (the parts are then not what the release started with).
+fn started_detail(
+    release: ReleaseRecord,
+    parts: &Parts,
+    order: &[String],
+) -> Option<ReleaseDetail> {
+    if release.state != ReleaseState::Running {
+        return None;
+    }
+    let tasks = order
+        .iter()
+        .map(|id| {
+            parts
+                .get(id)
+                .filter(|part| part.settled && part.task.state == TaskState::Pending)
+                .map(|part| part.task.clone())
+        })
+        .collect::<Option<Vec<TaskRecord>>>()?;
+    Some(ReleaseDetail {
+        release,
+        tasks,
+        steps: Vec::new(),
+    })
 }
 
 /// Picks the tasks whose steps a build must read: those of the instances without
@@ -599,6 +658,7 @@ mod tests {
             state: "running".into(),
             json: Bytes::from_static(json.as_bytes()),
             parts: Arc::default(),
+            order: Arc::default(),
             refreshing: false,
         };
         let mut kept = HashMap::new();
@@ -607,6 +667,45 @@ mod tests {
         assert_eq!(kept["r-1"].json, "five");
         keep(&mut kept, "r-1", kept_of(8, "eight"));
         assert_eq!(kept["r-1"].json, "eight");
+    }
+
+    #[test]
+    fn a_release_that_just_started_is_its_pending_view_with_the_new_state() {
+        let mut pending = release(ReleaseState::Pending);
+        pending.started_at = None;
+        let tasks = vec![
+            task(1, 0, TaskState::Pending),
+            task(2, 0, TaskState::Pending),
+            task(3, 1, TaskState::Pending),
+        ];
+        let (_, parts, _) = assemble(
+            detail_for(&pending, &tasks, &[], None),
+            Some("r-2".into()),
+            None,
+        )
+        .unwrap();
+        let order: Vec<String> = tasks.iter().map(|t| t.instance_id.clone()).collect();
+        let running = release(ReleaseState::Running);
+        let detail = started_detail(running.clone(), &parts, &order).expect("the started view");
+        let (json, _, encoded) = assemble(detail, Some("r-2".into()), Some(&parts)).unwrap();
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            String::from_utf8(whole(&running, &tasks, &[])).unwrap()
+        );
+        assert_eq!(encoded, 0);
+
+        // Not for a release that is not running, nor from parts of tasks that
+        // moved.
+        assert!(started_detail(release(ReleaseState::Cancelled), &parts, &order).is_none());
+        let mut moved = tasks.clone();
+        moved[1] = task(2, 0, TaskState::Dispatched);
+        let (_, moved_parts, _) = assemble(
+            detail_for(&running, &moved, &[], None),
+            Some("r-2".into()),
+            None,
+        )
+        .unwrap();
+        assert!(started_detail(running, &moved_parts, &order).is_none());
     }
 
     #[test]
