@@ -168,6 +168,25 @@ pub async fn run(
     );
 
     // The release, with a side task timing GET /api/v1/releases/{id} meanwhile.
+    // The probe stands for an operator's `wharf release show` from elsewhere: it
+    // runs on a thread and runtime of its own, with its own client, so that its
+    // reads do not queue behind the swarm's 20,000 tasks in this process. It is
+    // set up before the release is created and given its id after, so that
+    // starting a thread, a runtime and a client does not fall in the first
+    // batch's dispatch.
+    let (id_tx, id_rx) = std::sync::mpsc::channel::<String>();
+    let probe = {
+        let (url, token) = (api.url.clone(), api.token.clone());
+        std::thread::spawn(move || -> anyhow::Result<(Vec<f64>, Instant)> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("the probe's runtime")?;
+            let api = crate::server::Api::new(url, token)?;
+            let id = id_rx.recv().context("the release was not created")?;
+            runtime.block_on(probe_api(api, id))
+        })
+    };
     let created_at = Instant::now();
     // The answer is the release's full view (1.7 MB at 10,000 instances); only
     // its id is parsed, so that this process does not spend the first batch's
@@ -183,22 +202,7 @@ pub async fn run(
     let id = release["id"].as_str().context("release id")?.to_owned();
     let cpu_before = proc::cpu_secs(pid)?;
     let swarm_cpu_before = proc::cpu_secs(std::process::id())?;
-    // The probe stands for an operator's `wharf release show` from elsewhere: it
-    // runs on a thread and runtime of its own, with its own client, so that its
-    // reads do not queue behind the swarm's 20,000 tasks in this process.
-    let probe = {
-        let (url, token, id) = (api.url.clone(), api.token.clone(), id.clone());
-        std::thread::spawn(move || -> anyhow::Result<(Vec<f64>, Instant)> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("the probe's runtime")?;
-            runtime.block_on(async move {
-                let api = crate::server::Api::new(url, token)?;
-                probe_api(api, id).await
-            })
-        })
-    };
+    let _ = id_tx.send(id.clone());
     let (api_latencies, seen_done_at) = tokio::task::spawn_blocking(move || probe.join())
         .await
         .context("waiting for the API probe")?
