@@ -382,6 +382,44 @@ async fn agents_cannot_touch_other_instances_work() {
 }
 
 #[tokio::test]
+async fn a_waiting_poll_gets_the_work_its_batch_dispatches() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 2).await;
+    // Both agents wait before the release exists, so the one in batch 1 gets its
+    // work from the driver's wake-up, not from a first look.
+    let (first_poll, second_poll, id) = tokio::join!(agents[0].poll(2), agents[1].poll(2), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server
+            .create_release("prod", json!({"deployment": "v1", "batches": 2}))
+            .await
+    });
+    let (first, work) = match (first_poll, second_poll) {
+        (Some(work), None) => (0, work),
+        (None, Some(work)) => (1, work),
+        other => panic!("one batch of one is dispatched first: {other:?}"),
+    };
+    assert_eq!(
+        (&work["release_id"], &work["instance_id"]),
+        (&json!(id), &json!(agents[first].id))
+    );
+    // The other waits while batch 1 runs, and is woken when batch 2 starts.
+    let second = 1 - first;
+    let (next, ()) = tokio::join!(agents[second].poll(10), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        agents[first].run(&work, None).await;
+    });
+    let next = next.expect("batch 2's work");
+    assert_eq!(
+        (&next["release_id"], &next["instance_id"]),
+        (&json!(id), &json!(agents[second].id))
+    );
+    agents[second].run(&next, None).await;
+    server.wait_state(&id, "succeeded").await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn work_is_handed_out_again_until_the_agents_first_report_claims_it() {
     let (_tmp, dir) = data_dir();
     let server = Server::start(&dir).await;
@@ -917,6 +955,12 @@ async fn a_release_read_can_wait_for_the_next_change() {
         .create_release("prod", json!({"deployment": "v1"}))
         .await;
     let work = agents[0].work().await;
+    // The agent's first report claims its task (dispatched -> running, a change
+    // of version), so that the next change below is the task's end.
+    let (status, _) = agents[0]
+        .event(&id, json!({"event": "begin", "step": "prepare"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let get = |query: String| {
         let url = format!("{}/api/v1/releases/{id}{query}", server.url);
         let admin = server.admin.clone();
