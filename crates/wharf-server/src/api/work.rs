@@ -46,6 +46,10 @@ pub async fn poll(
     let wait = Duration::from_secs(query.wait_secs.unwrap_or(25).min(MAX_WAIT_SECS));
     let deadline = tokio::time::Instant::now() + wait;
     let wake = state.wakeups.agent(&instance.id);
+    // A release named by a wake-up before this poll is either seen by the look
+    // below or was handed out by an earlier poll: only one named while this poll
+    // waits is new work.
+    wake.take_dispatched();
     // Handing work out is a read: the task stays dispatched until the agent's
     // first step report claims it (`Store::task_claim`). So a batch's agents get
     // their work without queueing for the one writer, and work whose answer never
@@ -66,7 +70,11 @@ pub async fn poll(
             return Ok(Json(work).into_response());
         }
         tokio::select! {
-            _ = wake.notified() => next = state.store.task_next_dispatched(&instance.id).await?,
+            _ = wake.notified() => next = match wake.take_dispatched() {
+                // The driver named the release it dispatched: no read needed.
+                Some(release_id) => Some(release_id),
+                None => state.store.task_next_dispatched(&instance.id).await?,
+            },
             _ = tokio::time::sleep_until(deadline) => return Ok(StatusCode::NO_CONTENT.into_response()),
             _ = state.wakeups.shutting_down() => return Ok(StatusCode::NO_CONTENT.into_response()),
         }

@@ -188,7 +188,7 @@ async fn dispatch_batch(
     // which answer it).
     let _ = crate::api::work::assignment_template(state, &release.id).await;
     for instance in &dispatched {
-        state.wakeups.wake_agent(instance);
+        state.wakeups.wake_agent(instance, &release.id);
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! Wake-ups without polling: one `Notify` per instance for agents waiting on
-//! `GET /agent/v1/work`, and one for the driver.
+//! Wake-ups without polling: one [`AgentWake`] per instance for agents waiting on
+//! `GET /agent/v1/work`, and one `Notify` for the driver.
 //!
 //! `Notify::notify_one` stores a permit when nobody waits, so a wake-up that
 //! arrives between an agent's store query and its wait is not lost.
@@ -8,9 +8,49 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
 
+/// What an agent's long poll waits on: the wake-up, and which release's task the
+/// driver dispatched to the instance, so that the woken poll hands that work out
+/// without reading the store (a batch of 1,000 would otherwise be 1,000 reads).
+#[derive(Default)]
+pub struct AgentWake {
+    notify: Notify,
+    /// The release named by the last wake-up, if that wake-up named one release
+    /// only: two dispatches that race leave none, and the poll then reads which
+    /// task comes first.
+    dispatched: Mutex<Option<String>>,
+}
+
+impl AgentWake {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.dispatched.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Completes when the driver dispatched work to the instance (at once if it
+    /// did since the last wait).
+    pub async fn notified(&self) {
+        self.notify.notified().await;
+    }
+
+    /// The release the driver dispatched to the instance since the last call, if
+    /// it named exactly one.
+    pub fn take_dispatched(&self) -> Option<String> {
+        self.slot().take()
+    }
+
+    fn dispatched(&self, release_id: &str) {
+        let mut slot = self.slot();
+        *slot = match slot.take() {
+            Some(other) if other != release_id => None,
+            _ => Some(release_id.to_owned()),
+        };
+        drop(slot);
+        self.notify.notify_one();
+    }
+}
+
 #[derive(Clone)]
 pub struct Wakeups {
-    agents: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    agents: Arc<Mutex<HashMap<String, Arc<AgentWake>>>>,
     driver: Arc<Notify>,
     /// Scaling groups whose hook command runs now, so that a pass never starts a
     /// second one beside it (hooks of one scaling group run one at a time, in order).
@@ -34,14 +74,15 @@ impl Default for Wakeups {
 
 impl Wakeups {
     /// The handle an agent's long poll waits on.
-    pub fn agent(&self, instance_id: &str) -> Arc<Notify> {
+    pub fn agent(&self, instance_id: &str) -> Arc<AgentWake> {
         let mut agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
         agents.entry(instance_id.to_owned()).or_default().clone()
     }
 
-    /// Tells a waiting agent (or its next poll) that it may have work.
-    pub fn wake_agent(&self, instance_id: &str) {
-        self.agent(instance_id).notify_one();
+    /// Tells a waiting agent (or its next poll) that a task of `release_id` was
+    /// dispatched to it.
+    pub fn wake_agent(&self, instance_id: &str, release_id: &str) {
+        self.agent(instance_id).dispatched(release_id);
     }
 
     /// Asks the driver to reconcile now rather than at its next tick.
@@ -165,6 +206,39 @@ impl DispatchFirst {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_up_names_the_release_dispatched_once() {
+        let wakeups = Wakeups::default();
+        let wake = wakeups.agent("i-1");
+        wakeups.wake_agent("i-1", "r-1");
+        // The permit is kept for a poll that was not waiting yet.
+        wake.notified().await;
+        assert_eq!(wake.take_dispatched(), Some("r-1".to_owned()));
+        assert_eq!(wake.take_dispatched(), None);
+        // The same release twice is still that release.
+        wakeups.wake_agent("i-1", "r-2");
+        wakeups.wake_agent("i-1", "r-2");
+        assert_eq!(wake.take_dispatched(), Some("r-2".to_owned()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn racing_dispatches_of_two_releases_name_neither() {
+        let wakeups = Wakeups::default();
+        let wake = wakeups.agent("i-1");
+        wakeups.wake_agent("i-1", "r-1");
+        wakeups.wake_agent("i-1", "r-2");
+        wake.notified().await;
+        // The poll reads which task comes first instead.
+        assert_eq!(wake.take_dispatched(), None);
+        // Another instance's wake-up is its own.
+        wakeups.wake_agent("i-2", "r-3");
+        assert_eq!(wake.take_dispatched(), None);
+        assert_eq!(
+            wakeups.agent("i-2").take_dispatched(),
+            Some("r-3".to_owned())
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn reports_go_at_once_when_nothing_was_dispatched() {
