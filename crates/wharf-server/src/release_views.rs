@@ -194,25 +194,20 @@ async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
         (k.parts.clone(), k.order.clone(), unstarted)
     });
     let previous = kept.as_ref().map(|(parts, ..)| parts.clone());
-    let detail = match kept {
-        // A release's tasks do not move while it is pending. When it has just
-        // started (the driver rebuilds its view as it starts it, right before its
-        // first batch), only the release is read again: 10,000 tasks read beside
-        // the first batch's dispatch slowed it. A batch dispatched meanwhile
-        // shows at the next refresh, like any other per-instance progress.
+    // A release's tasks do not move while it is pending. When it has just
+    // started (the driver rebuilds its view as it starts it, right before its
+    // first batch), only the release is read again: 10,000 tasks read beside the
+    // first batch's dispatch slowed it. A batch dispatched meanwhile shows at the
+    // next refresh, like any other per-instance progress.
+    let just_started = match kept {
         Some((parts, order, true)) => {
-            let release = state.store.release_fetch(id).await?;
-            match started_detail(release, &parts, &order) {
-                Some(detail) => detail,
-                None => {
-                    state
-                        .store
-                        .release_detail_where(id, steps_wanted(previous.clone()))
-                        .await?
-                }
-            }
+            started_detail(state.store.release_fetch(id).await?, &parts, &order)
         }
-        _ => {
+        _ => None,
+    };
+    let detail = match just_started {
+        Some(detail) => detail,
+        None => {
             state
                 .store
                 .release_detail_where(id, steps_wanted(previous.clone()))
