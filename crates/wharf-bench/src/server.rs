@@ -76,37 +76,13 @@ impl Api {
 
     /// POSTs `body` and returns the answer, failing on anything but 2xx.
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("POST {path}"))?;
-        answer(response, path).await
+        answer(self.send_post(path, body).await?, path).await
     }
 
     /// POSTs `body` and returns the answer's bytes, failing on anything but 2xx:
     /// for an answer of which only a part is wanted.
     pub async fn post_bytes(&self, path: &str, body: Value) -> anyhow::Result<impl AsRef<[u8]>> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("POST {path}"))?;
-        let status = response.status();
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            bail!("{path} answered {status}: {text}");
-        }
-        response
-            .bytes()
-            .await
-            .with_context(|| format!("POST {path}"))
+        bytes_of(self.send_post(path, body).await?, "POST", path).await
     }
 
     /// GETs `path` and returns the answer, failing on anything but 2xx.
@@ -117,15 +93,17 @@ impl Api {
     /// GETs `path` and returns the body's bytes, failing on anything but 2xx: for
     /// timing a read without the time this process then spends parsing it.
     pub async fn get_bytes(&self, path: &str) -> anyhow::Result<impl AsRef<[u8]>> {
-        let response = self.send_get(path).await?;
-        let status = response.status();
-        if !status.is_success() {
-            anyhow::bail!("GET {path} answered {status}");
-        }
-        response
-            .bytes()
+        bytes_of(self.send_get(path).await?, "GET", path).await
+    }
+
+    async fn send_post(&self, path: &str, body: Value) -> anyhow::Result<reqwest::Response> {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
             .await
-            .with_context(|| format!("GET {path}"))
+            .with_context(|| format!("POST {path}"))
     }
 
     async fn send_get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
@@ -173,6 +151,24 @@ impl Api {
         }
         Ok(())
     }
+}
+
+/// The body of `response` as bytes, failing on anything but 2xx (with the answer
+/// in the error).
+async fn bytes_of(
+    response: reqwest::Response,
+    method: &str,
+    path: &str,
+) -> anyhow::Result<impl AsRef<[u8]>> {
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        bail!("{method} {path} answered {status}: {text}");
+    }
+    response
+        .bytes()
+        .await
+        .with_context(|| format!("{method} {path}"))
 }
 
 async fn answer(response: reqwest::Response, path: &str) -> anyhow::Result<Value> {
