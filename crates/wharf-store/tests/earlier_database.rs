@@ -71,6 +71,21 @@ async fn a_database_made_by_the_sqlx_store_opens_and_reads_back() {
     let tasks = store.task_list(&release.id).await.expect("tasks");
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0].state, TaskState::Succeeded);
+    // The per-batch counts (migration 8) were made from the tasks already there.
+    let summaries = store
+        .task_batch_summaries(&release.id)
+        .await
+        .expect("batch summaries");
+    assert_eq!(summaries.len(), 1);
+    assert_eq!(
+        (
+            summaries[0].batch,
+            summaries[0].succeeded,
+            summaries[0].open()
+        ),
+        (tasks[0].batch, 1, 0)
+    );
+    assert_eq!(summaries[0].last_finished_at, tasks[0].finished_at);
     let steps = store.step_list(&release.id, None).await.expect("steps");
     let start = steps
         .iter()
@@ -241,6 +256,28 @@ async fn a_database_at_migration_3_upgrades_through_the_release_table_rebuild() 
             .expect("web-b's task")
             .state,
         TaskState::Running
+    );
+    // The per-batch counts of migration 8 start from the tasks as they were and
+    // follow the claim.
+    let tasks = store.task_list(&release.id).await.expect("tasks");
+    let summaries = store
+        .task_batch_summaries(&release.id)
+        .await
+        .expect("batch summaries");
+    assert_eq!(
+        summaries
+            .iter()
+            .map(|s| (s.batch, s.succeeded, s.running, s.open()))
+            .collect::<Vec<_>>(),
+        tasks
+            .iter()
+            .map(|t| (
+                t.batch,
+                u32::from(t.state == TaskState::Succeeded),
+                u32::from(t.state == TaskState::Running),
+                u32::from(t.state == TaskState::Running)
+            ))
+            .collect::<Vec<_>>()
     );
     let fetch = store
         .step_list(&release.id, Some(&b.id))

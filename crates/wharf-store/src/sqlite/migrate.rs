@@ -58,6 +58,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "claim records fetch",
         sql: include_str!("../../migrations/sqlite/0007_claim_records_fetch.sql"),
     },
+    Migration {
+        version: 8,
+        description: "batch counts",
+        sql: include_str!("../../migrations/sqlite/0008_batch_counts.sql"),
+    },
 ];
 
 /// Applies every migration the database has not had yet.

@@ -148,8 +148,8 @@ pub(super) fn list(conn: &Connection, release_id: &str) -> StoreResult<Vec<TaskR
         .collect()
 }
 
-/// How each batch of a release stands; answered from the
-/// `release_tasks_by_batch` index alone.
+/// How each batch of a release stands: the counts the triggers of
+/// `0008_batch_counts.sql` keep, one row per batch that has tasks.
 pub(super) fn batch_summaries(
     conn: &Connection,
     release_id: &str,
@@ -158,11 +158,11 @@ pub(super) fn batch_summaries(
     type Row = (i64, i64, i64, i64, i64, i64, i64, Option<i64>);
     let rows: Vec<Row> = query::all(
         conn,
-        "SELECT batch, \
-         SUM(state = 'pending'), SUM(state = 'dispatched'), SUM(state = 'running'), \
-         SUM(state = 'succeeded'), SUM(state = 'failed'), SUM(state = 'cancelled'), \
-         MAX(finished_at) \
-         FROM release_tasks WHERE release_id = ? GROUP BY batch ORDER BY batch",
+        "SELECT batch, pending, dispatched, running, succeeded, failed, cancelled, \
+         last_finished_at FROM release_batch_counts \
+         WHERE release_id = ? \
+         AND pending + dispatched + running + succeeded + failed + cancelled > 0 \
+         ORDER BY batch",
         [release_id],
         |row| row.try_into(),
     )?;
@@ -228,6 +228,7 @@ pub(super) fn list_live(conn: &Connection, release_id: &str) -> StoreResult<Vec<
         .collect()
 }
 
+/// How many tasks of the batch have not ended, from the kept counts.
 pub(super) fn count_open_in_batch(
     conn: &Connection,
     release_id: &str,
@@ -235,8 +236,8 @@ pub(super) fn count_open_in_batch(
 ) -> StoreResult<u32> {
     let count: i64 = query::one(
         conn,
-        "SELECT COUNT(*) FROM release_tasks WHERE release_id = ? AND batch = ? \
-         AND state IN ('pending', 'dispatched', 'running')",
+        "SELECT COALESCE(SUM(pending + dispatched + running), 0) FROM release_batch_counts \
+         WHERE release_id = ? AND batch = ?",
         params![release_id, i64::from(batch)],
         |row| row.get(0),
     )?;
