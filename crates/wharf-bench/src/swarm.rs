@@ -3,6 +3,7 @@
 //! 127.0.0.1. A simulated agent heartbeats at the server's interval (spread out),
 //! long-polls for work and "runs" each step by reporting its begin and end.
 
+use crate::agent_http::{Client, Conn};
 use crate::proc;
 use crate::report::{median, quantile, Table};
 use crate::server::{millis_between, Running};
@@ -23,7 +24,9 @@ const POLL_WAIT_SECS: u64 = 25;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(POLL_WAIT_SECS + 15);
 /// How often a simulated agent tries to report one step event.
 const REPORT_ATTEMPTS: usize = 20;
-/// Idle connections the swarm's client keeps for reuse.
+/// Free connections the agents' client keeps for heartbeats and reports: enough
+/// for a batch reporting at once, few enough that bursts do not leave thousands
+/// of extra sockets open in both processes.
 const MAX_IDLE_CONNECTIONS: usize = 1024;
 /// Registrations in flight at once.
 const REGISTER_CONCURRENCY: usize = 32;
@@ -43,8 +46,8 @@ struct Seen {
     /// When the agent had its work, on this process's clock and on the wall
     /// clock (which the server's `dispatched_at` is on too).
     received: HashMap<String, (Instant, chrono::DateTime<chrono::Utc>)>,
-    /// When the answer that brought the work began to arrive (its headers), on
-    /// the wall clock: what dispatch took before this process read the work.
+    /// When the answer that brought the work had been read, before it was
+    /// parsed, on the wall clock.
     answered: HashMap<String, chrono::DateTime<chrono::Utc>>,
     done: HashMap<String, Instant>,
     errors: Vec<String>,
@@ -57,11 +60,11 @@ struct Seen {
 struct Agent {
     id: String,
     /// `Bearer <credential>`.
-    authorization: reqwest::header::HeaderValue,
+    authorization: String,
 }
 
 /// The protocol header every agent request carries.
-const PROTOCOL_HEADER: &str = "x-wharf-agent-protocol";
+pub(crate) const PROTOCOL_HEADER: &str = "x-wharf-agent-protocol";
 
 /// The body of every heartbeat.
 const HEARTBEAT_BODY: &str = r#"{"agent_version":"bench"}"#;
@@ -91,14 +94,10 @@ pub async fn run(
     let pid = running.pid()?;
     let api = running.api.clone();
     let url = api.url.clone();
-    // One client for the whole swarm: its pool keeps a connection per waiting poll
-    // and reuses idle ones for heartbeats and events. Idle connections are capped so
-    // that bursts (a batch reporting while every other agent polls) do not leave
-    // thousands of extra sockets open in both processes.
+    // Registration goes through reqwest, as the real agent's does; the agents'
+    // heartbeats, polls and reports through `agent_http` (see there why).
     let http = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
-        .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
-        .pool_idle_timeout(Duration::from_secs(90))
         .build()
         .context("building the swarm's HTTP client")?;
 
@@ -132,6 +131,7 @@ pub async fn run(
     .await?;
 
     // The swarm connects: every agent long-polls and heartbeats, spread over the interval.
+    let agent_client = Arc::new(Client::new(&url, MAX_IDLE_CONNECTIONS, REQUEST_TIMEOUT)?);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let interval = Duration::from_secs(interval_secs);
@@ -139,16 +139,14 @@ pub async fn run(
     for agent in &swarm {
         let offset = interval.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
         tasks.push(tokio::spawn(heartbeat_loop(
-            http.clone(),
-            url.clone(),
+            agent_client.clone(),
             agent.clone(),
             interval,
             offset,
             stop_rx.clone(),
         )));
         tasks.push(tokio::spawn(work_loop(
-            http.clone(),
-            url.clone(),
+            agent_client.clone(),
             agent.clone(),
             seen.clone(),
             stop_rx.clone(),
@@ -240,8 +238,8 @@ pub async fn run(
     }
     let mut dispatch = Vec::with_capacity(agents);
     let mut hand_off = Vec::with_capacity(agents);
-    // The part of dispatch before the answer began to arrive here: the server's
-    // part, plus this process noticing the answer's headers.
+    // The part of dispatch until the answer was read here: all of it but the
+    // parse of the assignment.
     let mut answered = Vec::with_capacity(agents);
     let mut batch_start = created_at;
     let batches = view["batches"].as_array().context("batches")?;
@@ -298,7 +296,7 @@ pub async fn run(
         };
         eprintln!("  dispatch p50/p99 by batch: {}", by_batch(&dispatch));
         eprintln!(
-            "  of which until the answer arrives p50/p99 by batch: {}",
+            "  of which until the answer is read p50/p99 by batch: {}",
             by_batch(&answered)
         );
         eprintln!("  hand-off p50/p99 by batch: {}", by_batch(&hand_off));
@@ -340,7 +338,7 @@ pub async fn run(
         "p99 ≤ 100 ms",
     );
     table.add(
-        format!("{label}: of which batch start → the answer arrives (its headers) p50 / p99"),
+        format!("{label}: of which batch start → the answer read (not yet parsed) p50 / p99"),
         format!(
             "{:.1} ms / {:.1} ms",
             median(&mut answered.clone()),
@@ -400,9 +398,7 @@ async fn register(
     }
     let reply: Value = response.json().await.context("registration answer")?;
     let credential = reply["credential"].as_str().context("credential")?;
-    let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {credential}"))
-        .context("the credential as a header")?;
-    authorization.set_sensitive(true);
+    let authorization = format!("Bearer {credential}");
     Ok((
         Agent {
             id: reply["instance_id"]
@@ -417,15 +413,19 @@ async fn register(
 
 /// Heartbeats every `interval`, first after `offset`, until told to stop.
 async fn heartbeat_loop(
-    http: reqwest::Client,
-    url: String,
+    client: Arc<Client>,
     agent: Agent,
     interval: Duration,
     offset: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut next = Instant::now() + offset;
-    let heartbeat_url = format!("{url}/agent/v1/heartbeat");
+    let heartbeat = client.request(
+        "POST",
+        "/agent/v1/heartbeat",
+        &agent.authorization,
+        Some(HEARTBEAT_BODY),
+    );
     for _ in 0..MAX_REQUESTS_PER_LOOP {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
@@ -433,29 +433,29 @@ async fn heartbeat_loop(
         }
         next += interval;
         // A failed heartbeat is like a lost one: the next one comes on time.
-        let _ = http
-            .post(&heartbeat_url)
-            .header(PROTOCOL_HEADER, "1")
-            .header(reqwest::header::AUTHORIZATION, agent.authorization.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(HEARTBEAT_BODY)
-            .send()
-            .await;
+        let _ = client.send(&heartbeat).await;
     }
 }
 
 /// Long-polls for work and reports every step as begun and succeeded.
 async fn work_loop(
-    http: reqwest::Client,
-    url: String,
+    client: Arc<Client>,
     agent: Agent,
     seen: Arc<Mutex<Seen>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let poll_url = format!("{url}/agent/v1/work?wait_secs={POLL_WAIT_SECS}");
+    let poll = client.request(
+        "GET",
+        &format!("/agent/v1/work?wait_secs={POLL_WAIT_SECS}"),
+        &agent.authorization,
+        None,
+    );
+    // The agent's polls have a connection of their own, as a real agent's
+    // long poll holds one while its heartbeats and reports use others.
+    let mut poll_connection = None;
     for _ in 0..MAX_REQUESTS_PER_LOOP {
         let outcome = tokio::select! {
-            outcome = work_once(&http, &url, &poll_url, &agent, &seen) => outcome,
+            outcome = work_once(&client, &mut poll_connection, &poll, &agent, &seen) => outcome,
             _ = stop.changed() => return,
         };
         if let Err(err) = outcome {
@@ -470,39 +470,36 @@ async fn work_loop(
 
 /// One poll and, if it brought work, the steps of that work.
 async fn work_once(
-    http: &reqwest::Client,
-    url: &str,
-    poll_url: &str,
+    client: &Client,
+    poll_connection: &mut Option<Conn>,
+    poll: &[u8],
     agent: &Agent,
     seen: &Mutex<Seen>,
 ) -> anyhow::Result<()> {
-    let response = http
-        .get(poll_url)
-        .header(PROTOCOL_HEADER, "1")
-        .header(reqwest::header::AUTHORIZATION, agent.authorization.clone())
-        .send()
+    let answer = client
+        .send_on(poll_connection, poll)
         .await
         .context("polling")?;
     let answered_at = chrono::Utc::now();
-    match response.status() {
-        reqwest::StatusCode::NO_CONTENT => return Ok(()),
-        reqwest::StatusCode::OK => {}
+    match answer.status {
+        204 => return Ok(()),
+        200 => {}
         other => bail!("the poll answered {other}"),
     }
-    let work: Assignment = response.json().await.context("the assignment")?;
+    let work: Assignment = serde_json::from_slice(&answer.body).context("the assignment")?;
     let received = (Instant::now(), chrono::Utc::now());
     if let Ok(mut seen) = seen.lock() {
         seen.received.insert(agent.id.clone(), received);
         seen.answered.insert(agent.id.clone(), answered_at);
     }
-    let events_url = format!("{url}/agent/v1/releases/{}/events", work.release_id);
+    let events_path = format!("/agent/v1/releases/{}/events", work.release_id);
     for step in &work.steps {
         let step = serde_json::to_string(step).context("a step name")?;
         for event in [
             format!(r#"{{"event":"begin","step":{step}}}"#),
             format!(r#"{{"event":"end","step":{step},"succeeded":true,"exit_code":0}}"#),
         ] {
-            let ack = report(http, &events_url, agent, event).await?;
+            let ack = report(client, &events_path, agent, &event).await?;
             if !ack.proceed {
                 bail!("the server said not to proceed");
             }
@@ -517,30 +514,23 @@ async fn work_once(
 /// Reports one step event, retrying a report that did not get through (as the real
 /// agent does) rather than polling again, which would abandon the task.
 async fn report(
-    http: &reqwest::Client,
-    events_url: &str,
+    client: &Client,
+    events_path: &str,
     agent: &Agent,
-    event: String,
+    event: &str,
 ) -> anyhow::Result<Ack> {
+    let request = client.request("POST", events_path, &agent.authorization, Some(event));
     let mut last_error = None;
     for _ in 0..REPORT_ATTEMPTS {
-        let sent = http
-            .post(events_url)
-            .header(PROTOCOL_HEADER, "1")
-            .header(reqwest::header::AUTHORIZATION, agent.authorization.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(event.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(response) if response.status().is_success() => {
-                return response.json().await.context("the event ack");
+        match client.send(&request).await {
+            Ok(answer) if (200..300).contains(&answer.status) => {
+                return serde_json::from_slice(&answer.body).context("the event ack");
             }
-            Ok(response) if response.status().is_client_error() => {
-                bail!("a step event answered {}", response.status());
+            Ok(answer) if (400..500).contains(&answer.status) => {
+                bail!("a step event answered {}", answer.status);
             }
-            Ok(response) => last_error = Some(anyhow::anyhow!("answered {}", response.status())),
-            Err(err) => last_error = Some(err.into()),
+            Ok(answer) => last_error = Some(anyhow::anyhow!("answered {}", answer.status)),
+            Err(err) => last_error = Some(err),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
