@@ -11,6 +11,7 @@
 
 mod agent_writes;
 mod apps;
+mod checkpoint;
 mod convert;
 mod deployments;
 mod execs;
@@ -66,6 +67,7 @@ const MMAP_BYTES: i64 = 1 << 30;
 pub struct SqliteStore {
     writer: Arc<Workers>,
     readers: Arc<Workers>,
+    checkpointer: Arc<checkpoint::Checkpointer>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -89,6 +91,10 @@ impl SqliteStore {
     fn open_blocking(path: &Path) -> StoreResult<SqliteStore> {
         let mut writer = connect(path, false)?;
         migrate::run(&mut writer)?;
+        // The WAL is copied back by a thread of its own, not inside the writer's
+        // commits (checkpoint.rs).
+        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = checkpoint::Checkpointer::start(connect(path, false)?)?;
         // The readers are opened after the migrations so that they never see a
         // half-made schema, and `query_only` makes a write through them an error
         // instead of a second writer.
@@ -98,6 +104,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Arc::new(Workers::start("wharf-db-writer", vec![writer])?),
             readers: Arc::new(Workers::start("wharf-db-reader", readers)?),
+            checkpointer: Arc::new(checkpointer),
         })
     }
 
@@ -106,6 +113,7 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.readers.close().await;
         self.writer.close().await;
+        self.checkpointer.close().await;
     }
 
     /// Runs `call` in a write transaction, committed if it succeeds and rolled
