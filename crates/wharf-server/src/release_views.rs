@@ -51,10 +51,10 @@ struct Kept {
     /// The release's state when the view was built.
     state: String,
     json: Bytes,
+    /// Where the list of batches starts in `json`, after the release's own fields.
+    batches_at: usize,
     /// Each instance's part of `json`, for the next build to reuse.
     parts: Arc<Parts>,
-    /// The instances' ids in the order of the view.
-    order: Arc<Vec<String>>,
     /// Whether a background build is under way.
     refreshing: bool,
 }
@@ -191,34 +191,49 @@ async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
     let generation = state.release_views.builds.fetch_add(1, Ordering::Relaxed);
     let kept = state.release_views.lock().get(id).map(|k| {
         let unstarted = k.state == ReleaseState::Pending.as_str();
-        (k.parts.clone(), k.order.clone(), unstarted)
+        (
+            k.parts.clone(),
+            unstarted.then(|| (k.json.clone(), k.batches_at)),
+        )
     });
-    let previous = kept.as_ref().map(|(parts, ..)| parts.clone());
+    let previous = kept.as_ref().map(|(parts, _)| parts.clone());
     // A release's tasks do not move while it is pending. When it has just
     // started (the driver rebuilds its view as it starts it, right before its
-    // first batch), only the release is read again: 10,000 tasks read beside the
-    // first batch's dispatch slowed it. A batch dispatched meanwhile shows at the
-    // next refresh, like any other per-instance progress.
-    let just_started = match kept {
-        Some((parts, order, true)) => {
-            started_detail(state.store.release_fetch(id).await?, &parts, &order)
+    // first batch), only the release's own fields are read and encoded again,
+    // and its batches are the pending view's, byte for byte: reading 10,000
+    // tasks, or even copying them, beside the first batch's dispatch slowed it.
+    // A batch dispatched meanwhile shows at the next refresh, like any other
+    // per-instance progress.
+    if let Some((parts, Some((pending_json, batches_at)))) = &kept {
+        let release = state.store.release_fetch(id).await?;
+        let rolled_back_by = actions::rolled_back_by(state, &release).await?;
+        if let Some(view) = started_view(release, rolled_back_by, pending_json, *batches_at, parts)
+        {
+            let (json, batches_at) = view.map_err(|err| encode_failed(id, &err))?;
+            let built = Built {
+                json: Bytes::from(json),
+                batches_at,
+                parts: parts.clone(),
+                state: ReleaseState::Running,
+                encoded: 0,
+            };
+            return Ok(keep_built(
+                state,
+                id,
+                started,
+                started.elapsed(),
+                generation,
+                built,
+            ));
         }
-        _ => None,
-    };
-    let detail = match just_started {
-        Some(detail) => detail,
-        None => {
-            state
-                .store
-                .release_detail_where(id, steps_wanted(previous.clone()))
-                .await?
-        }
-    };
+    }
+    let detail = state
+        .store
+        .release_detail_where(id, steps_wanted(previous.clone()))
+        .await?;
     let read = started.elapsed();
     let rolled_back_by = actions::rolled_back_by(state, &detail.release).await?;
-    let release_state = detail.release.state.as_str().to_owned();
-    let instances = detail.tasks.len();
-    let order: Vec<String> = detail.tasks.iter().map(|t| t.instance_id.clone()).collect();
+    let release_state = detail.release.state;
     // Encoding a large release takes tens of milliseconds of CPU: on a blocking
     // thread, so that the runtime's workers go on answering agents meanwhile
     // (with two cores, one worker held would halve how fast a batch gets its
@@ -230,18 +245,46 @@ async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
                 tracing::error!(release = id, error = %err, "encoding a release view panicked");
                 ApiError::internal()
             })?;
-    let (json, parts, encoded) = assembled.map_err(|err| {
-        tracing::error!(release = id, error = %err, "a release view could not be encoded");
-        ApiError::internal()
-    })?;
-    let json = Bytes::from(json);
+    let assembled = assembled.map_err(|err| encode_failed(id, &err))?;
+    let built = Built {
+        json: Bytes::from(assembled.json),
+        batches_at: assembled.batches_at,
+        parts: Arc::new(assembled.parts),
+        state: release_state,
+        encoded: assembled.encoded,
+    };
+    Ok(keep_built(state, id, started, read, generation, built))
+}
+
+/// A view just built.
+struct Built {
+    json: Bytes,
+    batches_at: usize,
+    parts: Arc<Parts>,
+    /// The release's state in the view.
+    state: ReleaseState,
+    /// How many instances' parts were encoded anew.
+    encoded: usize,
+}
+
+/// Keeps `built` if the release is large (and forgets an older copy if not), and
+/// returns its JSON.
+fn keep_built(
+    state: &AppState,
+    id: &str,
+    started: Instant,
+    read: Duration,
+    generation: u64,
+    built: Built,
+) -> Bytes {
+    let instances = built.parts.len();
     tracing::debug!(
         release = id,
         instances,
-        encoded,
+        encoded = built.encoded,
         read_ms = read.as_secs_f64() * 1000.0,
         total_ms = started.elapsed().as_secs_f64() * 1000.0,
-        bytes = json.len(),
+        bytes = built.json.len(),
         "release view built"
     );
     let mut kept = state.release_views.lock();
@@ -252,45 +295,62 @@ async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
             Kept {
                 built_at: started,
                 generation,
-                state: release_state,
-                json: json.clone(),
-                parts: Arc::new(parts),
-                order: Arc::new(order),
+                state: built.state.as_str().to_owned(),
+                json: built.json.clone(),
+                batches_at: built.batches_at,
+                parts: built.parts,
                 refreshing: false,
             },
         );
     } else {
         kept.remove(id);
     }
-    Ok(json)
+    built.json
 }
 
-/// The detail of a release that has just started running, from the parts of its
-/// view built while it was pending: its tasks are those parts' tasks, all still
-/// pending and without steps. `None` if the release is not running, or a part is
-/// not of a pending task (the parts are then not what the release started with).
-fn started_detail(
+fn encode_failed(id: &str, err: &AssembleError) -> ApiError {
+    tracing::error!(release = id, error = %err, "a release view could not be encoded");
+    ApiError::internal()
+}
+
+/// The view of a release that has just started running, from `pending_json`, its
+/// view built while it was pending, whose batches start at byte `batches_at`:
+/// its own fields as they are now, then the same batches (its tasks did not move
+/// while it was pending); with where the batches start in it. `None` if the
+/// release is not running, or a part is not of a pending task (the pending view
+/// is then not what the release started with).
+fn started_view(
     release: ReleaseRecord,
+    rolled_back_by: Option<String>,
+    pending_json: &[u8],
+    batches_at: usize,
     parts: &Parts,
-    order: &[String],
-) -> Option<ReleaseDetail> {
-    if release.state != ReleaseState::Running {
+) -> Option<Result<(Vec<u8>, usize), AssembleError>> {
+    if release.state != ReleaseState::Running
+        || !parts
+            .values()
+            .all(|part| part.settled && part.task.state == TaskState::Pending)
+    {
         return None;
     }
-    let tasks = order
-        .iter()
-        .map(|id| {
-            parts
-                .get(id)
-                .filter(|part| part.settled && part.task.state == TaskState::Pending)
-                .map(|part| part.task.clone())
-        })
-        .collect::<Option<Vec<TaskRecord>>>()?;
-    Some(ReleaseDetail {
-        release,
-        tasks,
-        steps: Vec::new(),
-    })
+    let mut header = views::release(release, &[], None);
+    header.counts = wharf_api::InstanceCounts {
+        total: parts.len() as u32,
+        pending: parts.len() as u32,
+        ..Default::default()
+    };
+    header.rolled_back_by = rolled_back_by;
+    Some((|| {
+        let header = serde_json::to_vec(&header)?;
+        let header = without_empty_list(&header)?;
+        let batches = pending_json
+            .get(batches_at..)
+            .ok_or(AssembleError::ListNotLast)?;
+        let mut json = Vec::with_capacity(header.len() + batches.len());
+        json.extend_from_slice(header);
+        json.extend_from_slice(batches);
+        Ok((json, header.len()))
+    })())
 }
 
 /// Picks the tasks whose steps a build must read: those of the instances without
@@ -307,7 +367,7 @@ fn assemble(
     detail: ReleaseDetail,
     rolled_back_by: Option<String>,
     previous: Option<&Parts>,
-) -> Result<(Vec<u8>, Parts, usize), AssembleError> {
+) -> Result<Assembled, AssembleError> {
     let ReleaseDetail {
         release,
         tasks,
@@ -329,6 +389,7 @@ fn assemble(
         header.len() + previous.map_or(0, |p| p.values().map(|part| part.json.len() + 1).sum()),
     );
     out.extend_from_slice(without_empty_list(&header)?);
+    let batches_at = out.len();
     out.push(b'[');
     for batch in 0..batch_count {
         let members: Vec<&TaskRecord> = tasks.iter().filter(|t| t.batch == batch).collect();
@@ -369,7 +430,22 @@ fn assemble(
         out.extend_from_slice(b"]}");
     }
     out.extend_from_slice(b"]}");
-    Ok((out, parts, encoded))
+    Ok(Assembled {
+        json: out,
+        batches_at,
+        parts,
+        encoded,
+    })
+}
+
+/// A view as [`assemble`] made it.
+struct Assembled {
+    json: Vec<u8>,
+    /// Where the list of batches starts in `json`.
+    batches_at: usize,
+    parts: Parts,
+    /// How many instances' parts were encoded anew.
+    encoded: usize,
 }
 
 /// `json` without the `[]}` it ends in (an empty list as the last field).
@@ -587,7 +663,12 @@ mod tests {
             step(&tasks[0], StepName::Stop, StepState::Running),
             step(&tasks[1], StepName::Fetch, StepState::Succeeded),
         ];
-        let (json, parts, encoded) = assemble(
+        let Assembled {
+            json,
+            parts,
+            encoded,
+            ..
+        } = assemble(
             detail_for(&r, &tasks, &steps, None),
             Some("r-2".into()),
             None,
@@ -616,7 +697,7 @@ mod tests {
             step(&before[1], StepName::Start, StepState::Succeeded),
             step(&before[2], StepName::Stop, StepState::Running),
         ];
-        let (_, parts, _) = assemble(
+        let Assembled { parts, .. } = assemble(
             detail_for(&r, &before, &steps_before, None),
             Some("r-2".into()),
             None,
@@ -632,7 +713,12 @@ mod tests {
         steps_after[3].dropped_bytes = 99;
         steps_after.push(step(&after[0], StepName::Start, StepState::Running));
         let r = release(ReleaseState::Running);
-        let (json, parts, encoded) = assemble(
+        let Assembled {
+            json,
+            parts,
+            encoded,
+            ..
+        } = assemble(
             detail_for(&r, &after, &steps_after, Some(&parts)),
             Some("r-2".into()),
             Some(&parts),
@@ -652,8 +738,8 @@ mod tests {
             generation,
             state: "running".into(),
             json: Bytes::from_static(json.as_bytes()),
+            batches_at: 0,
             parts: Arc::default(),
-            order: Arc::default(),
             refreshing: false,
         };
         let mut kept = HashMap::new();
@@ -673,43 +759,67 @@ mod tests {
             task(2, 0, TaskState::Pending),
             task(3, 1, TaskState::Pending),
         ];
-        let (_, parts, _) = assemble(
+        let built = assemble(
             detail_for(&pending, &tasks, &[], None),
             Some("r-2".into()),
             None,
         )
         .unwrap();
-        let order: Vec<String> = tasks.iter().map(|t| t.instance_id.clone()).collect();
         let running = release(ReleaseState::Running);
-        let detail = started_detail(running.clone(), &parts, &order).expect("the started view");
-        let (json, _, encoded) = assemble(detail, Some("r-2".into()), Some(&parts)).unwrap();
+        let (json, batches_at) = started_view(
+            running.clone(),
+            Some("r-2".into()),
+            &built.json,
+            built.batches_at,
+            &built.parts,
+        )
+        .expect("the started view")
+        .unwrap();
+        let whole_running = whole(&running, &tasks, &[]);
         assert_eq!(
-            String::from_utf8(json).unwrap(),
-            String::from_utf8(whole(&running, &tasks, &[])).unwrap()
+            String::from_utf8(json.clone()).unwrap(),
+            String::from_utf8(whole_running.clone()).unwrap()
         );
-        assert_eq!(encoded, 0);
+        assert!(json[batches_at..].starts_with(b"[{\"number\":1,"));
+        // A restart of the same view from the started one is the same again.
+        let (again, _) = started_view(
+            running.clone(),
+            Some("r-2".into()),
+            &json,
+            batches_at,
+            &built.parts,
+        )
+        .expect("the started view")
+        .unwrap();
+        assert_eq!(again, whole_running);
 
         // Not for a release that is not running, nor from parts of tasks that
         // moved.
-        assert!(started_detail(release(ReleaseState::Cancelled), &parts, &order).is_none());
+        let not_running = started_view(
+            release(ReleaseState::Cancelled),
+            None,
+            &built.json,
+            built.batches_at,
+            &built.parts,
+        );
+        assert!(not_running.is_none());
         let mut moved = tasks.clone();
         moved[1] = task(2, 0, TaskState::Dispatched);
-        let (_, moved_parts, _) = assemble(
+        let moved = assemble(
             detail_for(&running, &moved, &[], None),
             Some("r-2".into()),
             None,
         )
         .unwrap();
-        assert!(started_detail(running, &moved_parts, &order).is_none());
+        assert!(started_view(running, None, &moved.json, moved.batches_at, &moved.parts).is_none());
     }
 
     #[test]
     fn a_release_of_no_batches_is_the_whole_view() {
         let mut r = release(ReleaseState::Cancelled);
         r.batch_count = 0;
-        let (json, parts, _) =
-            assemble(detail_for(&r, &[], &[], None), Some("r-2".into()), None).unwrap();
-        assert_eq!(json, whole(&r, &[], &[]));
-        assert!(parts.is_empty());
+        let built = assemble(detail_for(&r, &[], &[], None), Some("r-2".into()), None).unwrap();
+        assert_eq!(built.json, whole(&r, &[], &[]));
+        assert!(built.parts.is_empty());
     }
 }
