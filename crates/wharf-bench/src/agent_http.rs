@@ -10,6 +10,7 @@
 //! agent sends, answered by the real server.
 
 use anyhow::{bail, Context as _};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -42,7 +43,9 @@ pub struct Client {
     address: SocketAddr,
     /// `host:port`, for the Host header.
     host: String,
-    idle: Mutex<Vec<Conn>>,
+    /// Oldest freed first, so that steady traffic (heartbeats) keeps every one
+    /// of them in use and none grows old.
+    idle: Mutex<VecDeque<Conn>>,
     max_idle: usize,
     timeout: Duration,
 }
@@ -62,7 +65,7 @@ impl Client {
         Ok(Self {
             address,
             host,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
             max_idle,
             timeout,
         })
@@ -145,17 +148,31 @@ impl Client {
             conn.last_used = Instant::now();
             if let Ok(mut idle) = self.idle.lock() {
                 if idle.len() < self.max_idle {
-                    idle.push(conn);
+                    idle.push_back(conn);
                 }
             }
         }
         Ok(answer)
     }
 
-    /// The most recently freed connection that is not too old.
+    /// Opens `count` connections and keeps them free for reuse, as a fleet's
+    /// agents each hold a connection open between heartbeats: without them, the
+    /// first batch's agents would all connect at once to report, which real
+    /// agents, already connected, do not.
+    pub async fn warm(&self, count: usize) -> anyhow::Result<()> {
+        for _ in 0..count.min(self.max_idle) {
+            let conn = self.connect().await?;
+            if let Ok(mut idle) = self.idle.lock() {
+                idle.push_back(conn);
+            }
+        }
+        Ok(())
+    }
+
+    /// The longest free connection that is not too old.
     fn take_idle(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().ok()?;
-        while let Some(conn) = idle.pop() {
+        while let Some(conn) = idle.pop_front() {
             if conn.last_used.elapsed() < POOLED_IDLE_LIMIT {
                 return Some(conn);
             }
@@ -246,6 +263,7 @@ fn framing(headers: &[httparse::Header<'_>]) -> anyhow::Result<(Option<usize>, b
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     /// A one-connection server that answers each request read with the next of
     /// `answers`, and returns what it was sent.
@@ -355,5 +373,39 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(client.send(&request).await.unwrap().body, b"1");
         assert_eq!(server.await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn warmed_connections_carry_requests_without_connecting_again() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut chunk = [0u8; 4096];
+                    while stream.read(&mut chunk).await.unwrap_or(0) > 0 {
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n1";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let client = Arc::new(Client::new(&url, 4, Duration::from_secs(5)).unwrap());
+        client.warm(2).await.unwrap();
+        let request = client.request("POST", "/agent/v1/heartbeat", "Bearer x", Some("{}"));
+        for _ in 0..3 {
+            let both = futures::future::join(client.send(&request), client.send(&request)).await;
+            assert_eq!(
+                (both.0.unwrap().body, both.1.unwrap().body),
+                (b"1".to_vec(), b"1".to_vec())
+            );
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

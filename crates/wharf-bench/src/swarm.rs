@@ -132,6 +132,10 @@ pub async fn run(
 
     // The swarm connects: every agent long-polls and heartbeats, spread over the interval.
     let agent_client = Arc::new(Client::new(&url, MAX_IDLE_CONNECTIONS, REQUEST_TIMEOUT)?);
+    agent_client
+        .warm(agents.min(MAX_IDLE_CONNECTIONS))
+        .await
+        .context("opening the agents' connections")?;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let interval = Duration::from_secs(interval_secs);
