@@ -55,9 +55,13 @@ BEGIN
     WHERE release_id = NEW.release_id AND batch = NEW.batch;
 END;
 
+-- Except for a batch's dispatch (pending -> dispatched), which moves a whole batch
+-- of up to thousands of tasks in one statement: the store moves its counts in one
+-- statement after it (tasks.rs, `dispatch_batch`), rather than one per task here.
 CREATE TRIGGER release_batch_counts_on_update
 AFTER UPDATE OF state, finished_at ON release_tasks
-WHEN OLD.state IS NOT NEW.state OR OLD.finished_at IS NOT NEW.finished_at
+WHEN (OLD.state IS NOT NEW.state OR OLD.finished_at IS NOT NEW.finished_at)
+    AND NOT (OLD.state = 'pending' AND NEW.state = 'dispatched')
 BEGIN
     UPDATE release_batch_counts SET
         pending = pending - (OLD.state = 'pending') + (NEW.state = 'pending'),

@@ -295,6 +295,13 @@ pub(super) fn dispatch_batch(
         params![millis(now), millis(deadline), release_id, i64::from(batch)],
         |row| row.try_into(),
     )?;
+    // The counts' trigger leaves a batch's dispatch to this one statement
+    // (0008_batch_counts.sql).
+    conn.execute(
+        "UPDATE release_batch_counts SET pending = pending - ?1, dispatched = dispatched + ?1 \
+         WHERE release_id = ?2 AND batch = ?3",
+        params![dispatched.len() as i64, release_id, i64::from(batch)],
+    )?;
     dispatched.sort();
     Ok(dispatched.into_iter().map(|(_, id)| id).collect())
 }
