@@ -169,7 +169,7 @@ impl Client {
         Ok(())
     }
 
-    /// The longest free connection that is not too old.
+    /// The connection that has been free the longest, unless it is too old.
     fn take_idle(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().ok()?;
         while let Some(conn) = idle.pop_front() {
