@@ -133,17 +133,19 @@ impl Client {
             Some(conn) => conn,
             None => self.connect().await?,
         };
-        let (answer, reusable) =
-            match tokio::time::timeout(self.timeout, conn.exchange(request)).await {
-                Ok(Ok(done)) => done,
-                // Closed by the server while it was free: nothing of an answer came.
-                Ok(Err(_)) if retry && conn.buffer.is_empty() => {
-                    conn = self.connect().await?;
-                    self.exchange(&mut conn, request).await?
-                }
-                Ok(Err(err)) => return Err(err),
-                Err(_) => bail!("no answer in time"),
-            };
+        let (answer, reusable) = match self.exchange(&mut conn, request).await {
+            // Closed by the server while it was free: it failed at once and
+            // nothing of an answer came (a timeout is not retried).
+            Err(err)
+                if retry
+                    && conn.buffer.is_empty()
+                    && err.downcast_ref::<tokio::time::error::Elapsed>().is_none() =>
+            {
+                conn = self.connect().await?;
+                self.exchange(&mut conn, request).await?
+            }
+            outcome => outcome?,
+        };
         if reusable {
             conn.last_used = Instant::now();
             if let Ok(mut idle) = self.idle.lock() {
@@ -407,5 +409,27 @@ mod tests {
             );
         }
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_that_times_out_is_not_retried() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            // Connections are taken and never answered.
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        let client = Client::new(&url, 4, Duration::from_millis(300)).unwrap();
+        client.warm(1).await.unwrap();
+        let request = client.request("POST", "/agent/v1/heartbeat", "Bearer x", Some("{}"));
+        let err = client.send(&request).await.err().expect("no answer");
+        assert!(format!("{err:#}").contains("no answer in time"), "{err:#}");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }
