@@ -379,25 +379,18 @@ mod tests {
 
     #[tokio::test]
     async fn warmed_connections_carry_requests_without_connecting_again() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = accepted.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut stream, _) = listener.accept().await.unwrap();
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut chunk = [0u8; 4096];
-                    while stream.read(&mut chunk).await.unwrap_or(0) > 0 {
-                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n1";
-                        if stream.write_all(answer).await.is_err() {
-                            return;
-                        }
+        let (url, accepted) = counting_server(|mut stream| {
+            tokio::spawn(async move {
+                let mut chunk = [0u8; 4096];
+                while stream.read(&mut chunk).await.unwrap_or(0) > 0 {
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n1";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
                     }
-                });
-            }
-        });
+                }
+            });
+        })
+        .await;
         let client = Arc::new(Client::new(&url, 4, Duration::from_secs(5)).unwrap());
         client.warm(2).await.unwrap();
         let request = client.request("POST", "/agent/v1/heartbeat", "Bearer x", Some("{}"));
@@ -413,23 +406,37 @@ mod tests {
 
     #[tokio::test]
     async fn a_pooled_connection_that_times_out_is_not_retried() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = accepted.clone();
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            // Connections are taken and never answered.
-            while let Ok((stream, _)) = listener.accept().await {
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Connections are taken and never answered.
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let (url, accepted) = counting_server(move |stream| {
+            if let Ok(mut held) = held.lock() {
                 held.push(stream);
             }
-        });
+        })
+        .await;
         let client = Client::new(&url, 4, Duration::from_millis(300)).unwrap();
         client.warm(1).await.unwrap();
         let request = client.request("POST", "/agent/v1/heartbeat", "Bearer x", Some("{}"));
         let err = client.send(&request).await.err().expect("no answer");
         assert!(format!("{err:#}").contains("no answer in time"), "{err:#}");
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// A server on a free port that hands each connection it accepts to
+    /// `serve`; with its URL and how many connections it has accepted.
+    async fn counting_server(
+        serve: impl Fn(tokio::net::TcpStream) + Send + 'static,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                serve(stream);
+            }
+        });
+        (url, accepted)
     }
 }
