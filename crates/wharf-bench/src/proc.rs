@@ -42,15 +42,20 @@ pub fn raise_nofile_limit() {
 /// long polls plus the connections of heartbeats and reports in flight.
 const WANTED_NOFILE: u64 = 65_536;
 
-/// Clock ticks per second, the unit of utime and stime in /proc/PID/stat.
+/// Clock ticks per second, the unit of utime and stime in /proc/PID/stat. Asked
+/// of getconf(1) once: the CPU time is read as a release starts, and starting a
+/// process then took the cores its first batch was dispatched on.
 fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .unwrap_or(100.0)
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 /// A field of /proc/PID/status in kB, e.g. `VmRSS` or `VmHWM`.

@@ -90,10 +90,28 @@ impl Api {
         answer(self.send_get(path).await?, path).await
     }
 
-    /// GETs `path` and returns the body's bytes, failing on anything but 2xx: for
-    /// timing a read without the time this process then spends parsing it.
-    pub async fn get_bytes(&self, path: &str) -> anyhow::Result<impl AsRef<[u8]>> {
-        bytes_of(self.send_get(path).await?, "GET", path).await
+    /// GETs `path` into `body` (emptied first), failing on anything but 2xx: for
+    /// timing a read without the time this process then spends parsing it. The
+    /// body is read chunk by chunk into `body`, whose memory a caller reading the
+    /// same large answer over and over keeps: a new buffer of 9 MB for every
+    /// read is memory the kernel must find and zero each time (in this process,
+    /// on the cores the server is measured on, within the read's timing).
+    pub async fn get_into(&self, path: &str, body: &mut Vec<u8>) -> anyhow::Result<()> {
+        let mut response = self.send_get(path).await?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            bail!("GET {path} answered {status}: {text}");
+        }
+        body.clear();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .with_context(|| format!("GET {path}"))?
+        {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(())
     }
 
     async fn send_post(&self, path: &str, body: Value) -> anyhow::Result<reqwest::Response> {

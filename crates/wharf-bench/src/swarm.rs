@@ -34,6 +34,8 @@ const REGISTER_CONCURRENCY: usize = 32;
 const BATCHES: usize = 10;
 /// Pause between two reads of the release by the side task that times the API.
 const API_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+/// The probe's buffer: room for the view of 10,000 instances (8–9 MB) and more.
+const PROBE_BUFFER_BYTES: usize = 16 << 20;
 /// The longest the release may take before the run counts as failed.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(300);
 /// The most requests any one loop of a simulated agent makes.
@@ -179,6 +181,11 @@ pub async fn run(
     let (id_tx, id_rx) = std::sync::mpsc::channel::<String>();
     let probe = {
         let (url, token) = (api.url.clone(), api.token.clone());
+        // The buffer the probe reads into, its memory touched now rather than by
+        // the first reads, beside the first batches (see `Api::get_into`). It is
+        // filled with ones: zeroed memory may come from the OS untouched.
+        let mut body = vec![1u8; PROBE_BUFFER_BYTES];
+        body.clear();
         std::thread::spawn(move || -> anyhow::Result<(Vec<f64>, Instant)> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -186,7 +193,7 @@ pub async fn run(
                 .context("the probe's runtime")?;
             let api = crate::server::Api::new(url, token)?;
             let id = id_rx.recv().context("the release was not created")?;
-            runtime.block_on(probe_api(api, id))
+            runtime.block_on(probe_api(api, id, &mut body))
         })
     };
     let created_at = Instant::now();
@@ -565,7 +572,11 @@ fn release_header(view: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 /// release's state is then parsed out of it, outside the timing, so that this
 /// process's own parsing neither counts as the server's time nor takes the CPU
 /// the server and the swarm share.
-async fn probe_api(api: crate::server::Api, id: String) -> anyhow::Result<(Vec<f64>, Instant)> {
+async fn probe_api(
+    api: crate::server::Api,
+    id: String,
+    body: &mut Vec<u8>,
+) -> anyhow::Result<(Vec<f64>, Instant)> {
     /// The one field of the release view the probe needs.
     #[derive(serde::Deserialize)]
     struct ReleaseState {
@@ -575,20 +586,18 @@ async fn probe_api(api: crate::server::Api, id: String) -> anyhow::Result<(Vec<f
     let mut latencies = Vec::new();
     while Instant::now() < deadline {
         let started = Instant::now();
-        let body = match api.get_bytes(&format!("/api/v1/releases/{id}")).await {
-            Ok(body) => body,
-            Err(err) => {
-                // A failed read is a finding, not the end of the run: it is counted
-                // and shown, and the release goes on.
-                eprintln!("  GET /api/v1/releases/{id} failed: {err:#}");
-                tokio::time::sleep(API_PROBE_INTERVAL).await;
-                continue;
-            }
-        };
+        let read = api.get_into(&format!("/api/v1/releases/{id}"), body).await;
+        if let Err(err) = read {
+            // A failed read is a finding, not the end of the run: it is counted
+            // and shown, and the release goes on.
+            eprintln!("  GET /api/v1/releases/{id} failed: {err:#}");
+            tokio::time::sleep(API_PROBE_INTERVAL).await;
+            continue;
+        }
         let now = Instant::now();
         latencies.push(now.duration_since(started).as_secs_f64() * 1000.0);
-        let release: ReleaseState = serde_json::from_slice(release_header(body.as_ref()).as_ref())
-            .context("the release view")?;
+        let release: ReleaseState =
+            serde_json::from_slice(release_header(body).as_ref()).context("the release view")?;
         if matches!(release.state.as_str(), "succeeded" | "failed" | "cancelled") {
             return Ok((latencies, now));
         }
