@@ -13,12 +13,17 @@
 //! can lag, by about a second, and only on large releases; smaller ones are built
 //! on every read.
 //!
-//! A build keeps each instance's part of the JSON with the task it came from, and
-//! the next build of the release reuses the parts that still fit (see [`build`]):
-//! late in a release of 10,000 instances a build reads the tasks and the steps of
-//! the one or two batches that moved, not 40,000 steps. A large release's view is
-//! built as it is created ([`release_created`]), so the reads that follow its
-//! creation do not build it beside its first batch.
+//! A build keeps each batch's place in the JSON with the counts it was built
+//! from, and each instance's part with the task it came from; the next build of
+//! the release reuses what still fits (see [`build`]): it copies the batches
+//! that did not move, and reads the tasks of the others and the steps of only
+//! their instances that moved. So late in a release of 10,000 instances a build
+//! reads the one to three batches that moved since the last, not 10,000 tasks
+//! and 40,000 steps; and as a release starts, pauses or ends after a build that
+//! saw its instances as they are, only its own fields are read and encoded
+//! again. A large release's view is built as it is created
+//! ([`release_created`]), so the reads that follow its creation do not build it
+//! beside its first batch.
 
 use crate::engine::actions;
 use crate::error::{ApiError, ApiResult};
@@ -26,12 +31,14 @@ use crate::state::AppState;
 use crate::views;
 use axum::body::Bytes;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wharf_domain::release::ReleaseState;
 use wharf_store::{
-    ReleaseDetail, ReleaseRecord, StepFilter, StepRecord, StepState, TaskRecord, TaskState,
+    BatchFilter, BatchSummary, ReleasePart, StepFilter, StepRecord, StepState, TaskRecord,
+    TaskState,
 };
 
 /// From how many instances a release's view is kept.
@@ -50,16 +57,57 @@ struct Kept {
     generation: u64,
     /// The release's state when the view was built.
     state: String,
-    json: Bytes,
-    /// Where the list of batches starts in `json`, after the release's own fields.
-    batches_at: usize,
-    /// Each instance's part of `json`, for the next build to reuse.
-    parts: Arc<Parts>,
+    view: Arc<BuiltView>,
     /// Whether a background build is under way.
     refreshing: bool,
 }
 
-/// The instances' parts of a built view, by instance id.
+/// A built view: its JSON, and what the next build of the release may reuse.
+struct BuiltView {
+    json: Bytes,
+    /// The release's batches, in order.
+    batches: Vec<BuiltBatch>,
+}
+
+/// One batch of a built view.
+struct BuiltBatch {
+    /// How the batch stood when its tasks were read; `None` if it has none.
+    summary: Option<BatchSummary>,
+    /// Where the batch's JSON object is in the view's JSON.
+    range: Range<usize>,
+    /// Its instances' parts.
+    parts: Arc<Parts>,
+    /// Whether every part is settled (see [`InstancePart::settled`]).
+    settled: bool,
+}
+
+impl BuiltBatch {
+    /// Whether the batch's JSON is still that of the batch, which stands as
+    /// `now`: its tasks stand as they did when it was built, and each of them
+    /// was pending or had ended with no step running. Such a task moves only by
+    /// changing state (every statement that changes a pending or ended task
+    /// sets its state), which changes its batch's counts; an ended task's steps
+    /// no longer change, nor do a pending task's (it has none running).
+    fn still_fits(&self, now: &BatchSummary) -> bool {
+        self.settled && self.summary.as_ref() == Some(now)
+    }
+}
+
+impl BuiltView {
+    fn instances(&self) -> usize {
+        self.batches.iter().map(|b| b.parts.len()).sum()
+    }
+
+    /// Whether the build must read the tasks of the batch that stands as `now`.
+    fn must_read(&self, now: &BatchSummary) -> bool {
+        !self
+            .batches
+            .get(now.batch as usize)
+            .is_some_and(|b| b.still_fits(now))
+    }
+}
+
+/// The instances' parts of a built batch, by instance id.
 type Parts = HashMap<String, Arc<InstancePart>>;
 
 /// One instance's part of a built view: its JSON, and what it was built from.
@@ -74,8 +122,14 @@ struct InstancePart {
 
 /// The part of `previous` that is still the view of `task`'s instance: one made
 /// from this very task, and settled.
-fn fitting<'a>(previous: Option<&'a Parts>, task: &TaskRecord) -> Option<&'a Arc<InstancePart>> {
+fn fitting<'a>(
+    previous: Option<&'a BuiltView>,
+    task: &TaskRecord,
+) -> Option<&'a Arc<InstancePart>> {
     previous?
+        .batches
+        .get(task.batch as usize)?
+        .parts
         .get(&task.instance_id)
         .filter(|part| part.settled && part.task == *task)
 }
@@ -119,7 +173,7 @@ pub async fn release_json(state: &AppState, id: &str, current: ReleaseState) -> 
         .release_views
         .lock()
         .get(id)
-        .map(|k| (k.state.clone(), k.json.clone(), k.built_at.elapsed()));
+        .map(|k| (k.state.clone(), k.view.json.clone(), k.built_at.elapsed()));
     let Some((kept_state, json, age)) = kept else {
         return build(state, id).await;
     };
@@ -138,7 +192,7 @@ pub async fn release_json(state: &AppState, id: &str, current: ReleaseState) -> 
         .lock()
         .get(id)
         .filter(|k| k.state == current.as_str())
-        .map(|k| k.json.clone());
+        .map(|k| k.view.json.clone());
     match kept {
         Some(json) => Ok(json),
         None => build(state, id).await,
@@ -181,112 +235,71 @@ pub async fn release_created(state: &AppState, id: &str, instances: usize) {
     build_in_turn(state, id, "building a new").await;
 }
 
-/// Builds the view, keeps it if the release is large, and returns its JSON. The
-/// parts of the kept copy that still fit are reused: only the instances whose
-/// tasks changed or may have changed steps are read and encoded again, so that
-/// late in a large release a build reads the tasks and one batch's steps, not
-/// every step of the release.
+/// Builds the view, keeps it if the release is large, and returns its JSON. What
+/// still fits of the kept copy is reused: the batches that did not move are
+/// copied, and of the others only the instances whose tasks changed or may have
+/// changed steps are read and encoded again.
 async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
     let started = Instant::now();
     let generation = state.release_views.builds.fetch_add(1, Ordering::Relaxed);
-    let kept = state.release_views.lock().get(id).map(|k| {
-        let unstarted = k.state == ReleaseState::Pending.as_str();
-        (
-            k.parts.clone(),
-            unstarted.then(|| (k.json.clone(), k.batches_at)),
-        )
-    });
-    let previous = kept.as_ref().map(|(parts, _)| parts.clone());
-    // A release's tasks do not move while it is pending. When it has just
-    // started (the driver rebuilds its view as it starts it, right before its
-    // first batch), only the release's own fields are read and encoded again,
-    // and its batches are the pending view's, byte for byte: reading 10,000
-    // tasks, or even copying them, beside the first batch's dispatch slowed it.
-    // A batch dispatched meanwhile shows at the next refresh, like any other
-    // per-instance progress.
-    if let Some((parts, Some((pending_json, batches_at)))) = &kept {
-        let release = state.store.release_fetch(id).await?;
-        let rolled_back_by = actions::rolled_back_by(state, &release).await?;
-        if let Some(view) = started_view(release, rolled_back_by, pending_json, *batches_at, parts)
-        {
-            let (json, batches_at) = view.map_err(|err| encode_failed(id, &err))?;
-            let built = Built {
-                json: Bytes::from(json),
-                batches_at,
-                parts: parts.clone(),
-                state: ReleaseState::Running,
-                encoded: 0,
-            };
-            return Ok(keep_built(
-                state,
-                id,
-                started,
-                started.elapsed(),
-                generation,
-                built,
-            ));
-        }
-    }
-    let detail = state
+    let previous = state.release_views.lock().get(id).map(|k| k.view.clone());
+    let part = state
         .store
-        .release_detail_where(id, steps_wanted(previous.clone()))
+        .release_detail_where(
+            id,
+            batches_wanted(previous.clone()),
+            steps_wanted(previous.clone()),
+        )
         .await?;
     let read = started.elapsed();
-    let rolled_back_by = actions::rolled_back_by(state, &detail.release).await?;
-    let release_state = detail.release.state;
+    let rolled_back_by = actions::rolled_back_by(state, &part.release).await?;
+    let release_state = part.release.state;
     // Encoding a large release takes tens of milliseconds of CPU: on a blocking
     // thread, so that the runtime's workers go on answering agents meanwhile
     // (with two cores, one worker held would halve how fast a batch gets its
     // work).
     let assembled =
-        tokio::task::spawn_blocking(move || assemble(detail, rolled_back_by, previous.as_deref()))
+        tokio::task::spawn_blocking(move || assemble(part, rolled_back_by, previous.as_deref()))
             .await
             .map_err(|err| {
                 tracing::error!(release = id, error = %err, "encoding a release view panicked");
                 ApiError::internal()
             })?;
     let assembled = assembled.map_err(|err| encode_failed(id, &err))?;
-    let built = Built {
-        json: Bytes::from(assembled.json),
-        batches_at: assembled.batches_at,
-        parts: Arc::new(assembled.parts),
-        state: release_state,
-        encoded: assembled.encoded,
-    };
-    Ok(keep_built(state, id, started, read, generation, built))
+    Ok(keep_built(
+        state,
+        id,
+        started,
+        read,
+        generation,
+        release_state,
+        assembled,
+    ))
 }
 
-/// A view just built.
-struct Built {
-    json: Bytes,
-    batches_at: usize,
-    parts: Arc<Parts>,
-    /// The release's state in the view.
-    state: ReleaseState,
-    /// How many instances' parts were encoded anew.
-    encoded: usize,
-}
-
-/// Keeps `built` if the release is large (and forgets an older copy if not), and
-/// returns its JSON.
+/// Keeps the view `assembled` if the release is large (and forgets an older copy
+/// if not), and returns its JSON.
 fn keep_built(
     state: &AppState,
     id: &str,
     started: Instant,
     read: Duration,
     generation: u64,
-    built: Built,
+    release_state: ReleaseState,
+    assembled: Assembled,
 ) -> Bytes {
-    let instances = built.parts.len();
+    let Assembled { view, encoded } = assembled;
+    let instances = view.instances();
     tracing::debug!(
         release = id,
         instances,
-        encoded = built.encoded,
+        encoded,
         read_ms = read.as_secs_f64() * 1000.0,
         total_ms = started.elapsed().as_secs_f64() * 1000.0,
-        bytes = built.json.len(),
+        bytes = view.json.len(),
         "release view built"
     );
+    let json = view.json.clone();
     let mut kept = state.release_views.lock();
     if instances >= LARGE_RELEASE_INSTANCES as usize {
         keep(
@@ -295,17 +308,15 @@ fn keep_built(
             Kept {
                 built_at: started,
                 generation,
-                state: built.state.as_str().to_owned(),
-                json: built.json.clone(),
-                batches_at: built.batches_at,
-                parts: built.parts,
+                state: release_state.as_str().to_owned(),
+                view: Arc::new(view),
                 refreshing: false,
             },
         );
     } else {
         kept.remove(id);
     }
-    built.json
+    json
 }
 
 fn encode_failed(id: &str, err: &AssembleError) -> ApiError {
@@ -313,96 +324,94 @@ fn encode_failed(id: &str, err: &AssembleError) -> ApiError {
     ApiError::internal()
 }
 
-/// The view of a release that has just started running, from `pending_json`, its
-/// view built while it was pending, whose batches start at byte `batches_at`:
-/// its own fields as they are now, then the same batches (its tasks did not move
-/// while it was pending); with where the batches start in it. `None` if the
-/// release is not running, or a part is not of a pending task (the pending view
-/// is then not what the release started with).
-fn started_view(
-    release: ReleaseRecord,
-    rolled_back_by: Option<String>,
-    pending_json: &[u8],
-    batches_at: usize,
-    parts: &Parts,
-) -> Option<Result<(Vec<u8>, usize), AssembleError>> {
-    if release.state != ReleaseState::Running
-        || !parts
-            .values()
-            .all(|part| part.settled && part.task.state == TaskState::Pending)
-    {
-        return None;
-    }
-    let mut header = views::release(release, &[], None);
-    header.counts = wharf_api::InstanceCounts {
-        total: parts.len() as u32,
-        pending: parts.len() as u32,
-        ..Default::default()
-    };
-    header.rolled_back_by = rolled_back_by;
-    Some((|| {
-        let header = serde_json::to_vec(&header)?;
-        let header = without_empty_list(&header)?;
-        let batches = pending_json
-            .get(batches_at..)
-            .ok_or(AssembleError::ListNotLast)?;
-        let mut json = Vec::with_capacity(header.len() + batches.len());
-        json.extend_from_slice(header);
-        json.extend_from_slice(batches);
-        Ok((json, header.len()))
-    })())
+/// Picks the batches whose tasks a build must read: those `previous` has no
+/// batch for that still fits.
+fn batches_wanted(previous: Option<Arc<BuiltView>>) -> BatchFilter {
+    Box::new(move |batch| previous.as_ref().is_none_or(|p| p.must_read(batch)))
 }
 
 /// Picks the tasks whose steps a build must read: those of the instances without
 /// a fitting part in `previous`.
-fn steps_wanted(previous: Option<Arc<Parts>>) -> StepFilter {
+fn steps_wanted(previous: Option<Arc<BuiltView>>) -> StepFilter {
     Box::new(move |task| fitting(previous.as_deref(), task).is_none())
 }
 
+/// The instance counts of the release view's header, from its batches' counts.
+fn counts_of(batches: &[BatchSummary]) -> wharf_api::InstanceCounts {
+    let mut counts = wharf_api::InstanceCounts::default();
+    for b in batches {
+        counts.total += b.total();
+        counts.pending += b.pending;
+        counts.running += b.dispatched + b.running;
+        counts.succeeded += b.succeeded;
+        counts.failed += b.failed;
+        counts.cancelled += b.cancelled;
+    }
+    counts
+}
+
 /// The JSON of a release's view (what `serde_json` makes of
-/// [`actions::release_view`]'s answer) from `detail`, whose steps are those of
-/// the instances `previous` has no fitting part for; with the parts of this
-/// build and how many instances were encoded anew.
+/// [`actions::release_view`]'s answer) from `part`, read with the filters of
+/// [`batches_wanted`] and [`steps_wanted`] for `previous`; with what the next
+/// build may reuse and how many instances were encoded anew.
 fn assemble(
-    detail: ReleaseDetail,
+    part: ReleasePart,
     rolled_back_by: Option<String>,
-    previous: Option<&Parts>,
+    previous: Option<&BuiltView>,
 ) -> Result<Assembled, AssembleError> {
-    let ReleaseDetail {
+    let ReleasePart {
         release,
+        batches: summaries,
         tasks,
         steps,
-    } = detail;
+    } = part;
     let batch_count = release.batch_count;
     // The view without its batches, then each batch without its instances: the
     // lists are the last fields of both, so the JSON ends in `[]}` where they go.
-    let mut header = views::release(release, &tasks, None);
+    let mut header = views::release(release, &[], None);
+    header.counts = counts_of(&summaries);
     header.rolled_back_by = rolled_back_by;
     let header = serde_json::to_vec(&header)?;
     let mut steps_of: HashMap<&str, Vec<&StepRecord>> = HashMap::new();
     for step in &steps {
         steps_of.entry(&step.instance_id).or_default().push(step);
     }
-    let mut parts = Parts::with_capacity(tasks.len());
     let mut encoded = 0;
-    let mut out = Vec::with_capacity(
-        header.len() + previous.map_or(0, |p| p.values().map(|part| part.json.len() + 1).sum()),
-    );
+    let mut built = Vec::with_capacity(batch_count as usize);
+    let mut out = Vec::with_capacity(header.len() + previous.map_or(0, |p| p.json.len()));
     out.extend_from_slice(without_empty_list(&header)?);
-    let batches_at = out.len();
     out.push(b'[');
     for batch in 0..batch_count {
+        if batch > 0 {
+            out.push(b',');
+        }
+        let start = out.len();
+        let summary = summaries.iter().find(|s| s.batch == batch).cloned();
+        // A batch that still fits was not read: its JSON is copied.
+        let kept = previous.and_then(|p| {
+            let kept = p.batches.get(batch as usize)?;
+            kept.still_fits(summary.as_ref()?)
+                .then(|| (&p.json[kept.range.clone()], kept))
+        });
+        if let Some((json, kept)) = kept {
+            out.extend_from_slice(json);
+            built.push(BuiltBatch {
+                summary,
+                range: start..out.len(),
+                parts: kept.parts.clone(),
+                settled: true,
+            });
+            continue;
+        }
         let members: Vec<&TaskRecord> = tasks.iter().filter(|t| t.batch == batch).collect();
         let batch_header = serde_json::to_vec(&wharf_api::ReleaseBatch {
             number: batch + 1,
             state: views::batch_state(&members).to_owned(),
             instances: Vec::new(),
         })?;
-        if batch > 0 {
-            out.push(b',');
-        }
         out.extend_from_slice(without_empty_list(&batch_header)?);
         out.push(b'[');
+        let mut parts = Parts::with_capacity(members.len());
         for (i, task) in members.into_iter().enumerate() {
             let part = match fitting(previous, task) {
                 Some(part) => part.clone(),
@@ -428,22 +437,26 @@ fn assemble(
             parts.insert(task.instance_id.clone(), part);
         }
         out.extend_from_slice(b"]}");
+        built.push(BuiltBatch {
+            summary,
+            range: start..out.len(),
+            settled: parts.values().all(|p| p.settled),
+            parts: Arc::new(parts),
+        });
     }
     out.extend_from_slice(b"]}");
     Ok(Assembled {
-        json: out,
-        batches_at,
-        parts,
+        view: BuiltView {
+            json: Bytes::from(out),
+            batches: built,
+        },
         encoded,
     })
 }
 
 /// A view as [`assemble`] made it.
 struct Assembled {
-    json: Vec<u8>,
-    /// Where the list of batches starts in `json`.
-    batches_at: usize,
-    parts: Parts,
+    view: BuiltView,
     /// How many instances' parts were encoded anew.
     encoded: usize,
 }
@@ -624,30 +637,103 @@ mod tests {
         serde_json::to_vec(&view).unwrap()
     }
 
-    /// What the store answers to a build that has `previous`: the steps of the
-    /// tasks the build's filter picks.
+    /// How each batch of `tasks` stands, as the store counts it.
+    fn summaries(tasks: &[TaskRecord]) -> Vec<BatchSummary> {
+        let mut batches: Vec<BatchSummary> = Vec::new();
+        for task in tasks {
+            if !batches.iter().any(|b| b.batch == task.batch) {
+                batches.push(BatchSummary {
+                    batch: task.batch,
+                    ..Default::default()
+                });
+            }
+            let b = batches.iter_mut().find(|b| b.batch == task.batch).unwrap();
+            match task.state {
+                TaskState::Pending => b.pending += 1,
+                TaskState::Dispatched => b.dispatched += 1,
+                TaskState::Running => b.running += 1,
+                TaskState::Succeeded => b.succeeded += 1,
+                TaskState::Failed => b.failed += 1,
+                TaskState::Cancelled => b.cancelled += 1,
+            }
+            b.last_finished_at = b.last_finished_at.max(task.finished_at);
+        }
+        batches.sort_by_key(|b| b.batch);
+        batches
+    }
+
+    /// What the store answers to a build that has `previous`: the tasks of the
+    /// batches and the steps of the tasks that the build's filters pick.
     fn detail_for(
         release: &ReleaseRecord,
         tasks: &[TaskRecord],
         steps: &[StepRecord],
-        previous: Option<&Parts>,
-    ) -> ReleaseDetail {
-        let wanted = steps_wanted(previous.map(|p| Arc::new(p.clone())));
-        let task_of = |s: &StepRecord| {
-            tasks
-                .iter()
-                .find(|t| t.instance_id == s.instance_id)
-                .unwrap()
-        };
-        ReleaseDetail {
+        previous: Option<&BuiltView>,
+    ) -> ReleasePart {
+        let previous = previous.map(|p| {
+            Arc::new(BuiltView {
+                json: p.json.clone(),
+                batches: p
+                    .batches
+                    .iter()
+                    .map(|b| BuiltBatch {
+                        summary: b.summary.clone(),
+                        range: b.range.clone(),
+                        parts: b.parts.clone(),
+                        settled: b.settled,
+                    })
+                    .collect(),
+            })
+        });
+        let batches = summaries(tasks);
+        let batch_wanted = batches_wanted(previous.clone());
+        let picked: Vec<u32> = batches
+            .iter()
+            .filter(|b| batch_wanted(b))
+            .map(|b| b.batch)
+            .collect();
+        let tasks: Vec<TaskRecord> = tasks
+            .iter()
+            .filter(|t| picked.contains(&t.batch))
+            .cloned()
+            .collect();
+        let step_wanted = steps_wanted(previous);
+        let steps = steps
+            .iter()
+            .filter(|s| {
+                tasks
+                    .iter()
+                    .find(|t| t.instance_id == s.instance_id)
+                    .is_some_and(&step_wanted)
+            })
+            .cloned()
+            .collect();
+        ReleasePart {
             release: release.clone(),
-            tasks: tasks.to_vec(),
-            steps: steps
-                .iter()
-                .filter(|s| wanted(task_of(s)))
-                .cloned()
-                .collect(),
+            batches,
+            tasks,
+            steps,
         }
+    }
+
+    /// A build of `tasks` and `steps` after `previous`: the store's answer to its
+    /// filters, assembled.
+    fn build_of(
+        release: &ReleaseRecord,
+        tasks: &[TaskRecord],
+        steps: &[StepRecord],
+        previous: Option<&BuiltView>,
+    ) -> Assembled {
+        assemble(
+            detail_for(release, tasks, steps, previous),
+            Some("r-2".into()),
+            previous,
+        )
+        .unwrap()
+    }
+
+    fn text(json: &[u8]) -> String {
+        String::from_utf8(json.to_vec()).unwrap()
     }
 
     #[test]
@@ -663,22 +749,13 @@ mod tests {
             step(&tasks[0], StepName::Stop, StepState::Running),
             step(&tasks[1], StepName::Fetch, StepState::Succeeded),
         ];
-        let Assembled {
-            json,
-            parts,
-            encoded,
-            ..
-        } = assemble(
-            detail_for(&r, &tasks, &steps, None),
-            Some("r-2".into()),
-            None,
-        )
-        .unwrap();
-        assert_eq!(
-            String::from_utf8(json).unwrap(),
-            String::from_utf8(whole(&r, &tasks, &steps)).unwrap()
-        );
-        assert_eq!((parts.len(), encoded), (3, 3));
+        let Assembled { view, encoded } = build_of(&r, &tasks, &steps, None);
+        assert_eq!(text(&view.json), text(&whole(&r, &tasks, &steps)));
+        assert_eq!((view.instances(), encoded), (3, 3));
+        // Each batch's range is its object in the view.
+        let first = &view.json[view.batches[0].range.clone()];
+        assert!(first.starts_with(b"{\"number\":1,") && first.ends_with(b"]}"));
+        assert!(view.json[view.batches[1].range.clone()].starts_with(b"{\"number\":2,"));
     }
 
     #[test]
@@ -697,12 +774,7 @@ mod tests {
             step(&before[1], StepName::Start, StepState::Succeeded),
             step(&before[2], StepName::Stop, StepState::Running),
         ];
-        let Assembled { parts, .. } = assemble(
-            detail_for(&r, &before, &steps_before, None),
-            Some("r-2".into()),
-            None,
-        )
-        .unwrap();
+        let first = build_of(&r, &before, &steps_before, None);
 
         let mut after = before.clone();
         after[4].state = TaskState::Dispatched;
@@ -712,23 +784,88 @@ mod tests {
         steps_after[0].finished_at = Some(at(8));
         steps_after[3].dropped_bytes = 99;
         steps_after.push(step(&after[0], StepName::Start, StepState::Running));
-        let r = release(ReleaseState::Running);
-        let Assembled {
-            json,
-            parts,
-            encoded,
-            ..
-        } = assemble(
-            detail_for(&r, &after, &steps_after, Some(&parts)),
-            Some("r-2".into()),
-            Some(&parts),
-        )
-        .unwrap();
+        // Both batches moved (or may have): both are read.
+        let part = detail_for(&r, &after, &steps_after, Some(&first.view));
+        assert_eq!(part.tasks.len(), 5);
+        let Assembled { view, encoded } = build_of(&r, &after, &steps_after, Some(&first.view));
+        assert_eq!(text(&view.json), text(&whole(&r, &after, &steps_after)));
+        assert_eq!((view.instances(), encoded), (5, 3));
+    }
+
+    #[test]
+    fn a_batch_that_did_not_move_is_copied_without_reading_its_tasks() {
+        let mut r = release(ReleaseState::Running);
+        r.batch_count = 3;
+        let mut ended = task(1, 0, TaskState::Succeeded);
+        ended.finished_at = Some(at(5));
+        let before = vec![
+            ended.clone(),                  // batch 1: over
+            task(2, 0, TaskState::Failed),  // batch 1: over
+            task(3, 1, TaskState::Running), // batch 2: under way
+            task(4, 1, TaskState::Running), // batch 2: under way, stays as it is
+            task(5, 2, TaskState::Pending), // batch 3: not started
+        ];
+        let steps_before = vec![
+            step(&before[0], StepName::Start, StepState::Succeeded),
+            step(&before[1], StepName::Start, StepState::Failed),
+            step(&before[2], StepName::Start, StepState::Running),
+            step(&before[3], StepName::Start, StepState::Running),
+        ];
+        let first = build_of(&r, &before, &steps_before, None);
+
+        // Instance 3 ends; batches 1 and 3 stand as they did.
+        let mut after = before.clone();
+        after[2].state = TaskState::Succeeded;
+        after[2].finished_at = Some(at(9));
+        let mut steps_after = steps_before.clone();
+        steps_after[2].state = StepState::Succeeded;
+        steps_after[2].finished_at = Some(at(9));
+        let part = detail_for(&r, &after, &steps_after, Some(&first.view));
+        let read: Vec<u32> = part.tasks.iter().map(|t| t.batch).collect();
+        assert_eq!(read, [1, 1], "only the batch that moved is read");
+        let second = build_of(&r, &after, &steps_after, Some(&first.view));
         assert_eq!(
-            String::from_utf8(json).unwrap(),
-            String::from_utf8(whole(&r, &after, &steps_after)).unwrap()
+            text(&second.view.json),
+            text(&whole(&r, &after, &steps_after))
         );
-        assert_eq!((parts.len(), encoded), (5, 3));
+        // Instance 4 still runs, so its step is read and encoded again.
+        assert_eq!(second.encoded, 2);
+
+        // A batch whose counts stand as they did but that has a task under way is
+        // read again: its steps may have moved.
+        let mut steps_later = steps_after.clone();
+        steps_later[3].state = StepState::Succeeded;
+        steps_later[3].finished_at = Some(at(10));
+        steps_later.push(step(&after[3], StepName::Verify, StepState::Running));
+        let part = detail_for(&r, &after, &steps_later, Some(&second.view));
+        let read: Vec<u32> = part.tasks.iter().map(|t| t.batch).collect();
+        assert_eq!(read, [1, 1]);
+        let third = build_of(&r, &after, &steps_later, Some(&second.view));
+        assert_eq!(
+            text(&third.view.json),
+            text(&whole(&r, &after, &steps_later))
+        );
+
+        // The release ends once batch 3 was cancelled: it and batch 2 are read;
+        // batch 1 is still copied.
+        let mut last = after.clone();
+        last[3].state = TaskState::Succeeded;
+        last[3].finished_at = Some(at(11));
+        last[4].state = TaskState::Cancelled;
+        last[4].finished_at = Some(at(11));
+        let mut r_end = r.clone();
+        r_end.state = ReleaseState::Cancelled;
+        let mut steps_last = steps_later.clone();
+        steps_last[4].state = StepState::Succeeded;
+        steps_last[4].finished_at = Some(at(11));
+        let part = detail_for(&r_end, &last, &steps_last, Some(&third.view));
+        let read: Vec<u32> = part.tasks.iter().map(|t| t.batch).collect();
+        assert_eq!(read, [1, 1, 2]);
+        let fourth = build_of(&r_end, &last, &steps_last, Some(&third.view));
+        assert_eq!(
+            text(&fourth.view.json),
+            text(&whole(&r_end, &last, &steps_last))
+        );
     }
 
     #[test]
@@ -737,21 +874,22 @@ mod tests {
             built_at: Instant::now(),
             generation,
             state: "running".into(),
-            json: Bytes::from_static(json.as_bytes()),
-            batches_at: 0,
-            parts: Arc::default(),
+            view: Arc::new(BuiltView {
+                json: Bytes::from_static(json.as_bytes()),
+                batches: Vec::new(),
+            }),
             refreshing: false,
         };
         let mut kept = HashMap::new();
         keep(&mut kept, "r-1", kept_of(5, "five"));
         keep(&mut kept, "r-1", kept_of(3, "three"));
-        assert_eq!(kept["r-1"].json, "five");
+        assert_eq!(kept["r-1"].view.json, "five");
         keep(&mut kept, "r-1", kept_of(8, "eight"));
-        assert_eq!(kept["r-1"].json, "eight");
+        assert_eq!(kept["r-1"].view.json, "eight");
     }
 
     #[test]
-    fn a_release_that_just_started_is_its_pending_view_with_the_new_state() {
+    fn a_release_that_changes_state_but_not_its_instances_reads_no_task() {
         let mut pending = release(ReleaseState::Pending);
         pending.started_at = None;
         let tasks = vec![
@@ -759,67 +897,33 @@ mod tests {
             task(2, 0, TaskState::Pending),
             task(3, 1, TaskState::Pending),
         ];
-        let built = assemble(
-            detail_for(&pending, &tasks, &[], None),
-            Some("r-2".into()),
-            None,
-        )
-        .unwrap();
+        let built = build_of(&pending, &tasks, &[], None);
         let running = release(ReleaseState::Running);
-        let (json, batches_at) = started_view(
-            running.clone(),
-            Some("r-2".into()),
-            &built.json,
-            built.batches_at,
-            &built.parts,
-        )
-        .expect("the started view")
-        .unwrap();
-        let whole_running = whole(&running, &tasks, &[]);
+        assert!(detail_for(&running, &tasks, &[], Some(&built.view))
+            .tasks
+            .is_empty());
+        let started = build_of(&running, &tasks, &[], Some(&built.view));
         assert_eq!(
-            String::from_utf8(json.clone()).unwrap(),
-            String::from_utf8(whole_running.clone()).unwrap()
+            text(&started.view.json),
+            text(&whole(&running, &tasks, &[]))
         );
-        assert!(json[batches_at..].starts_with(b"[{\"number\":1,"));
-        // A restart of the same view from the started one is the same again.
-        let (again, _) = started_view(
-            running.clone(),
-            Some("r-2".into()),
-            &json,
-            batches_at,
-            &built.parts,
-        )
-        .expect("the started view")
-        .unwrap();
-        assert_eq!(again, whole_running);
+        assert_eq!(started.encoded, 0);
 
-        // Not for a release that is not running, nor from parts of tasks that
-        // moved.
-        let not_running = started_view(
-            release(ReleaseState::Cancelled),
-            None,
-            &built.json,
-            built.batches_at,
-            &built.parts,
-        );
-        assert!(not_running.is_none());
+        // Once a task moved, its batch is read and the view shows it.
         let mut moved = tasks.clone();
         moved[1] = task(2, 0, TaskState::Dispatched);
-        let moved = assemble(
-            detail_for(&running, &moved, &[], None),
-            Some("r-2".into()),
-            None,
-        )
-        .unwrap();
-        assert!(started_view(running, None, &moved.json, moved.batches_at, &moved.parts).is_none());
+        let part = detail_for(&running, &moved, &[], Some(&started.view));
+        assert_eq!(part.tasks.len(), 2);
+        let later = build_of(&running, &moved, &[], Some(&started.view));
+        assert_eq!(text(&later.view.json), text(&whole(&running, &moved, &[])));
     }
 
     #[test]
     fn a_release_of_no_batches_is_the_whole_view() {
         let mut r = release(ReleaseState::Cancelled);
         r.batch_count = 0;
-        let built = assemble(detail_for(&r, &[], &[], None), Some("r-2".into()), None).unwrap();
-        assert_eq!(built.json, whole(&r, &[], &[]));
-        assert!(built.parts.is_empty());
+        let built = build_of(&r, &[], &[], None);
+        assert_eq!(built.view.json, whole(&r, &[], &[]));
+        assert_eq!(built.view.instances(), 0);
     }
 }

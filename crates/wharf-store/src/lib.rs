@@ -19,6 +19,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Picks the tasks whose steps [`Store::release_detail_where`] reads.
 pub type StepFilter = Box<dyn Fn(&TaskRecord) -> bool + Send + Sync>;
+/// Picks the batches whose tasks [`Store::release_detail_where`] reads, given
+/// how each stands now.
+pub type BatchFilter = Box<dyn Fn(&BatchSummary) -> bool + Send + Sync>;
 
 /// Everything the control plane keeps. Method names are resource-first
 /// (`app_create`, `group_fetch`) so that related operations sort together.
@@ -359,28 +362,46 @@ pub trait Store: Send + Sync + 'static {
         })
     }
 
-    /// [`Store::release_detail`] with the steps of only the tasks `wants_steps`
-    /// picks: what a view that keeps the parts of its last build needs, when few
-    /// of a large release's instances changed since. A backend should read it in
-    /// one snapshot; this default filters a whole [`Store::release_detail`].
+    /// Part of a release, as a view that keeps the parts of its last build
+    /// needs when few of a large release's instances changed since: the
+    /// release, how each of its batches stands, the tasks of the batches
+    /// `wants_batch` picks, and the steps of the tasks among them that
+    /// `wants_steps` picks. A backend should read it in one snapshot; this
+    /// default filters a whole [`Store::release_detail`].
     async fn release_detail_where(
         &self,
         id: &str,
+        wants_batch: BatchFilter,
         wants_steps: StepFilter,
-    ) -> StoreResult<ReleaseDetail> {
-        let mut detail = self.release_detail(id).await?;
-        let wanted: std::collections::HashSet<&str> = detail
+    ) -> StoreResult<ReleasePart> {
+        let detail = self.release_detail(id).await?;
+        let batches = self.task_batch_summaries(id).await?;
+        let picked: std::collections::HashSet<u32> = batches
+            .iter()
+            .filter(|b| wants_batch(b))
+            .map(|b| b.batch)
+            .collect();
+        let tasks: Vec<TaskRecord> = detail
             .tasks
+            .into_iter()
+            .filter(|t| picked.contains(&t.batch))
+            .collect();
+        let wanted: std::collections::HashSet<&str> = tasks
             .iter()
             .filter(|t| wants_steps(t))
             .map(|t| t.instance_id.as_str())
             .collect();
-        let steps = std::mem::take(&mut detail.steps)
+        let steps = detail
+            .steps
             .into_iter()
             .filter(|s| wanted.contains(s.instance_id.as_str()))
             .collect();
-        detail.steps = steps;
-        Ok(detail)
+        Ok(ReleasePart {
+            release: detail.release,
+            batches,
+            tasks,
+            steps,
+        })
     }
 
     /// A release succeeded: the group's previous deployment becomes what was current

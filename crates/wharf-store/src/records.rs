@@ -253,6 +253,11 @@ impl BatchSummary {
     pub fn started(&self) -> bool {
         self.dispatched + self.running + self.succeeded + self.failed + self.cancelled > 0
     }
+
+    /// All its tasks.
+    pub fn total(&self) -> u32 {
+        self.open() + self.succeeded + self.failed + self.cancelled
+    }
 }
 
 /// A dispatched or running task with what the driver needs to tell whether it
@@ -466,6 +471,21 @@ pub struct ReleaseDetail {
     pub release: ReleaseRecord,
     pub tasks: Vec<TaskRecord>,
     /// Grouped by instance, in run order within an instance.
+    pub steps: Vec<StepRecord>,
+}
+
+/// What [`crate::Store::release_detail_where`] answers: a release and the part
+/// of its tasks and steps that was picked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleasePart {
+    pub release: ReleaseRecord,
+    /// How each batch that has tasks stands, as
+    /// [`crate::Store::task_batch_summaries`] answers.
+    pub batches: Vec<BatchSummary>,
+    /// The tasks of the picked batches, in [`crate::Store::task_list`]'s order.
+    pub tasks: Vec<TaskRecord>,
+    /// The steps of the picked tasks: grouped by instance, in run order within
+    /// an instance.
     pub steps: Vec<StepRecord>,
 }
 

@@ -4693,12 +4693,17 @@ pub mod suite {
             let detail = store
                 .release_detail_where(
                     &r.id,
+                    Box::new(|_: &BatchSummary| true),
                     Box::new(move |t: &TaskRecord| filter_ids.contains(&t.instance_id)),
                 )
                 .await
                 .unwrap();
             assert_eq!(detail.release, whole.release);
             assert_eq!(detail.tasks, whole.tasks);
+            assert_eq!(
+                detail.batches,
+                store.task_batch_summaries(&r.id).await.unwrap()
+            );
             let mut expected: Vec<StepRecord> = whole
                 .steps
                 .iter()
@@ -4713,10 +4718,47 @@ pub mod suite {
             assert_eq!(got, expected, "picked {ids:?}");
             assert!(got.iter().any(|s| s.instance_id == a.id));
         }
+        // Picking batches: only their tasks are read, in the same order, and only
+        // their steps, also when the others' steps are read in the same pass (all
+        // three of the second batch wanted are half of the release's six).
+        for batch in [0, 1] {
+            let detail = store
+                .release_detail_where(
+                    &r.id,
+                    Box::new(move |b: &BatchSummary| b.batch == batch),
+                    Box::new(|_: &TaskRecord| true),
+                )
+                .await
+                .unwrap();
+            let tasks: Vec<TaskRecord> = whole
+                .tasks
+                .iter()
+                .filter(|t| t.batch == batch)
+                .cloned()
+                .collect();
+            assert_eq!(detail.tasks, tasks, "batch {batch}");
+            assert_eq!(detail.batches.len(), 2);
+            let mut expected: Vec<StepRecord> = whole
+                .steps
+                .iter()
+                .filter(|s| tasks.iter().any(|t| t.instance_id == s.instance_id))
+                .cloned()
+                .collect();
+            let mut got = detail.steps.clone();
+            let key = |s: &StepRecord| (s.instance_id.clone(), s.started_at);
+            expected.sort_by_key(key);
+            got.sort_by_key(key);
+            assert_eq!(got, expected, "batch {batch}");
+            assert_eq!(got.is_empty(), batch == 1);
+        }
         let unknown = release_id(99);
         expect_not_found(
             store
-                .release_detail_where(&unknown, Box::new(|_: &TaskRecord| true))
+                .release_detail_where(
+                    &unknown,
+                    Box::new(|_: &BatchSummary| true),
+                    Box::new(|_: &TaskRecord| true),
+                )
                 .await,
             "release",
             &unknown,

@@ -30,10 +30,11 @@ mod worker;
 
 use crate::ExecRecord;
 use crate::{
-    AgentWrite, AgentWritten, ApiTokenRecord, AppRecord, BatchSummary, DeploymentRecord,
-    GroupRecord, HeartbeatRecord, InstanceRecord, LiveTask, MemberRecord, MembershipRecord,
-    PollLook, RegistrationTokenRecord, RegistryRecord, ReleaseDetail, ReleaseRecord, StepFilter,
-    StepRecord, StepState, Store, StoreError, StoreResult, TaskRecord, TaskState,
+    AgentWrite, AgentWritten, ApiTokenRecord, AppRecord, BatchFilter, BatchSummary,
+    DeploymentRecord, GroupRecord, HeartbeatRecord, InstanceRecord, LiveTask, MemberRecord,
+    MembershipRecord, PollLook, RegistrationTokenRecord, RegistryRecord, ReleaseDetail,
+    ReleasePart, ReleaseRecord, StepFilter, StepRecord, StepState, Store, StoreError, StoreResult,
+    TaskRecord, TaskState,
 };
 use crate::{
     HookRunRecord, ScalingActivityRecord, ScalingGroupRecord, ScalingHeldRecord, ScalingJoin,
@@ -530,18 +531,31 @@ impl Store for SqliteStore {
     async fn release_detail_where(
         &self,
         id: &str,
+        wants_batch: BatchFilter,
         wants_steps: StepFilter,
-    ) -> StoreResult<ReleaseDetail> {
+    ) -> StoreResult<ReleasePart> {
         let id = id.to_owned();
         self.read(move |conn| {
             let release = releases::fetch(conn, &id)?;
-            let tasks = tasks::list(conn, &id)?;
+            let batches = tasks::batch_summaries(conn, &id)?;
+            let picked: Vec<u32> = batches
+                .iter()
+                .filter(|b| wants_batch(b))
+                .map(|b| b.batch)
+                .collect();
+            let tasks = if picked.len() == batches.len() {
+                tasks::list(conn, &id)?
+            } else {
+                tasks::list_of_batches(conn, &id, &picked)?
+            };
             let wanted: Vec<&TaskRecord> = tasks.iter().filter(|t| wants_steps(t)).collect();
-            // A look-up per instance reads only the wanted steps; once most
-            // instances are wanted, one pass over every step is cheaper.
-            let steps = if wanted.len() == tasks.len() {
+            // A look-up per instance reads only the wanted steps; once most of
+            // the release's instances are wanted, one pass over every step is
+            // cheaper.
+            let all: u32 = batches.iter().map(BatchSummary::total).sum();
+            let steps = if wanted.len() == all as usize {
                 steps::list_by_instance(conn, &id)?
-            } else if wanted.len() * 2 >= tasks.len() {
+            } else if wanted.len() * 2 >= all as usize {
                 let wanted: HashSet<&str> = wanted.iter().map(|t| t.instance_id.as_str()).collect();
                 let mut steps = steps::list_by_instance(conn, &id)?;
                 steps.retain(|s| wanted.contains(s.instance_id.as_str()));
@@ -553,8 +567,9 @@ impl Store for SqliteStore {
                 }
                 steps
             };
-            Ok(ReleaseDetail {
+            Ok(ReleasePart {
                 release,
+                batches,
                 tasks,
                 steps,
             })

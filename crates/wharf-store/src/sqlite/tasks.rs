@@ -148,6 +148,34 @@ pub(super) fn list(conn: &Connection, release_id: &str) -> StoreResult<Vec<TaskR
         .collect()
 }
 
+/// The tasks of some batches of a release, in [`list`]'s order: for a view that
+/// reads only the batches that moved since it last read them.
+pub(super) fn list_of_batches(
+    conn: &Connection,
+    release_id: &str,
+    batches: &[u32],
+) -> StoreResult<Vec<TaskRecord>> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM release_tasks WHERE release_id = ? AND batch = ? \
+         ORDER BY instance_name, instance_id"
+    );
+    let mut sorted = batches.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut tasks = Vec::new();
+    for batch in sorted {
+        for row in query::all(
+            conn,
+            &sql,
+            params![release_id, i64::from(batch)],
+            TaskRow::read,
+        )? {
+            tasks.push(TaskRecord::try_from(row)?);
+        }
+    }
+    Ok(tasks)
+}
+
 /// How each batch of a release stands: the counts the triggers of
 /// `0008_batch_counts.sql` keep, one row per batch that has tasks.
 pub(super) fn batch_summaries(
