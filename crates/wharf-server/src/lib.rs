@@ -27,7 +27,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use wharf_store::{ApiTokenRecord, SqliteStore, Store};
 
 /// Where and how to run the server.
@@ -112,12 +112,10 @@ pub async fn bind_with(
     let store: Arc<dyn Store> = Arc::new(store);
     let admin_token_path = data_dir.join("admin.token");
     let admin_token_created = ensure_admin_token(store.as_ref(), &admin_token_path).await?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = listen(config.listen).map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
         addr: config.listen,
         source,
@@ -129,6 +127,26 @@ pub async fn bind_with(
         admin_token_path,
         admin_token_created,
     })
+}
+
+/// How many connections may wait to be accepted (the kernel caps it at
+/// `net.core.somaxconn`). A fleet's agents connect together: as thousands start
+/// at once, or reconnect after the server restarted. With tokio's default of
+/// 1,024, 10,000 agents connecting at once overflowed the queue and the kernel
+/// fell back to SYN cookies (BENCHMARKS.md).
+const LISTEN_BACKLOG: u32 = 8192;
+
+/// A listening socket on `addr`, as `TcpListener::bind` makes one (the address
+/// reusable at once after a restart) but with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 impl BoundServer {
@@ -202,4 +220,34 @@ async fn ensure_admin_token(store: &dyn Store, path: &Path) -> Result<bool, Serv
         .await
         .map_err(ServerError::AdminToken)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The listening socket's backlog as the kernel holds it: `ss` (iproute2)
+    /// shows it as a listening socket's Send-Q.
+    fn kernel_backlog(port: u16) -> u32 {
+        let out = std::process::Command::new("ss")
+            .args(["-Hltn", &format!("sport = :{port}")])
+            .output()
+            .expect("ss (iproute2) to read the socket's backlog");
+        let out = String::from_utf8(out.stdout).unwrap();
+        let fields: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(fields.first(), Some(&"LISTEN"), "ss answered {out:?}");
+        fields[2].parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_server_listens_with_a_backlog_for_a_fleet_connecting_at_once() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(kernel_backlog(port), LISTEN_BACKLOG.min(somaxconn));
+    }
 }
