@@ -374,8 +374,12 @@ pub trait Store: Send + Sync + 'static {
         wants_batch: BatchFilter,
         wants_steps: StepFilter,
     ) -> StoreResult<ReleasePart> {
-        let detail = self.release_detail(id).await?;
+        // The counts are read first: should a task move between the two reads,
+        // the tasks are newer than the counts, and the next build, which finds
+        // the counts changed, reads the batch again. Read the other way round,
+        // a batch could be kept from tasks older than its counts.
         let batches = self.task_batch_summaries(id).await?;
+        let detail = self.release_detail(id).await?;
         let picked: std::collections::HashSet<u32> = batches
             .iter()
             .filter(|b| wants_batch(b))
@@ -426,7 +430,9 @@ pub trait Store: Send + Sync + 'static {
         }
         Ok(results)
     }
-    /// Records the digest the pull step reported on a task.
+    /// Records the digest the pull step reported on a task that is dispatched or
+    /// running; a pending or ended task keeps what it has (it changes only by
+    /// changing state). Not found if there is no such task.
     async fn task_set_digest(
         &self,
         release_id: &str,

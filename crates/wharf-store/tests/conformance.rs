@@ -2273,6 +2273,12 @@ pub mod suite {
         assert_eq!(done.finished_at, Some(at(300)));
         assert_eq!(done.image_digest.as_deref(), Some("sha256:aaa"));
         assert_eq!(done.message, None);
+        // An ended task keeps its digest: it changes only by changing state.
+        store
+            .task_set_digest(&r.id, &a.id, "sha256:late")
+            .await
+            .unwrap();
+        assert_eq!(store.task_fetch(&r.id, &a.id).await.unwrap(), done);
         assert_eq!(
             membership(&*store, &a, "shop", "prod").await,
             Some((Some("v2".into()), Some("sha256:aaa".into())))

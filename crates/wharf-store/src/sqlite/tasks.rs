@@ -459,7 +459,9 @@ pub(super) fn cancel_unstarted(
     Ok(cancelled as u64)
 }
 
-/// Records the digest the pull step reported.
+/// Records the digest the pull step reported, on a task under way only: a pending
+/// or ended task changes only by changing state, which the release view's copied
+/// batches rely on (`release_views.rs`).
 pub(super) fn set_digest(
     conn: &Connection,
     release_id: &str,
@@ -468,11 +470,12 @@ pub(super) fn set_digest(
 ) -> StoreResult<()> {
     let updated = query::execute(
         conn,
-        "UPDATE release_tasks SET image_digest = ? WHERE release_id = ? AND instance_id = ?",
+        "UPDATE release_tasks SET image_digest = ? \
+         WHERE release_id = ? AND instance_id = ? AND state IN ('dispatched', 'running')",
         params![digest, release_id, instance_id],
     )?;
     if updated == 0 {
-        return Err(not_found("task", &name(release_id, instance_id)));
+        require(conn, release_id, instance_id)?;
     }
     Ok(())
 }
