@@ -731,6 +731,11 @@ mod tests {
         .unwrap()
     }
 
+    /// The batches (0-based) of the tasks a build read, one entry per task.
+    fn batches_read(part: &ReleasePart) -> Vec<u32> {
+        part.tasks.iter().map(|t| t.batch).collect()
+    }
+
     fn text(json: &[u8]) -> String {
         String::from_utf8(json.to_vec()).unwrap()
     }
@@ -819,9 +824,11 @@ mod tests {
         let mut steps_after = steps_before.clone();
         steps_after[2].state = StepState::Succeeded;
         steps_after[2].finished_at = Some(at(9));
-        let part = detail_for(&r, &after, &steps_after, Some(&first.view));
-        let read: Vec<u32> = part.tasks.iter().map(|t| t.batch).collect();
-        assert_eq!(read, [1, 1], "only the batch that moved is read");
+        assert_eq!(
+            batches_read(&detail_for(&r, &after, &steps_after, Some(&first.view))),
+            [1, 1],
+            "only the batch that moved is read"
+        );
         let second = build_of(&r, &after, &steps_after, Some(&first.view));
         assert_eq!(
             text(&second.view.json),
@@ -836,9 +843,10 @@ mod tests {
         steps_later[3].state = StepState::Succeeded;
         steps_later[3].finished_at = Some(at(10));
         steps_later.push(step(&after[3], StepName::Verify, StepState::Running));
-        let part = detail_for(&r, &after, &steps_later, Some(&second.view));
-        let read: Vec<u32> = part.tasks.iter().map(|t| t.batch).collect();
-        assert_eq!(read, [1, 1]);
+        assert_eq!(
+            batches_read(&detail_for(&r, &after, &steps_later, Some(&second.view))),
+            [1, 1]
+        );
         let third = build_of(&r, &after, &steps_later, Some(&second.view));
         assert_eq!(
             text(&third.view.json),
@@ -857,9 +865,10 @@ mod tests {
         let mut steps_last = steps_later.clone();
         steps_last[4].state = StepState::Succeeded;
         steps_last[4].finished_at = Some(at(11));
-        let part = detail_for(&r_end, &last, &steps_last, Some(&third.view));
-        let read: Vec<u32> = part.tasks.iter().map(|t| t.batch).collect();
-        assert_eq!(read, [1, 1, 2]);
+        assert_eq!(
+            batches_read(&detail_for(&r_end, &last, &steps_last, Some(&third.view))),
+            [1, 1, 2]
+        );
         let fourth = build_of(&r_end, &last, &steps_last, Some(&third.view));
         assert_eq!(
             text(&fourth.view.json),
@@ -881,9 +890,11 @@ mod tests {
         let mut steps_after = steps_before.clone();
         steps_after[0].state = StepState::Failed;
         steps_after[0].finished_at = Some(at(6));
-        let part = detail_for(&r, &tasks, &steps_after, Some(&first.view));
-        let read: Vec<u32> = part.tasks.iter().map(|t| t.batch).collect();
-        assert_eq!(read, [0], "batch 1 is read, batch 3 copied");
+        assert_eq!(
+            batches_read(&detail_for(&r, &tasks, &steps_after, Some(&first.view))),
+            [0],
+            "batch 1 is read, batch 3 copied"
+        );
         let second = build_of(&r, &tasks, &steps_after, Some(&first.view));
         assert_eq!(
             text(&second.view.json),
