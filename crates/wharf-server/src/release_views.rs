@@ -338,20 +338,6 @@ fn steps_wanted(previous: Option<Arc<BuiltView>>) -> StepFilter {
     Box::new(move |task| fitting(previous.as_deref(), task).is_none())
 }
 
-/// The instance counts of the release view's header, from its batches' counts.
-fn counts_of(batches: &[BatchSummary]) -> wharf_api::InstanceCounts {
-    let mut counts = wharf_api::InstanceCounts::default();
-    for b in batches {
-        counts.total += b.total();
-        counts.pending += b.pending;
-        counts.running += b.dispatched + b.running;
-        counts.succeeded += b.succeeded;
-        counts.failed += b.failed;
-        counts.cancelled += b.cancelled;
-    }
-    counts
-}
-
 /// The JSON of a release's view (what `serde_json` makes of
 /// [`actions::release_view`]'s answer) from `part`, read with the filters of
 /// [`batches_wanted`] and [`steps_wanted`] for `previous`; with what the next
@@ -371,7 +357,7 @@ fn assemble(
     // The view without its batches, then each batch without its instances: the
     // lists are the last fields of both, so the JSON ends in `[]}` where they go.
     let mut header = views::release(release, &[], None);
-    header.counts = counts_of(&summaries);
+    header.counts = views::release_counts(&summaries);
     header.rolled_back_by = rolled_back_by;
     let header = serde_json::to_vec(&header)?;
     let mut steps_of: HashMap<&str, Vec<&StepRecord>> = HashMap::new();

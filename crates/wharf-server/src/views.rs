@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use wharf_api as api;
 use wharf_domain::deployment::registry_address;
 use wharf_store::{
-    AppRecord, DeploymentRecord, GroupRecord, InstanceRecord, MemberRecord, MembershipRecord,
-    RegistrationTokenRecord, RegistryRecord, ReleaseRecord, StepRecord, TaskRecord, TaskState,
+    AppRecord, BatchSummary, DeploymentRecord, GroupRecord, InstanceRecord, MemberRecord,
+    MembershipRecord, RegistrationTokenRecord, RegistryRecord, ReleaseRecord, StepRecord,
+    TaskRecord, TaskState,
 };
 
 pub fn instance(
@@ -169,18 +170,9 @@ pub fn release(
     tasks: &[TaskRecord],
     steps: Option<&[StepRecord]>,
 ) -> api::Release {
-    let mut counts = api::InstanceCounts {
-        total: tasks.len() as u32,
-        ..Default::default()
-    };
+    let mut counts = api::InstanceCounts::default();
     for task in tasks {
-        match task.state {
-            TaskState::Pending => counts.pending += 1,
-            TaskState::Dispatched | TaskState::Running => counts.running += 1,
-            TaskState::Succeeded => counts.succeeded += 1,
-            TaskState::Failed => counts.failed += 1,
-            TaskState::Cancelled => counts.cancelled += 1,
-        }
+        count(&mut counts, task.state, 1);
     }
     let batches = match steps {
         None => Vec::new(),
@@ -231,6 +223,38 @@ pub fn release(
         counts,
         batches,
     }
+}
+
+/// Adds `n` instances whose tasks are in `state` to `counts`: a dispatched task
+/// counts as running (its agent has, or is about to get, its work).
+fn count(counts: &mut api::InstanceCounts, state: TaskState, n: u32) {
+    counts.total += n;
+    match state {
+        TaskState::Pending => counts.pending += n,
+        TaskState::Dispatched | TaskState::Running => counts.running += n,
+        TaskState::Succeeded => counts.succeeded += n,
+        TaskState::Failed => counts.failed += n,
+        TaskState::Cancelled => counts.cancelled += n,
+    }
+}
+
+/// The instance counts of a release from its batches' counts: what
+/// [`release`] counts from its tasks.
+pub(crate) fn release_counts(batches: &[BatchSummary]) -> api::InstanceCounts {
+    let mut counts = api::InstanceCounts::default();
+    for b in batches {
+        for (state, n) in [
+            (TaskState::Pending, b.pending),
+            (TaskState::Dispatched, b.dispatched),
+            (TaskState::Running, b.running),
+            (TaskState::Succeeded, b.succeeded),
+            (TaskState::Failed, b.failed),
+            (TaskState::Cancelled, b.cancelled),
+        ] {
+            count(&mut counts, state, n);
+        }
+    }
+    counts
 }
 
 /// A batch is running while any of its tasks is, failed if any failed once all
