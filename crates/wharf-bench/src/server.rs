@@ -97,12 +97,7 @@ impl Api {
     /// read is memory the kernel must find and zero each time (in this process,
     /// on the cores the server is measured on, within the read's timing).
     pub async fn get_into(&self, path: &str, body: &mut Vec<u8>) -> anyhow::Result<()> {
-        let mut response = self.send_get(path).await?;
-        let status = response.status();
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            bail!("GET {path} answered {status}: {text}");
-        }
+        let mut response = successful(self.send_get(path).await?, "GET", path).await?;
         body.clear();
         while let Some(chunk) = response
             .chunk()
@@ -173,17 +168,27 @@ impl Api {
 
 /// The body of `response` as bytes, failing on anything but 2xx (with the answer
 /// in the error).
-async fn bytes_of(
+/// `response` if it is a 2xx; otherwise an error with its status and body.
+async fn successful(
     response: reqwest::Response,
     method: &str,
     path: &str,
-) -> anyhow::Result<impl AsRef<[u8]>> {
+) -> anyhow::Result<reqwest::Response> {
     let status = response.status();
     if !status.is_success() {
         let text = response.text().await.unwrap_or_default();
         bail!("{method} {path} answered {status}: {text}");
     }
-    response
+    Ok(response)
+}
+
+async fn bytes_of(
+    response: reqwest::Response,
+    method: &str,
+    path: &str,
+) -> anyhow::Result<impl AsRef<[u8]>> {
+    successful(response, method, path)
+        .await?
         .bytes()
         .await
         .with_context(|| format!("{method} {path}"))
