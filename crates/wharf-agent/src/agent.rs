@@ -17,7 +17,9 @@
 //!    doubling to 15 s. A task runs to its end, and every report of it is delivered,
 //!    before the next poll (the server fails a task whose agent polls mid-task).
 //!
-//! Reports (`Begin`, `Output`, `End`) are delivered in order; connection errors and 5xx
+//! Reports (`Begin`, `Output`, `End`) are delivered in order; the `End` of a step that
+//! succeeded carries the next step's begin (`then_begin`), so only a task's first step
+//! has a `Begin` of its own. Connection errors and 5xx
 //! answers are retried with backoff until the server is back. 4xx answers are logged and
 //! not retried (a refused `Begin` or `End` ends the task on this side too). A 401
 //! anywhere means the instance was deleted or its credential revoked: the agent logs it
@@ -694,6 +696,7 @@ impl Agent {
             exit_code: end.exit_code,
             message: end.message,
             image_digest: end.image_digest,
+            then_begin: None,
         };
         match self.deliver(&entry.release_id, &event).await? {
             Delivery::Abandoned => {
@@ -728,29 +731,32 @@ impl Agent {
         let mut image_digest: Option<String> = None;
         let mut delivered = true;
         let mut outcome = "succeeded";
-        for step in &assignment.steps {
-            if self.stop.requested() {
-                tracing::info!(release = %release, step = %step, "stopping before this step");
-                outcome = "stopped";
-                break;
-            }
-            let mut entry = JournalEntry {
-                release_id: release.clone(),
-                step: step.clone(),
-                end: None,
-            };
-            self.journal.write(&entry);
-            match self.deliver(&release, &begin(step)).await? {
-                Delivery::Acked { proceed: true } => {}
-                Delivery::Acked { proceed: false } | Delivery::Refused => {
-                    tracing::info!(release = %release, step = %step, "the server ended this task; running no further steps");
-                    outcome = "ended by the server";
-                    break;
-                }
-                Delivery::Abandoned => {
-                    // The step did not run; nothing for the next start to report.
+        // Whether the step's begin went with the previous step's end.
+        let mut begun = false;
+        for (index, step) in assignment.steps.iter().enumerate() {
+            if !begun {
+                if self.stop.requested() {
+                    tracing::info!(release = %release, step = %step, "stopping before this step");
                     outcome = "stopped";
                     break;
+                }
+                self.journal.write(&JournalEntry {
+                    release_id: release.clone(),
+                    step: step.clone(),
+                    end: None,
+                });
+                match self.deliver(&release, &begin(step)).await? {
+                    Delivery::Acked { proceed: true } => {}
+                    Delivery::Acked { proceed: false } | Delivery::Refused => {
+                        tracing::info!(release = %release, step = %step, "the server ended this task; running no further steps");
+                        outcome = "ended by the server";
+                        break;
+                    }
+                    Delivery::Abandoned => {
+                        // The step did not run; nothing for the next start to report.
+                        outcome = "stopped";
+                        break;
+                    }
                 }
             }
             tracing::info!(release = %release, step = %step, "step begins");
@@ -769,19 +775,32 @@ impl Agent {
             if step == "pull" {
                 image_digest.clone_from(&result.image_digest);
             }
-            entry.end = Some(JournaledEnd {
-                succeeded: result.succeeded,
-                exit_code: result.exit_code,
-                message: result.message.clone(),
-                image_digest: result.image_digest.clone(),
+            // Until the end is acknowledged, a restart reports it as it is; the
+            // next step has not run whether or not its begin got through.
+            self.journal.write(&JournalEntry {
+                release_id: release.clone(),
+                step: step.clone(),
+                end: Some(JournaledEnd {
+                    succeeded: result.succeeded,
+                    exit_code: result.exit_code,
+                    message: result.message.clone(),
+                    image_digest: result.image_digest.clone(),
+                }),
             });
-            self.journal.write(&entry);
+            // The next step begins in the same report when nothing stops it
+            // here: a step that failed, a server that said to stop, a shutdown.
+            let then_begin = assignment
+                .steps
+                .get(index + 1)
+                .filter(|_| result.succeeded && streamed.proceed && !self.stop.requested())
+                .cloned();
             let end = StepEvent::End {
                 step: step.clone(),
                 succeeded: result.succeeded,
                 exit_code: result.exit_code,
                 message: result.message.clone(),
                 image_digest: result.image_digest.clone(),
+                then_begin: then_begin.clone(),
             };
             match self.deliver(&release, &end).await? {
                 Delivery::Acked { proceed: true } => {}
@@ -802,6 +821,16 @@ impl Agent {
             if !streamed.proceed {
                 outcome = "ended by the server";
                 break;
+            }
+            if let Some(next) = then_begin {
+                self.journal.write(&JournalEntry {
+                    release_id: release.clone(),
+                    step: next,
+                    end: None,
+                });
+                begun = true;
+            } else {
+                begun = false;
             }
         }
         if delivered {

@@ -602,6 +602,50 @@ async fn a_command_release_succeeds_with_every_step_and_its_output() {
 }
 
 #[tokio::test]
+async fn each_step_after_the_first_begins_in_the_previous_steps_end_report() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let server = start_server(&root.path().join("server")).await;
+    let state_dir = root.path().join("agent");
+    let token = server.registration_token(1).await;
+    let agent = spawn_agent(config(&server, &state_dir, Some(token)), no_docker());
+    let instance = server.wait_instance("web-1").await;
+    server
+        .app_with_group(instance["id"].as_str().expect("id"))
+        .await;
+    // Scripts without output, so that only begins and ends are reported.
+    let workdir = root.path().join("srv/shop");
+    server
+        .command_deployment("v1", &workdir, "true", "true")
+        .await;
+    let id = server.release("v1").await;
+    let release = server.wait_release_done(&id).await;
+    assert_eq!(release["state"], "succeeded", "{release}");
+    assert_eq!(step_names(&release), ["fetch", "prepare", "stop", "start"]);
+    assert!(steps(&release).iter().all(|s| s["state"] == "succeeded"));
+
+    // prepare's begin, then the ends of prepare (with stop's begin), stop (with
+    // start's) and start: four reports for three steps.
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.url()))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let reports = "wharf_http_requests_total{method=\"POST\",route=\"/agent/v1/releases/{id}/events\",status=\"200\"} ";
+    let count = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(reports))
+        .unwrap_or_else(|| panic!("no step reports counted: {metrics}"));
+    assert_eq!(count, "4", "{metrics}");
+    assert!(!state_dir.join("journal.json").exists());
+    let (result, _) = agent.stop().await;
+    result.expect("clean stop");
+}
+
+#[tokio::test]
 async fn a_failing_start_script_fails_the_release_on_start_and_keeps_its_output() {
     let root = tempfile::tempdir().expect("tempdir");
     let server = start_server(&root.path().join("server")).await;

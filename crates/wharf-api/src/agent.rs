@@ -5,9 +5,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
-/// The version of the agent protocol. The server refuses agents that speak a
-/// version it does not know, with a message saying which versions it speaks.
-pub const AGENT_PROTOCOL_VERSION: u32 = 1;
+/// The version of the agent protocol that agents speak. The server refuses
+/// agents that speak a version it does not know, with a message saying which
+/// versions it speaks. Version 2 added `then_begin` to a step's `End` report.
+pub const AGENT_PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest version of the agent protocol the server still speaks: agents of
+/// an earlier release keep working while the fleet is upgraded after the server.
+pub const OLDEST_AGENT_PROTOCOL_VERSION: u32 = 1;
 
 /// Header that carries the agent's protocol version on every request.
 pub const PROTOCOL_HEADER: &str = "x-wharf-agent-protocol";

@@ -263,6 +263,12 @@ pub enum StepEvent {
         /// For `pull`: the digest of the pulled image.
         #[serde(default)]
         image_digest: Option<String>,
+        /// The step the agent begins next, when this one succeeded and did not
+        /// end the task: its `Begin` goes in the same report, so a task costs one
+        /// request per step instead of two (protocol 2). The ack's `proceed`
+        /// answers for that step as it would for its own `Begin`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        then_begin: Option<String>,
     },
 }
 

@@ -81,9 +81,10 @@ impl Client {
         body: Option<&str>,
     ) -> Vec<u8> {
         let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nhost: {}\r\n{}: 1\r\nauthorization: {authorization}\r\n",
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\n{}: {}\r\nauthorization: {authorization}\r\n",
             self.host,
-            crate::swarm::PROTOCOL_HEADER
+            crate::swarm::PROTOCOL_HEADER,
+            crate::swarm::PROTOCOL_VERSION,
         );
         if let Some(body) = body {
             request.push_str(&format!(
@@ -311,7 +312,7 @@ mod tests {
             "{sent}"
         );
         assert!(
-            sent.contains("\r\nx-wharf-agent-protocol: 1\r\nauthorization: Bearer x\r\n"),
+            sent.contains("\r\nx-wharf-agent-protocol: 2\r\nauthorization: Bearer x\r\n"),
             "{sent}"
         );
         assert!(

@@ -65,8 +65,10 @@ struct Agent {
     authorization: String,
 }
 
-/// The protocol header every agent request carries.
+/// The protocol header every agent request carries, and the version it names:
+/// version 2, in which a step's end carries the next step's begin.
 pub(crate) const PROTOCOL_HEADER: &str = "x-wharf-agent-protocol";
+pub(crate) const PROTOCOL_VERSION: &str = "2";
 
 /// The body of every heartbeat.
 const HEARTBEAT_BODY: &str = r#"{"agent_version":"bench"}"#;
@@ -396,7 +398,7 @@ async fn register(
     let name = format!("sim-{i:05}");
     let response = http
         .post(format!("{url}/agent/v1/register"))
-        .header("x-wharf-agent-protocol", "1")
+        .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
         .json(
             &json!({"registration_token": token, "name": name, "hostname": name,
                       "os": "linux", "arch": "x86_64", "agent_version": "bench"}),
@@ -504,22 +506,40 @@ async fn work_once(
         seen.answered.insert(agent.id.clone(), answered_at);
     }
     let events_path = format!("/agent/v1/releases/{}/events", work.release_id);
-    for step in &work.steps {
-        let step = serde_json::to_string(step).context("a step name")?;
-        for event in [
-            format!(r#"{{"event":"begin","step":{step}}}"#),
-            format!(r#"{{"event":"end","step":{step},"succeeded":true,"exit_code":0}}"#),
-        ] {
-            let ack = report(client, &events_path, agent, &event).await?;
-            if !ack.proceed {
-                bail!("the server said not to proceed");
-            }
+    for event in step_events(&work.steps)? {
+        let ack = report(client, &events_path, agent, &event).await?;
+        if !ack.proceed {
+            bail!("the server said not to proceed");
         }
     }
     if let Ok(mut seen) = seen.lock() {
         seen.done.insert(agent.id.clone(), Instant::now());
     }
     Ok(())
+}
+
+/// The reports of a task whose steps all succeed at once, as the real agent
+/// sends them: the first step's begin, then each step's end carrying the next
+/// step's begin.
+fn step_events(steps: &[String]) -> anyhow::Result<Vec<String>> {
+    let names = steps
+        .iter()
+        .map(|step| serde_json::to_string(step).context("a step name"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut events = Vec::with_capacity(names.len() + 1);
+    if let Some(first) = names.first() {
+        events.push(format!(r#"{{"event":"begin","step":{first}}}"#));
+    }
+    for (index, step) in names.iter().enumerate() {
+        let then_begin = match names.get(index + 1) {
+            Some(next) => format!(r#","then_begin":{next}"#),
+            None => String::new(),
+        };
+        events.push(format!(
+            r#"{{"event":"end","step":{step},"succeeded":true,"exit_code":0{then_begin}}}"#
+        ));
+    }
+    Ok(events)
 }
 
 /// Reports one step event, retrying a report that did not get through (as the real
@@ -621,5 +641,30 @@ mod tests {
         );
         let bare = br#"{"state":"failed"}"#;
         assert_eq!(release_header(bare).as_ref(), bare);
+    }
+
+    #[test]
+    fn each_end_but_the_last_begins_the_next_step() {
+        let steps = ["prepare", "stop", "start"].map(String::from);
+        let events: Vec<Value> = step_events(&steps)
+            .unwrap()
+            .iter()
+            .map(|event| serde_json::from_str(event).unwrap())
+            .collect();
+        let end =
+            |step: &str| json!({"event": "end", "step": step, "succeeded": true, "exit_code": 0});
+        let mut ends_and_begins = [end("prepare"), end("stop")];
+        ends_and_begins[0]["then_begin"] = json!("stop");
+        ends_and_begins[1]["then_begin"] = json!("start");
+        assert_eq!(
+            events,
+            [
+                json!({"event": "begin", "step": "prepare"}),
+                ends_and_begins[0].clone(),
+                ends_and_begins[1].clone(),
+                end("start"),
+            ]
+        );
+        assert!(step_events(&[]).unwrap().is_empty());
     }
 }

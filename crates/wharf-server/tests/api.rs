@@ -967,15 +967,19 @@ async fn agents_must_send_valid_registrations() {
             Some(field),
         );
     }
-    let mut old = agent_request("/agent/v1/register", None, good.clone());
-    old.headers_mut()
-        .insert("x-wharf-agent-protocol", "0".parse().unwrap());
-    assert_error(
-        &api.send(old).await,
-        StatusCode::BAD_REQUEST,
-        "unsupported_protocol",
-        None,
-    );
+    // Versions 1 and 2 are spoken; one on either side of them is refused.
+    for unknown in ["0", "3"] {
+        let mut request = agent_request("/agent/v1/register", None, good.clone());
+        request
+            .headers_mut()
+            .insert("x-wharf-agent-protocol", unknown.parse().unwrap());
+        assert_error(
+            &api.send(request).await,
+            StatusCode::BAD_REQUEST,
+            "unsupported_protocol",
+            None,
+        );
+    }
     assert!(api
         .get("/api/v1/instances")
         .await

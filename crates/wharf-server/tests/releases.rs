@@ -460,6 +460,120 @@ async fn work_is_handed_out_again_until_the_agents_first_report_claims_it() {
     server.stop().await;
 }
 
+/// The names and states of the steps of a one-instance release's instance.
+fn step_states(view: &Value) -> Vec<(String, String)> {
+    view["batches"][0]["instances"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_step_end_begins_the_next_step_and_bad_ones_are_refused_whole() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 1).await;
+    let id = server
+        .create_release("prod", json!({"deployment": "v1"}))
+        .await;
+    let work = agents[0].work().await;
+    assert_eq!(work["steps"], json!(["prepare", "pull", "stop", "start"]));
+    let agent = &agents[0];
+    let (status, _) = agent
+        .event(&id, json!({"event": "begin", "step": "prepare"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let prepare_running = step_states(&server.release(&id).await);
+
+    let end = |step: &str, succeeded: bool, next: &str| json!({"event": "end", "step": step, "succeeded": succeeded, "then_begin": next});
+    for (event, message) in [
+        (
+            end("prepare", false, "pull"),
+            "then_begin: no step begins after a failed one",
+        ),
+        (
+            end("prepare", true, "fetch"),
+            "then_begin: fetch is recorded by the server",
+        ),
+        (
+            end("prepare", true, "launch"),
+            "then_begin: \"launch\" is not a step",
+        ),
+        (
+            end("prepare", true, "prepare"),
+            "then_begin: step prepare cannot begin as it ends",
+        ),
+    ] {
+        let (status, body) = agent.event(&id, event.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{event}: {body}");
+        assert_eq!(body["error"]["field"], "then_begin", "{body}");
+        assert_eq!(body["error"]["message"], message, "{body}");
+    }
+    // Nothing of the refused reports was written.
+    assert_eq!(step_states(&server.release(&id).await), prepare_running);
+
+    for (step, next) in [("prepare", "pull"), ("pull", "stop"), ("stop", "start")] {
+        let (status, ack) = agent.event(&id, end(step, true, next)).await;
+        assert_eq!(
+            (status, ack["proceed"].as_bool()),
+            (StatusCode::OK, Some(true)),
+            "{ack}"
+        );
+        let states = step_states(&server.release(&id).await);
+        let of = |name: &str| {
+            states
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, s)| s.as_str())
+        };
+        assert_eq!(
+            (of(step), of(next)),
+            (Some("succeeded"), Some("running")),
+            "{states:?}"
+        );
+    }
+    // start is the last step: nothing may begin after it, and the refused
+    // report leaves the task running.
+    let (status, body) = agent.event(&id, end("start", true, "verify")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "then_begin: step start is the last step of this task; step verify cannot begin after it"
+    );
+    assert_eq!(server.release(&id).await["state"], "running");
+    let (status, ack) = agent
+        .event(
+            &id,
+            json!({"event": "end", "step": "start", "succeeded": true}),
+        )
+        .await;
+    assert_eq!(
+        (status, ack["proceed"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    let done = server.wait_state(&id, "succeeded").await;
+    assert!(
+        step_states(&done)
+            .iter()
+            .all(|(_, state)| state == "succeeded"),
+        "{done:#}"
+    );
+    // A report that comes after the task ended tells the agent to stop.
+    let (status, ack) = agent.event(&id, end("stop", true, "start")).await;
+    assert_eq!(
+        (status, ack["proceed"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn an_agent_that_restarts_mid_step_fails_that_step_precisely() {
     let (_tmp, dir) = data_dir();

@@ -551,11 +551,28 @@ pub async fn agent_write_one_by_one<S: Store + ?Sized>(
             message,
             digest,
             task_end,
+            then_begin,
             now,
         } => {
-            refuse_open_task_end(task_end)?;
+            refuse_unsound_step_end(*step, *state, task_end, *then_begin)?;
             let task = store.task_fetch(release_id, instance_id).await?;
             refuse_unless_running(task.state, *step, "end")?;
+            if let Some(next) = then_begin {
+                // Refused before the end is written, as a backend that writes
+                // both in one transaction undoes the end with the begin.
+                let steps = store
+                    .step_list_without_output(release_id, Some(instance_id))
+                    .await?;
+                if steps
+                    .iter()
+                    .any(|s| s.step == *next && s.state != StepState::Running)
+                {
+                    return Err(StoreError::Conflict(format!(
+                        "step {} already finished",
+                        next.as_str()
+                    )));
+                }
+            }
             let changed = store
                 .step_finish(
                     release_id,
@@ -572,15 +589,15 @@ pub async fn agent_write_one_by_one<S: Store + ?Sized>(
                 task_finished: false,
                 batch_open: 0,
             };
-            if !changed {
-                return Ok(ended);
+            if changed {
+                if let Some(digest) = digest {
+                    store
+                        .task_set_digest(release_id, instance_id, digest)
+                        .await?;
+                }
             }
-            if let Some(digest) = digest {
-                store
-                    .task_set_digest(release_id, instance_id, digest)
-                    .await?;
-            }
-            if let Some((task_state, reason)) = task_end {
+            // A report that ends the task begins no next step (refused above).
+            if let (true, Some((task_state, reason))) = (changed, task_end) {
                 let finished = store
                     .task_finish(
                         release_id,
@@ -604,6 +621,11 @@ pub async fn agent_write_one_by_one<S: Store + ?Sized>(
                     batch_open,
                 };
             }
+            if let Some(next) = then_begin {
+                store
+                    .step_begin(release_id, instance_id, *next, *now)
+                    .await?;
+            }
             Ok(ended)
         }
     }
@@ -623,16 +645,34 @@ pub fn refuse_unless_running(task: TaskState, step: StepName, verb: &str) -> Sto
     )))
 }
 
-/// A step end may end its task only in an end state; checked before anything is
-/// written, so that such a write is refused whole.
-pub(crate) fn refuse_open_task_end(
+/// A step end may end its task only in an end state, and may begin the next
+/// step only when it succeeded without ending the task; checked before anything
+/// is written, so that such a write is refused whole.
+pub(crate) fn refuse_unsound_step_end(
+    step: StepName,
+    step_state: StepState,
     task_end: &Option<(TaskState, Option<String>)>,
+    then_begin: Option<StepName>,
 ) -> StoreResult<()> {
-    match task_end {
-        Some((state, _)) if !state.is_terminal() => Err(StoreError::Conflict(format!(
-            "a task cannot be finished as {}",
-            state.as_str()
+    if let Some((state, _)) = task_end {
+        if !state.is_terminal() {
+            return Err(StoreError::Conflict(format!(
+                "a task cannot be finished as {}",
+                state.as_str()
+            )));
+        }
+    }
+    match then_begin {
+        Some(next) if next == step => Err(StoreError::Conflict(format!(
+            "step {} cannot begin as it ends",
+            next.as_str()
         ))),
+        Some(next) if step_state != StepState::Succeeded || task_end.is_some() => {
+            Err(StoreError::Conflict(format!(
+                "step {} can begin only after a step that succeeded without ending the task",
+                next.as_str()
+            )))
+        }
         _ => Ok(()),
     }
 }

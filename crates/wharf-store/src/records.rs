@@ -302,7 +302,10 @@ pub enum AgentWrite {
     /// [`crate::Store::step_finish`]; if that changed the step, then the pull's
     /// digest ([`crate::Store::task_set_digest`]) and the task's end
     /// ([`crate::Store::task_finish`]) when the report ends the task, and for a
-    /// success how many tasks of the task's batch are still open.
+    /// success how many tasks of the task's batch are still open. Then, with
+    /// `then_begin`, the next step's [`crate::Store::step_begin`], also when a
+    /// repeated report left the ended step unchanged (a retried begin restarts a
+    /// running step).
     StepEnd {
         release_id: String,
         instance_id: String,
@@ -313,6 +316,9 @@ pub enum AgentWrite {
         digest: Option<String>,
         /// The task's end state and message when this report ends the task.
         task_end: Option<(TaskState, Option<String>)>,
+        /// The step that begins with this report: only after a success that does
+        /// not end the task (refused whole otherwise).
+        then_begin: Option<StepName>,
         now: DateTime<Utc>,
     },
 }

@@ -90,6 +90,7 @@ macro_rules! conformance {
         );
         conformance!(@paired $make;
             agent_writes_answer_as_their_single_calls_do,
+            a_step_end_begins_the_next_step_when_asked,
         );
     };
     ($make:expr; $($check:ident),* $(,)?) => {
@@ -3983,8 +3984,17 @@ pub mod suite {
             message: None,
             digest: None,
             task_end: None,
+            then_begin: None,
             now,
         }
+    }
+
+    /// `write` (a step end) that also begins step `next`.
+    fn then(mut write: AgentWrite, next: StepName) -> AgentWrite {
+        if let AgentWrite::StepEnd { then_begin, .. } = &mut write {
+            *then_begin = Some(next);
+        }
+        write
     }
 
     /// `write` (a step end) that also ends the task as `end`.
@@ -4382,6 +4392,153 @@ pub mod suite {
         );
         // Nothing at all is nothing.
         assert_eq!(answers(store.agent_writes(vec![]).await.unwrap()), vec![]);
+    }
+
+    pub async fn a_step_end_begins_the_next_step_when_asked(
+        backend: &dyn Backend,
+        reference: &dyn Backend,
+    ) {
+        let store = backend.open().await;
+        let single = reference.open().await;
+        let (r, [a, b, c, d]) = agent_fixture(&*store).await;
+        agent_fixture(&*single).await;
+        let everyone = [a.clone(), b.clone(), c.clone(), d.clone()];
+        let (pull, stop, start) = (StepName::Pull, StepName::Stop, StepName::Start);
+        let writes = vec![
+            begin_write(&r, &a, pull, at(220)),
+            then(
+                reporting(
+                    end_write(&r, &a, pull, StepState::Succeeded, at(230)),
+                    Some("sha256:aaa"),
+                    None,
+                ),
+                stop,
+            ),
+            // Retried (its answer was lost): the end changes nothing, the begin
+            // restarts the running step.
+            then(
+                reporting(
+                    end_write(&r, &a, pull, StepState::Succeeded, at(231)),
+                    Some("sha256:again"),
+                    None,
+                ),
+                stop,
+            ),
+            // Refused whole: no step begins after a failure, after the task's
+            // end, or as itself.
+            then(end_write(&r, &a, stop, StepState::Failed, at(240)), start),
+            then(
+                ending(
+                    end_write(&r, &a, stop, StepState::Succeeded, at(241)),
+                    TaskState::Succeeded,
+                    None,
+                ),
+                start,
+            ),
+            then(end_write(&r, &a, stop, StepState::Succeeded, at(242)), stop),
+            // Refused whole: fetch has finished (the server records it), so
+            // prepare's end is undone with the begin.
+            begin_write(&r, &b, StepName::Prepare, at(250)),
+            then(
+                end_write(&r, &b, StepName::Prepare, StepState::Succeeded, at(251)),
+                StepName::Fetch,
+            ),
+            // Refused: d's task is not claimed yet.
+            then(
+                end_write(&r, &d, StepName::Prepare, StepState::Succeeded, at(260)),
+                stop,
+            ),
+            then(
+                end_write(&r, &a, stop, StepState::Succeeded, at(270)),
+                start,
+            ),
+            // b is running and d dispatched.
+            ending(
+                end_write(&r, &a, start, StepState::Succeeded, at(280)),
+                TaskState::Succeeded,
+                None,
+            ),
+        ];
+        let ended = |changed, task_finished, batch_open| {
+            Ok(AgentWritten::StepEnded {
+                changed,
+                task_finished,
+                batch_open,
+            })
+        };
+        let conflict = |why: &str| Err(format!("{:?}", StoreError::Conflict(why.into())));
+        let after_a_success =
+            "step start can begin only after a step that succeeded without ending the task";
+        let expected = vec![
+            Ok(AgentWritten::Recorded),
+            ended(true, false, 0),
+            ended(false, false, 0),
+            conflict(after_a_success),
+            conflict(after_a_success),
+            conflict("step stop cannot begin as it ends"),
+            Ok(AgentWritten::Recorded),
+            conflict("step fetch already finished"),
+            conflict("the task is dispatched; step prepare cannot end"),
+            ended(true, false, 0),
+            ended(true, true, 2),
+        ];
+
+        let batched = answers(store.agent_writes(writes.clone()).await.unwrap());
+        let mut one_by_one_answers = Vec::new();
+        for write in &writes {
+            one_by_one_answers.push(wharf_store::agent_write_one_by_one(&*single, write).await);
+        }
+        assert_eq!(
+            batched,
+            answers(one_by_one_answers),
+            "batched vs one by one"
+        );
+        assert_eq!(batched, expected);
+        assert_eq!(
+            written(&*store, &r, &everyone).await,
+            written(&*single, &r, &everyone).await,
+            "what was written"
+        );
+
+        let steps_of = |instance: &InstanceRecord| {
+            let store = Arc::clone(&store);
+            let (release, instance) = (r.id.clone(), instance.id.clone());
+            async move {
+                store
+                    .step_list(&release, Some(&instance))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| (s.step, s.state, s.started_at, s.finished_at))
+                    .collect::<Vec<_>>()
+            }
+        };
+        use StepState::{Running, Succeeded};
+        assert_eq!(
+            steps_of(&a).await,
+            vec![
+                (StepName::Fetch, Succeeded, at(220), Some(at(220))),
+                (pull, Succeeded, at(220), Some(at(230))),
+                (stop, Succeeded, at(231), Some(at(270))),
+                (start, Succeeded, at(270), Some(at(280))),
+            ]
+        );
+        assert_eq!(
+            steps_of(&b).await,
+            vec![
+                (StepName::Fetch, Succeeded, at(250), Some(at(250))),
+                (StepName::Prepare, Running, at(250), None),
+            ]
+        );
+        let done = fetched(&*store, &r.id, &a).await;
+        assert_eq!(
+            (done.state, done.image_digest.as_deref()),
+            (TaskState::Succeeded, Some("sha256:aaa"))
+        );
+        assert_eq!(
+            fetched(&*store, &r.id, &d).await.state,
+            TaskState::Dispatched
+        );
     }
 
     pub async fn a_refused_agent_write_is_undone_alone(backend: &dyn Backend) {

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use wharf_api::agent::{
     AgentHeartbeat, AgentHeartbeatAck, AgentRegister, AgentRegistered, DockerStatus,
-    AGENT_PROTOCOL_VERSION, PROTOCOL_HEADER,
+    AGENT_PROTOCOL_VERSION, OLDEST_AGENT_PROTOCOL_VERSION, PROTOCOL_HEADER,
 };
 use wharf_api::ErrorBody;
 use wharf_domain::ids::InstanceId;
@@ -41,16 +41,18 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
     }
 }
 
-/// Refuses agents that do not say they speak our protocol version.
+/// Refuses agents that do not say they speak one of our protocol versions.
 fn check_protocol(headers: &HeaderMap) -> ApiResult<()> {
     let version = headers.get(PROTOCOL_HEADER).and_then(|v| v.to_str().ok());
     match version.map(str::parse::<u32>) {
-        Some(Ok(v)) if v == AGENT_PROTOCOL_VERSION => Ok(()),
+        Some(Ok(v)) if (OLDEST_AGENT_PROTOCOL_VERSION..=AGENT_PROTOCOL_VERSION).contains(&v) => {
+            Ok(())
+        }
         _ => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_protocol",
             format!(
-                "this server speaks agent protocol {AGENT_PROTOCOL_VERSION} (header {PROTOCOL_HEADER}); upgrade or downgrade the agent to match"
+                "this server speaks agent protocols {OLDEST_AGENT_PROTOCOL_VERSION} to {AGENT_PROTOCOL_VERSION} (header {PROTOCOL_HEADER}); upgrade or downgrade the agent to match"
             ),
         )),
     }

@@ -268,6 +268,22 @@ fn parse_step(name: &str) -> ApiResult<StepName> {
         .ok_or_else(|| ApiError::invalid("step", format!("step: {name:?} is not a step")))
 }
 
+/// A step an agent says it begins (`field` names where it said so): any step
+/// but fetch, which the server records itself.
+fn parse_begun_step(field: &str, name: &str) -> ApiResult<StepName> {
+    match StepName::parse(name) {
+        None => Err(ApiError::invalid(
+            field,
+            format!("{field}: {name:?} is not a step"),
+        )),
+        Some(StepName::Fetch) => Err(ApiError::invalid(
+            field,
+            format!("{field}: fetch is recorded by the server"),
+        )),
+        Some(step) => Ok(step),
+    }
+}
+
 #[utoipa::path(post, path = "/agent/v1/releases/{id}/events", params(("id" = String, Path)), request_body = StepEvent,
     responses((status = 200, body = StepEventAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn event(
@@ -282,13 +298,7 @@ pub async fn event(
     state.dispatch_first.reports_may_go().await;
     match event {
         StepEvent::Begin { step } => {
-            let step = parse_step(&step)?;
-            if step == StepName::Fetch {
-                return Err(ApiError::invalid(
-                    "step",
-                    "step: fetch is recorded by the server",
-                ));
-            }
+            let step = parse_begun_step("step", &step)?;
             let write = AgentWrite::StepBegin {
                 release_id: release_id.clone(),
                 instance_id: instance.id.clone(),
@@ -328,8 +338,24 @@ pub async fn event(
             exit_code,
             message,
             image_digest,
+            then_begin,
         } => {
             let step = parse_step(&step)?;
+            let then_begin = then_begin
+                .map(|next| parse_begun_step("then_begin", &next))
+                .transpose()?;
+            if then_begin == Some(step) {
+                return Err(ApiError::invalid(
+                    "then_begin",
+                    format!("then_begin: step {} cannot begin as it ends", step.as_str()),
+                ));
+            }
+            if then_begin.is_some() && !succeeded {
+                return Err(ApiError::invalid(
+                    "then_begin",
+                    "then_begin: no step begins after a failed one",
+                ));
+            }
             let task_end = match task_end(
                 &state,
                 &release_id,
@@ -345,6 +371,16 @@ pub async fn event(
                     return refused_before_write(&state, &release_id, &instance.id, err).await
                 }
             };
+            if let (Some(next), Some(_)) = (then_begin, &task_end) {
+                return Err(ApiError::invalid(
+                    "then_begin",
+                    format!(
+                        "then_begin: step {} is the last step of this task; step {} cannot begin after it",
+                        step.as_str(),
+                        next.as_str()
+                    ),
+                ));
+            }
             let write = AgentWrite::StepEnd {
                 release_id: release_id.clone(),
                 instance_id: instance.id.clone(),
@@ -358,6 +394,7 @@ pub async fn event(
                 message,
                 digest: image_digest.filter(|_| step == StepName::Pull),
                 task_end,
+                then_begin,
                 now,
             };
             let written = match step_written(&state, &release_id, &instance.id, write).await? {

@@ -56,8 +56,11 @@ fn writes_more_than_once(write: &AgentWrite) -> bool {
         // its own savepoint: only the first begin of a task does.)
         AgentWrite::StepBegin { .. } | AgentWrite::StepOutput { .. } => false,
         AgentWrite::StepEnd {
-            digest, task_end, ..
-        } => digest.is_some() || task_end.is_some(),
+            digest,
+            task_end,
+            then_begin,
+            ..
+        } => digest.is_some() || task_end.is_some() || then_begin.is_some(),
     }
 }
 
@@ -117,9 +120,10 @@ fn write_one(conn: &Connection, write: &AgentWrite) -> StoreResult<AgentWritten>
             message,
             digest,
             task_end,
+            then_begin,
             now,
         } => {
-            crate::refuse_open_task_end(task_end)?;
+            crate::refuse_unsound_step_end(*step, *state, task_end, *then_begin)?;
             let batch = running_batch(conn, release_id, instance_id, *step, "end")?;
             let changed = steps::finish(
                 conn,
@@ -131,42 +135,42 @@ fn write_one(conn: &Connection, write: &AgentWrite) -> StoreResult<AgentWritten>
                 message.as_deref(),
                 *now,
             )?;
-            if !changed {
-                return Ok(AgentWritten::StepEnded {
-                    changed,
-                    task_finished: false,
-                    batch_open: 0,
-                });
-            }
-            if let Some(digest) = digest {
-                tasks::set_digest(conn, release_id, instance_id, digest)?;
-            }
-            let Some((task_state, reason)) = task_end else {
-                return Ok(AgentWritten::StepEnded {
-                    changed,
-                    task_finished: false,
-                    batch_open: 0,
-                });
-            };
-            let finished = tasks::finish(
-                conn,
-                release_id,
-                instance_id,
-                *task_state,
-                None,
-                reason.as_deref(),
-                *now,
-            )?;
-            let batch_open = if finished && *task_state == TaskState::Succeeded {
-                tasks::count_open_in_batch(conn, release_id, batch)?
-            } else {
-                0
-            };
-            Ok(AgentWritten::StepEnded {
+            let mut ended = AgentWritten::StepEnded {
                 changed,
-                task_finished: finished,
-                batch_open,
-            })
+                task_finished: false,
+                batch_open: 0,
+            };
+            if changed {
+                if let Some(digest) = digest {
+                    tasks::set_digest(conn, release_id, instance_id, digest)?;
+                }
+            }
+            // A report that ends the task begins no next step (refused above).
+            if let (true, Some((task_state, reason))) = (changed, task_end) {
+                let finished = tasks::finish(
+                    conn,
+                    release_id,
+                    instance_id,
+                    *task_state,
+                    None,
+                    reason.as_deref(),
+                    *now,
+                )?;
+                let batch_open = if finished && *task_state == TaskState::Succeeded {
+                    tasks::count_open_in_batch(conn, release_id, batch)?
+                } else {
+                    0
+                };
+                ended = AgentWritten::StepEnded {
+                    changed,
+                    task_finished: finished,
+                    batch_open,
+                };
+            }
+            if let Some(next) = then_begin {
+                steps::begin(conn, release_id, instance_id, *next, *now)?;
+            }
+            Ok(ended)
         }
     }
 }
