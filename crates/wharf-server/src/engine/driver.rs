@@ -8,8 +8,10 @@ use crate::engine::create::{plan_release, NewRelease, ReleaseKind};
 use crate::engine::exec::{is_exec, DEADLINE_SLACK_SECS};
 use crate::state::AppState;
 use chrono::{DateTime, Duration, Utc};
+use wharf_api::WorkAssignment;
+use wharf_domain::deployment::Timeouts;
 use wharf_domain::release::{PauseMode, ReleaseState};
-use wharf_store::{LiveTask, ReleaseRecord, StoreError, TaskRecord, TaskState};
+use wharf_store::{LiveTask, ReleaseRecord, StoreError, TaskRecord, TaskState, EXEC_KIND};
 
 /// How often the driver looks at active releases when nothing wakes it: the
 /// resolution of deadlines, batch intervals and offline detection.
@@ -98,10 +100,14 @@ async fn drive_running(
 ) -> Result<(), StoreError> {
     // A pass reads per-batch counts, not every task: with thousands of instances
     // the driver runs many passes per batch.
-    if check_lost {
-        fail_lost_tasks(state, release, now).await?;
+    let mut batches = state.store.task_batch_summaries(&release.id).await?;
+    // Lost tasks are looked for only while some task is under way: when a batch
+    // has just ended none is, and the next batch is dispatched without first
+    // reading the release's live tasks.
+    let under_way = batches.iter().any(|b| b.dispatched + b.running > 0);
+    if check_lost && under_way && fail_lost_tasks(state, release, now).await? {
+        batches = state.store.task_batch_summaries(&release.id).await?;
     }
-    let batches = state.store.task_batch_summaries(&release.id).await?;
     let failed: u32 = batches.iter().map(|b| b.failed).sum();
     if failed > release.max_failures {
         return fail_release(state, release, failed, now).await;
@@ -156,17 +162,14 @@ async fn dispatch_batch(
     batch: u32,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let budget = if is_exec(release) {
-        let (_, exec) = state.store.exec_fetch(&release.id).await?;
-        exec.timeout_secs + DEADLINE_SLACK_SECS
-    } else {
-        let deployment = state
-            .store
-            .deployment_fetch(&release.app, &release.deployment)
-            .await?;
-        deployment
-            .timeouts
-            .task_budget_secs(deployment.image.is_some(), deployment.verify.is_some())
+    // The work is built (or found kept, after the first batch) before the
+    // dispatch: the agents' polls find it ready instead of queueing to build it,
+    // and its timeouts give the tasks' deadline without another read while the
+    // batch waits. A failure is left to the polls, which answer it; the
+    // deadline then comes from the records.
+    let budget = match crate::api::work::assignment_template(state, &release.id).await {
+        Ok(work) => task_budget_secs(&work),
+        Err(_) => recorded_task_budget_secs(state, release).await?,
     };
     let deadline = now + Duration::seconds(i64::from(budget));
     let dispatched = state
@@ -183,23 +186,52 @@ async fn dispatch_batch(
         "batch dispatched"
     );
     state.dispatch_first.dispatched(dispatched.len());
-    // The work is built before the agents wake, so that their polls find it
-    // ready instead of queueing to build it (a failure is left to the polls,
-    // which answer it).
-    let _ = crate::api::work::assignment_template(state, &release.id).await;
     for instance in &dispatched {
         state.wakeups.wake_agent(instance, &release.id);
     }
     Ok(())
 }
 
+/// How long an instance has for the steps of `work`: an exec's timeout with
+/// slack, or every step's timeout with the deployment's margin.
+fn task_budget_secs(work: &WorkAssignment) -> u32 {
+    if work.kind == EXEC_KIND {
+        return work.timeouts.script_secs + DEADLINE_SLACK_SECS;
+    }
+    Timeouts {
+        pull_secs: work.timeouts.pull_secs,
+        script_secs: work.timeouts.script_secs,
+        verify_secs: work.timeouts.verify_secs,
+    }
+    .task_budget_secs(work.image.is_some(), work.verify.is_some())
+}
+
+/// [`task_budget_secs`] from the exec or deployment records.
+async fn recorded_task_budget_secs(
+    state: &AppState,
+    release: &ReleaseRecord,
+) -> Result<u32, StoreError> {
+    if is_exec(release) {
+        let (_, exec) = state.store.exec_fetch(&release.id).await?;
+        return Ok(exec.timeout_secs + DEADLINE_SLACK_SECS);
+    }
+    let deployment = state
+        .store
+        .deployment_fetch(&release.app, &release.deployment)
+        .await?;
+    Ok(deployment
+        .timeouts
+        .task_budget_secs(deployment.image.is_some(), deployment.verify.is_some()))
+}
+
 /// Fails dispatched or running tasks whose instance is offline or gone, or whose
-/// deadline passed.
+/// deadline passed; whether it failed any.
 async fn fail_lost_tasks(
     state: &AppState,
     release: &ReleaseRecord,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
+    let mut failed_any = false;
     for LiveTask {
         task,
         instance_heartbeat,
@@ -233,10 +265,11 @@ async fn fail_lost_tasks(
                 .await?
             {
                 tracing::warn!(release = %release.id, instance = %task.instance_id, reason, "instance failed");
+                failed_any = true;
             }
         }
     }
-    Ok(())
+    Ok(failed_any)
 }
 
 /// Closes the step a lost task was running, so the record says where it stopped.
@@ -398,5 +431,67 @@ async fn plan_automatic_rollback(
             tracing::error!(release = %release.id, error = ?err, "automatic rollback could not start");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_api::{PullSpec, VerifyWork};
+
+    fn work(kind: &str, image: bool, verify: bool) -> WorkAssignment {
+        WorkAssignment {
+            release_id: "r-1".into(),
+            instance_id: String::new(),
+            app: "shop".into(),
+            group: "prod".into(),
+            deployment: "v1".into(),
+            kind: kind.into(),
+            image: image.then(|| PullSpec {
+                address: "registry:5000/shop/web:v1".into(),
+                registry: "registry:5000".into(),
+                insecure: false,
+                username: None,
+                password: None,
+            }),
+            workdir: "/srv/shop".into(),
+            start_script: "start".into(),
+            stop_script: "stop".into(),
+            verify: verify.then(|| VerifyWork {
+                url: "http://127.0.0.1/healthz".into(),
+                expect_status: 200,
+                expect_body: None,
+            }),
+            timeouts: wharf_api::Timeouts {
+                pull_secs: 30,
+                script_secs: 20,
+                verify_secs: 10,
+            },
+            steps: Vec::new(),
+            as_user: None,
+        }
+    }
+
+    #[test]
+    fn the_budget_from_the_work_counts_the_steps_it_has() {
+        // Every step's timeout (stop and start each get the script's) plus 60 s.
+        assert_eq!(
+            task_budget_secs(&work("docker-image", true, true)),
+            30 + 40 + 10 + 60
+        );
+        assert_eq!(
+            task_budget_secs(&work("docker-image", true, false)),
+            30 + 40 + 60
+        );
+        assert_eq!(
+            task_budget_secs(&work("command", false, true)),
+            40 + 10 + 60
+        );
+        assert_eq!(task_budget_secs(&work("command", false, false)), 40 + 60);
+        // An exec's one script, with the slack for its kill and report.
+        assert_eq!(
+            task_budget_secs(&work(EXEC_KIND, false, false)),
+            20 + DEADLINE_SLACK_SECS
+        );
     }
 }
