@@ -80,6 +80,9 @@ const OUTPUT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The message of a step that was running when the agent was killed.
 pub const RESTARTED_MESSAGE: &str = "the agent restarted while this step was running";
+/// Why a step the server was told had begun did not run: the agent was stopped
+/// between the report that began it and the step.
+pub const STOPPED_BEFORE_MESSAGE: &str = "the agent was stopped before this step ran";
 
 /// How to run the agent.
 #[derive(Clone)]
@@ -734,12 +737,15 @@ impl Agent {
         // Whether the step's begin went with the previous step's end.
         let mut begun = false;
         for (index, step) in assignment.steps.iter().enumerate() {
-            if !begun {
-                if self.stop.requested() {
-                    tracing::info!(release = %release, step = %step, "stopping before this step");
-                    outcome = "stopped";
-                    break;
+            if self.stop.requested() {
+                tracing::info!(release = %release, step = %step, "stopping before this step");
+                outcome = "stopped";
+                if begun && !self.report_not_run(&release, step).await? {
+                    delivered = false;
                 }
+                break;
+            }
+            if !begun {
                 self.journal.write(&JournalEntry {
                     release_id: release.clone(),
                     step: step.clone(),
@@ -838,6 +844,36 @@ impl Agent {
         }
         tracing::info!(release = %release, outcome, "task done");
         Ok(())
+    }
+
+    /// Reports as failed a step whose begin went with the previous step's end but
+    /// which will not run, because shutdown was requested while that report was
+    /// under way: the server ends the task now rather than when the agent polls
+    /// again. False if the report is left in the journal for the next start.
+    async fn report_not_run(&self, release: &str, step: &str) -> Result<bool, AgentError> {
+        let end = JournaledEnd {
+            succeeded: false,
+            exit_code: None,
+            message: Some(STOPPED_BEFORE_MESSAGE.to_owned()),
+            image_digest: None,
+        };
+        self.journal.write(&JournalEntry {
+            release_id: release.to_owned(),
+            step: step.to_owned(),
+            end: Some(end.clone()),
+        });
+        let report = StepEvent::End {
+            step: step.to_owned(),
+            succeeded: end.succeeded,
+            exit_code: end.exit_code,
+            message: end.message,
+            image_digest: end.image_digest,
+            then_begin: None,
+        };
+        Ok(!matches!(
+            self.deliver(release, &report).await?,
+            Delivery::Abandoned
+        ))
     }
 
     /// Runs a step while streaming its output: an `Output` report whenever there is new

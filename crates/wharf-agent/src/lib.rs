@@ -14,7 +14,7 @@ pub mod steps;
 
 pub use agent::{
     deregister, run, run_with, AgentConfig, AgentError, DEFAULT_STATE_DIR, RESTARTED_MESSAGE,
-    VERSION,
+    STOPPED_BEFORE_MESSAGE, VERSION,
 };
 pub use docker::{
     ContainerRuntime, DockerError, DockerRuntime, EngineVersion, RegistryCredentials,

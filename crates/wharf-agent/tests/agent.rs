@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use wharf_agent::{
     run_with, AgentConfig, AgentError, BashRunner, ContainerRuntime, DockerError, EngineVersion,
-    OutputSink, ProcessRunner, RegistryCredentials, RESTARTED_MESSAGE,
+    OutputSink, ProcessRunner, RegistryCredentials, RESTARTED_MESSAGE, STOPPED_BEFORE_MESSAGE,
 };
 
 /// The longest any wait in these tests may take.
@@ -624,22 +624,28 @@ async fn each_step_after_the_first_begins_in_the_previous_steps_end_report() {
     assert!(steps(&release).iter().all(|s| s["state"] == "succeeded"));
 
     // prepare's begin, then the ends of prepare (with stop's begin), stop (with
-    // start's) and start: four reports for three steps.
-    let metrics = server
-        .http
-        .get(format!("{}/metrics", server.url()))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    // start's) and start: four reports for three steps. A request is counted
+    // once it is answered, which may come just after the release is seen done.
     let reports = "wharf_http_requests_total{method=\"POST\",route=\"/agent/v1/releases/{id}/events\",status=\"200\"} ";
-    let count = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(reports))
-        .unwrap_or_else(|| panic!("no step reports counted: {metrics}"));
-    assert_eq!(count, "4", "{metrics}");
+    let count = wait_for("the step reports to be counted", || async {
+        let metrics = server
+            .http
+            .get(format!("{}/metrics", server.url()))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let count: u32 = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(reports))?
+            .parse()
+            .ok()?;
+        (count >= 4).then_some(count)
+    })
+    .await;
+    assert_eq!(count, 4);
     assert!(!state_dir.join("journal.json").exists());
     let (result, _) = agent.stop().await;
     result.expect("clean stop");
@@ -980,6 +986,65 @@ async fn shutdown_mid_step_finishes_and_reports_the_step_first() {
 
     let release = server.wait_release_done(&id).await;
     assert_eq!(release["state"], "succeeded", "{release}");
+    assert!(!state_dir.join("journal.json").exists());
+}
+
+#[tokio::test]
+async fn a_step_begun_in_the_report_that_shutdown_overtook_is_reported_as_not_run() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut server = start_server(&root.path().join("server")).await;
+    let state_dir = root.path().join("agent");
+    let token = server.registration_token(1).await;
+    let agent = spawn_agent(config(&server, &state_dir, Some(token)), no_docker());
+    let instance = server.wait_instance("web-1").await;
+    server
+        .app_with_group(instance["id"].as_str().expect("id"))
+        .await;
+    // A silent stop script (output would be reported while the server is
+    // down) that waits for the go-ahead, and a start script that leaves a mark.
+    let (go, stop_done, started) = (
+        root.path().join("go"),
+        root.path().join("stop-done"),
+        root.path().join("started"),
+    );
+    let stop_script = format!(
+        "for i in $(seq 600); do [ -e '{}' ] && break; sleep 0.05; done\ntouch '{}'\n",
+        go.display(),
+        stop_done.display()
+    );
+    let start_script = format!("touch '{}'\n", started.display());
+    server
+        .command_deployment("v1", &root.path().join("srv"), &start_script, &stop_script)
+        .await;
+    let id = server.release("v1").await;
+    server.wait_step_running(&id, "stop").await;
+
+    // The server goes away and stop ends: its end, which begins start, cannot
+    // be delivered. Shutdown is requested while the agent retries it; the
+    // server comes back and takes the report.
+    server.stop().await;
+    std::fs::write(&go, b"").expect("go");
+    wait_for("the stop script to end", || async {
+        stop_done.exists().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = tokio::spawn(agent.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.restart().await;
+    let (result, _) = stopping.await.expect("stop task");
+    result.expect("clean stop");
+
+    // start was begun with stop's end, but did not run: it is reported as such
+    // at once, and the task fails.
+    let release = server.wait_release_done(&id).await;
+    assert_eq!(release["state"], "failed", "{release}");
+    let all = steps(&release);
+    assert_eq!(step(&all, "stop")["state"], "succeeded", "{all:?}");
+    let start = step(&all, "start");
+    assert_eq!(start["state"], "failed", "{all:?}");
+    assert_eq!(start["message"], STOPPED_BEFORE_MESSAGE, "{all:?}");
+    assert!(!started.exists(), "the start script did not run");
     assert!(!state_dir.join("journal.json").exists());
 }
 

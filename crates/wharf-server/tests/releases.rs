@@ -485,6 +485,9 @@ async fn a_step_end_begins_the_next_step_and_bad_ones_are_refused_whole() {
         .await;
     let work = agents[0].work().await;
     assert_eq!(work["steps"], json!(["prepare", "pull", "stop", "start"]));
+    // The simulated agents send protocol 1's header: the server checks the
+    // version at registration and heartbeats only, and takes then_begin from
+    // any agent (one of protocol 1 never sends it).
     let agent = &agents[0];
     let (status, _) = agent
         .event(&id, json!({"event": "begin", "step": "prepare"}))

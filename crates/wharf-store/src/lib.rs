@@ -559,18 +559,24 @@ pub async fn agent_write_one_by_one<S: Store + ?Sized>(
             refuse_unless_running(task.state, *step, "end")?;
             if let Some(next) = then_begin {
                 // Refused before the end is written, as a backend that writes
-                // both in one transaction undoes the end with the begin.
+                // both in one transaction undoes the end with the begin; in
+                // the order such a backend meets them. (A missing step is
+                // left to `step_finish`, which refuses it without writing.)
                 let steps = store
                     .step_list_without_output(release_id, Some(instance_id))
                     .await?;
-                if steps
-                    .iter()
-                    .any(|s| s.step == *next && s.state != StepState::Running)
-                {
-                    return Err(StoreError::Conflict(format!(
-                        "step {} already finished",
-                        next.as_str()
-                    )));
+                let state_of =
+                    |name: StepName| steps.iter().find(|s| s.step == name).map(|s| s.state);
+                if let Some(ended) = state_of(*step) {
+                    if ended != StepState::Running {
+                        refuse_begin_after_unchanged_end(*step, ended, *next)?;
+                    }
+                    if state_of(*next).is_some_and(|s| s != StepState::Running) {
+                        return Err(StoreError::Conflict(format!(
+                            "step {} already finished",
+                            next.as_str()
+                        )));
+                    }
                 }
             }
             let changed = store
@@ -629,6 +635,26 @@ pub async fn agent_write_one_by_one<S: Store + ?Sized>(
             Ok(ended)
         }
     }
+}
+
+/// A step end that left its step unchanged begins the next step only when the
+/// step had succeeded: the report is a retry of one whose answer was lost. A
+/// step that ended otherwise was failed by the server meanwhile (a deadline, an
+/// offline spell), which is failing the task: the next step must not begin.
+pub(crate) fn refuse_begin_after_unchanged_end(
+    step: StepName,
+    recorded: StepState,
+    next: StepName,
+) -> StoreResult<()> {
+    if recorded == StepState::Succeeded {
+        return Ok(());
+    }
+    Err(StoreError::Conflict(format!(
+        "step {} ended as {}; step {} cannot begin",
+        step.as_str(),
+        recorded.as_str(),
+        next.as_str()
+    )))
 }
 
 /// Refuses a step write (`verb` says which) to a task that is not running: its

@@ -4443,6 +4443,11 @@ pub mod suite {
                 end_write(&r, &b, StepName::Prepare, StepState::Succeeded, at(251)),
                 StepName::Fetch,
             ),
+            // Refused: the step that ends never began (whatever the next is).
+            then(
+                end_write(&r, &b, stop, StepState::Succeeded, at(252)),
+                StepName::Fetch,
+            ),
             // Refused: d's task is not claimed yet.
             then(
                 end_write(&r, &d, StepName::Prepare, StepState::Succeeded, at(260)),
@@ -4478,6 +4483,13 @@ pub mod suite {
             conflict("step stop cannot begin as it ends"),
             Ok(AgentWritten::Recorded),
             conflict("step fetch already finished"),
+            Err(format!(
+                "{:?}",
+                StoreError::NotFound {
+                    kind: "step",
+                    name: format!("{}/{}/stop", r.id, b.id),
+                }
+            )),
             conflict("the task is dispatched; step prepare cannot end"),
             ended(true, false, 0),
             ended(true, true, 2),
@@ -4538,6 +4550,55 @@ pub mod suite {
         assert_eq!(
             fetched(&*store, &r.id, &d).await.state,
             TaskState::Dispatched
+        );
+
+        // The server fails b's running step (its deadline passed) and is about
+        // to fail the task; b's agent reports the step's success with the next
+        // begin meanwhile. The step stays failed and nothing begins: the task
+        // must not look as if it went on.
+        for each in [&store, &single] {
+            assert!(each
+                .step_finish(
+                    &r.id,
+                    &b.id,
+                    StepName::Prepare,
+                    StepState::Failed,
+                    None,
+                    Some("deadline"),
+                    at(285)
+                )
+                .await
+                .unwrap());
+        }
+        let late = vec![then(
+            end_write(&r, &b, StepName::Prepare, StepState::Succeeded, at(286)),
+            stop,
+        )];
+        let batched = answers(store.agent_writes(late.clone()).await.unwrap());
+        let one_by_one = answers(vec![
+            wharf_store::agent_write_one_by_one(&*single, &late[0]).await,
+        ]);
+        assert_eq!(
+            batched, one_by_one,
+            "batched vs one by one, after a failure"
+        );
+        assert_eq!(
+            batched,
+            vec![conflict(
+                "step prepare ended as failed; step stop cannot begin"
+            )]
+        );
+        assert_eq!(
+            written(&*store, &r, &everyone).await,
+            written(&*single, &r, &everyone).await,
+            "what was written, after a failure"
+        );
+        assert_eq!(
+            steps_of(&b).await,
+            vec![
+                (StepName::Fetch, Succeeded, at(250), Some(at(250))),
+                (StepName::Prepare, StepState::Failed, at(250), Some(at(285))),
+            ]
         );
     }
 

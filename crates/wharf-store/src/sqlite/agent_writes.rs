@@ -168,6 +168,11 @@ fn write_one(conn: &Connection, write: &AgentWrite) -> StoreResult<AgentWritten>
                 };
             }
             if let Some(next) = then_begin {
+                if !changed {
+                    if let Some(recorded) = steps::state_of(conn, release_id, instance_id, *step)? {
+                        crate::refuse_begin_after_unchanged_end(*step, recorded, *next)?;
+                    }
+                }
                 steps::begin(conn, release_id, instance_id, *next, *now)?;
             }
             Ok(ended)

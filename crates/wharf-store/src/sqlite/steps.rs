@@ -102,7 +102,7 @@ fn stored_count(count: u64) -> i64 {
 }
 
 /// The state of a step, if it has begun.
-fn state_of(
+pub(super) fn state_of(
     conn: &Connection,
     release_id: &str,
     instance_id: &str,
