@@ -304,6 +304,20 @@ fn spawn_agent(config: AgentConfig, runtime: Arc<dyn ContainerRuntime>) -> TestA
     }
 }
 
+/// A server in `root/server`, and an agent (its state in `root/agent`, no
+/// Docker) registered as `web-1` and put into group `prod` of application `shop`.
+async fn server_and_agent_in_group(root: &Path) -> (TestServer, PathBuf, TestAgent) {
+    let server = start_server(&root.join("server")).await;
+    let state_dir = root.join("agent");
+    let token = server.registration_token(1).await;
+    let agent = spawn_agent(config(&server, &state_dir, Some(token)), no_docker());
+    let instance = server.wait_instance("web-1").await;
+    server
+        .app_with_group(instance["id"].as_str().expect("id"))
+        .await;
+    (server, state_dir, agent)
+}
+
 /// A container runtime without Docker: records what it was asked to pull.
 #[derive(Default)]
 struct FakeRuntime {
@@ -604,14 +618,7 @@ async fn a_command_release_succeeds_with_every_step_and_its_output() {
 #[tokio::test]
 async fn each_step_after_the_first_begins_in_the_previous_steps_end_report() {
     let root = tempfile::tempdir().expect("tempdir");
-    let server = start_server(&root.path().join("server")).await;
-    let state_dir = root.path().join("agent");
-    let token = server.registration_token(1).await;
-    let agent = spawn_agent(config(&server, &state_dir, Some(token)), no_docker());
-    let instance = server.wait_instance("web-1").await;
-    server
-        .app_with_group(instance["id"].as_str().expect("id"))
-        .await;
+    let (server, state_dir, agent) = server_and_agent_in_group(root.path()).await;
     // Scripts without output, so that only begins and ends are reported.
     let workdir = root.path().join("srv/shop");
     server
@@ -654,14 +661,7 @@ async fn each_step_after_the_first_begins_in_the_previous_steps_end_report() {
 #[tokio::test]
 async fn a_failing_start_script_fails_the_release_on_start_and_keeps_its_output() {
     let root = tempfile::tempdir().expect("tempdir");
-    let server = start_server(&root.path().join("server")).await;
-    let state_dir = root.path().join("agent");
-    let token = server.registration_token(1).await;
-    let agent = spawn_agent(config(&server, &state_dir, Some(token)), no_docker());
-    let instance = server.wait_instance("web-1").await;
-    server
-        .app_with_group(instance["id"].as_str().expect("id"))
-        .await;
+    let (server, _, agent) = server_and_agent_in_group(root.path()).await;
     server
         .command_deployment(
             "v1",
@@ -873,14 +873,7 @@ fn chrono_like_after(a: &str, b: &str) -> bool {
 #[tokio::test]
 async fn an_agent_killed_mid_step_reports_that_step_when_it_restarts() {
     let root = tempfile::tempdir().expect("tempdir");
-    let server = start_server(&root.path().join("server")).await;
-    let state_dir = root.path().join("agent");
-    let token = server.registration_token(1).await;
-    let agent = spawn_agent(config(&server, &state_dir, Some(token)), no_docker());
-    let instance = server.wait_instance("web-1").await;
-    server
-        .app_with_group(instance["id"].as_str().expect("id"))
-        .await;
+    let (server, state_dir, agent) = server_and_agent_in_group(root.path()).await;
     let never = root.path().join("never");
     server
         .command_deployment(
@@ -919,14 +912,7 @@ async fn an_agent_killed_mid_step_reports_that_step_when_it_restarts() {
 #[tokio::test]
 async fn reports_survive_a_server_restart_mid_step() {
     let root = tempfile::tempdir().expect("tempdir");
-    let mut server = start_server(&root.path().join("server")).await;
-    let state_dir = root.path().join("agent");
-    let token = server.registration_token(1).await;
-    let agent = spawn_agent(config(&server, &state_dir, Some(token)), no_docker());
-    let instance = server.wait_instance("web-1").await;
-    server
-        .app_with_group(instance["id"].as_str().expect("id"))
-        .await;
+    let (mut server, _, agent) = server_and_agent_in_group(root.path()).await;
     let go = root.path().join("go");
     server
         .command_deployment(
@@ -957,14 +943,7 @@ async fn reports_survive_a_server_restart_mid_step() {
 #[tokio::test]
 async fn shutdown_mid_step_finishes_and_reports_the_step_first() {
     let root = tempfile::tempdir().expect("tempdir");
-    let server = start_server(&root.path().join("server")).await;
-    let state_dir = root.path().join("agent");
-    let token = server.registration_token(1).await;
-    let agent = spawn_agent(config(&server, &state_dir, Some(token)), no_docker());
-    let instance = server.wait_instance("web-1").await;
-    server
-        .app_with_group(instance["id"].as_str().expect("id"))
-        .await;
+    let (server, state_dir, agent) = server_and_agent_in_group(root.path()).await;
     let go = root.path().join("go");
     server
         .command_deployment(
@@ -992,14 +971,7 @@ async fn shutdown_mid_step_finishes_and_reports_the_step_first() {
 #[tokio::test]
 async fn a_step_begun_in_the_report_that_shutdown_overtook_is_reported_as_not_run() {
     let root = tempfile::tempdir().expect("tempdir");
-    let mut server = start_server(&root.path().join("server")).await;
-    let state_dir = root.path().join("agent");
-    let token = server.registration_token(1).await;
-    let agent = spawn_agent(config(&server, &state_dir, Some(token)), no_docker());
-    let instance = server.wait_instance("web-1").await;
-    server
-        .app_with_group(instance["id"].as_str().expect("id"))
-        .await;
+    let (mut server, state_dir, agent) = server_and_agent_in_group(root.path()).await;
     // A silent stop script (output would be reported while the server is
     // down) that waits for the go-ahead, and a start script that leaves a mark.
     let (go, stop_done, started) = (
