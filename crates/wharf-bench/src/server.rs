@@ -166,8 +166,6 @@ impl Api {
     }
 }
 
-/// The body of `response` as bytes, failing on anything but 2xx (with the answer
-/// in the error).
 /// `response` if it is a 2xx; otherwise an error with its status and body.
 async fn successful(
     response: reqwest::Response,
@@ -182,6 +180,8 @@ async fn successful(
     Ok(response)
 }
 
+/// The body of `response` as bytes, failing on anything but 2xx (with the answer
+/// in the error).
 async fn bytes_of(
     response: reqwest::Response,
     method: &str,
