@@ -693,14 +693,7 @@ impl Agent {
             succeeded = end.succeeded,
             "reporting the step the agent was in when it stopped"
         );
-        let event = StepEvent::End {
-            step: entry.step.clone(),
-            succeeded: end.succeeded,
-            exit_code: end.exit_code,
-            message: end.message,
-            image_digest: end.image_digest,
-            then_begin: None,
-        };
+        let event = end_report(&entry.step, end, None);
         match self.deliver(&entry.release_id, &event).await? {
             Delivery::Abandoned => {
                 // Shutting down with the server away: keep the journal for the next start.
@@ -783,15 +776,16 @@ impl Agent {
             }
             // Until the end is acknowledged, a restart reports it as it is; the
             // next step has not run whether or not its begin got through.
+            let ended = JournaledEnd {
+                succeeded: result.succeeded,
+                exit_code: result.exit_code,
+                message: result.message.clone(),
+                image_digest: result.image_digest.clone(),
+            };
             self.journal.write(&JournalEntry {
                 release_id: release.clone(),
                 step: step.clone(),
-                end: Some(JournaledEnd {
-                    succeeded: result.succeeded,
-                    exit_code: result.exit_code,
-                    message: result.message.clone(),
-                    image_digest: result.image_digest.clone(),
-                }),
+                end: Some(ended.clone()),
             });
             // The next step begins in the same report when nothing stops it
             // here: a step that failed, a server that said to stop, a shutdown.
@@ -800,14 +794,7 @@ impl Agent {
                 .get(index + 1)
                 .filter(|_| result.succeeded && streamed.proceed && !self.stop.requested())
                 .cloned();
-            let end = StepEvent::End {
-                step: step.clone(),
-                succeeded: result.succeeded,
-                exit_code: result.exit_code,
-                message: result.message.clone(),
-                image_digest: result.image_digest.clone(),
-                then_begin: then_begin.clone(),
-            };
+            let end = end_report(step, ended, then_begin.clone());
             match self.deliver(&release, &end).await? {
                 Delivery::Acked { proceed: true } => {}
                 Delivery::Acked { proceed: false } | Delivery::Refused => {
@@ -828,15 +815,13 @@ impl Agent {
                 outcome = "ended by the server";
                 break;
             }
+            begun = then_begin.is_some();
             if let Some(next) = then_begin {
                 self.journal.write(&JournalEntry {
                     release_id: release.clone(),
                     step: next,
                     end: None,
                 });
-                begun = true;
-            } else {
-                begun = false;
             }
         }
         if delivered {
@@ -862,14 +847,7 @@ impl Agent {
             step: step.to_owned(),
             end: Some(end.clone()),
         });
-        let report = StepEvent::End {
-            step: step.to_owned(),
-            succeeded: end.succeeded,
-            exit_code: end.exit_code,
-            message: end.message,
-            image_digest: end.image_digest,
-            then_begin: None,
-        };
+        let report = end_report(step, end, None);
         Ok(!matches!(
             self.deliver(release, &report).await?,
             Delivery::Abandoned
@@ -1000,6 +978,19 @@ impl Agent {
 struct Streamed {
     /// False if the server answered an `Output` report with `proceed: false`.
     proceed: bool,
+}
+
+/// The `End` report of `step` as it ended (`end`, as the journal keeps it),
+/// beginning `then_begin` with it.
+fn end_report(step: &str, end: JournaledEnd, then_begin: Option<String>) -> StepEvent {
+    StepEvent::End {
+        step: step.to_owned(),
+        succeeded: end.succeeded,
+        exit_code: end.exit_code,
+        message: end.message,
+        image_digest: end.image_digest,
+        then_begin,
+    }
 }
 
 fn begin(step: &str) -> StepEvent {
