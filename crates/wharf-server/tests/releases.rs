@@ -643,9 +643,15 @@ async fn an_offline_instance_fails_its_task() {
         .await;
     let w0 = agents[0].work().await;
     let w1 = agents[1].work().await;
-    // web-1 keeps its heartbeats going and finishes; web-2 goes silent mid-release.
+    // web-1 keeps its heartbeats going and finishes; web-2 goes silent in the
+    // middle of its prepare step.
     agents[0].run(&w0, None).await;
-    let _ = w1;
+    agents[1]
+        .event(
+            w1["release_id"].as_str().unwrap(),
+            json!({"event": "begin", "step": "prepare"}),
+        )
+        .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let release = loop {
         agents[0].heartbeat().await;
@@ -667,6 +673,18 @@ async fn an_offline_instance_fails_its_task() {
     assert!(
         silent["message"].as_str().unwrap().contains("offline"),
         "{silent}"
+    );
+    // The step it stopped in is closed with the same reason.
+    let prepare = silent["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "prepare")
+        .unwrap();
+    assert_eq!(
+        (&prepare["state"], &prepare["message"]),
+        (&json!("failed"), &silent["message"]),
+        "{silent:#}"
     );
     let instance = server
         .get(&format!("/api/v1/instances/{}", agents[1].id))

@@ -289,6 +289,18 @@ pub trait Store: Send + Sync + 'static {
         message: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
+    /// Fails a task that has not ended (its agent went offline or restarted, its
+    /// deadline passed) together with the step it was running, both with `reason`,
+    /// in one write: no reader ever sees the step closed and the task still
+    /// running. Returns whether the task changed; nothing is written if it had
+    /// already ended.
+    async fn task_fail(
+        &self,
+        release_id: &str,
+        instance_id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     /// Pending and Dispatched tasks of a release -> Cancelled; returns how many.
     async fn task_cancel_unstarted(
         &self,

@@ -65,6 +65,7 @@ macro_rules! conformance {
             open_tasks_are_counted_per_batch,
             work_is_handed_out_oldest_first_and_claimed_with_its_fetch_step,
             tasks_finish_once_and_record_the_membership_on_success,
+            a_task_fails_with_its_running_step_in_one_write,
             cancelling_ends_only_tasks_that_have_not_started,
             steps_begin_and_finish_once,
             step_output_keeps_the_last_bytes_and_counts_what_it_drops,
@@ -2508,6 +2509,113 @@ pub mod suite {
     }
 
     // ------------------------------------------------------------ steps
+
+    pub async fn a_task_fails_with_its_running_step_in_one_write(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, b, c] = shop(&*store).await;
+        let r = release(1, "shop", "prod", "v2");
+        create(&*store, &r, &[(&a, 0), (&b, 0), (&c, 0)]).await;
+        run_batch(&*store, &r.id, 0, &[&a, &b], at(200)).await;
+        let steps_of = |instance: &InstanceRecord| {
+            let store = Arc::clone(&store);
+            let (release, instance) = (r.id.clone(), instance.id.clone());
+            async move {
+                store
+                    .step_list_without_output(&release, Some(&instance))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| (s.step, s.state, s.finished_at, s.message))
+                    .collect::<Vec<_>>()
+            }
+        };
+
+        // a was running its prepare step when it was given up on.
+        store
+            .step_begin(&r.id, &a.id, StepName::Prepare, at(300))
+            .await
+            .unwrap();
+        assert!(store
+            .task_fail(&r.id, &a.id, "the instance went offline", at(310))
+            .await
+            .unwrap());
+        let failed = store.task_fetch(&r.id, &a.id).await.unwrap();
+        assert_eq!(
+            (failed.state, failed.finished_at, failed.message.as_deref()),
+            (
+                TaskState::Failed,
+                Some(at(310)),
+                Some("the instance went offline")
+            )
+        );
+        let steps = steps_of(&a).await;
+        assert!(
+            steps.contains(&(
+                StepName::Prepare,
+                StepState::Failed,
+                Some(at(310)),
+                Some("the instance went offline".to_owned())
+            )),
+            "{steps:?}"
+        );
+        // The steps it had not begun stay as they were; fetch stays succeeded.
+        assert!(
+            steps
+                .iter()
+                .all(|(step, state, ..)| *step == StepName::Prepare || *state != StepState::Failed),
+            "{steps:?}"
+        );
+        // Once only: a second call writes nothing.
+        let steps_before = steps_of(&a).await;
+        assert!(!store
+            .task_fail(&r.id, &a.id, "later", at(320))
+            .await
+            .unwrap());
+        assert_eq!(store.task_fetch(&r.id, &a.id).await.unwrap(), failed);
+        assert_eq!(steps_of(&a).await, steps_before);
+
+        // b, between steps, fails with no step closed.
+        let b_steps = steps_of(&b).await;
+        assert!(store
+            .task_fail(&r.id, &b.id, "the agent restarted between steps", at(330))
+            .await
+            .unwrap());
+        assert_eq!(steps_of(&b).await, b_steps);
+
+        // A task that ended is left alone, and so is its step.
+        store.task_claim(&r.id, &c.id, at(340)).await.unwrap();
+        store
+            .step_begin(&r.id, &c.id, StepName::Prepare, at(341))
+            .await
+            .unwrap();
+        assert!(store
+            .task_finish(&r.id, &c.id, TaskState::Succeeded, None, None, at(342))
+            .await
+            .unwrap());
+        let c_steps = steps_of(&c).await;
+        assert!(!store
+            .task_fail(&r.id, &c.id, "too late", at(350))
+            .await
+            .unwrap());
+        assert_eq!(
+            store.task_fetch(&r.id, &c.id).await.unwrap().state,
+            TaskState::Succeeded
+        );
+        assert_eq!(steps_of(&c).await, c_steps);
+        assert_eq!(
+            batch_summaries(&*store, &r.id).await[0].failed,
+            2,
+            "the batch counts follow"
+        );
+
+        expect_not_found(
+            store
+                .task_fail(&r.id, &instance_id(99), "gone", at(360))
+                .await,
+            "task",
+            &format!("{}/{}", r.id, instance_id(99)),
+        );
+    }
 
     pub async fn steps_begin_and_finish_once(backend: &dyn Backend) {
         let store = backend.open().await;

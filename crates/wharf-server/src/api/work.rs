@@ -4,7 +4,6 @@
 //! take nor report on another instance's work.
 
 use crate::auth::Agent;
-use crate::engine::driver::fail_open_step;
 use crate::engine::exec::is_exec;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -126,17 +125,9 @@ async fn fail_abandoned_tasks(
             Some(step) => format!("the agent restarted while step {step} was running"),
             None => "the agent restarted between steps".to_owned(),
         };
-        fail_open_step(state, &task, &reason, now).await?;
         if state
             .store
-            .task_finish(
-                &task.release_id,
-                instance_id,
-                TaskState::Failed,
-                None,
-                Some(&reason),
-                now,
-            )
+            .task_fail(&task.release_id, instance_id, &reason, now)
             .await?
         {
             tracing::warn!(release = %task.release_id, instance = instance_id, reason, "instance failed");

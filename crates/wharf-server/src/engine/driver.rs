@@ -251,17 +251,9 @@ async fn fail_lost_tasks(
             },
         };
         if let Some(reason) = reason {
-            fail_open_step(state, &task, &reason, now).await?;
             if state
                 .store
-                .task_finish(
-                    &release.id,
-                    &task.instance_id,
-                    TaskState::Failed,
-                    None,
-                    Some(&reason),
-                    now,
-                )
+                .task_fail(&release.id, &task.instance_id, &reason, now)
                 .await?
             {
                 tracing::warn!(release = %release.id, instance = %task.instance_id, reason, "instance failed");
@@ -270,37 +262,6 @@ async fn fail_lost_tasks(
         }
     }
     Ok(failed_any)
-}
-
-/// Closes the step a lost task was running, so the record says where it stopped.
-pub async fn fail_open_step(
-    state: &AppState,
-    task: &TaskRecord,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let steps = state
-        .store
-        .step_list_without_output(&task.release_id, Some(&task.instance_id))
-        .await?;
-    for step in steps
-        .iter()
-        .filter(|s| s.state == wharf_store::StepState::Running)
-    {
-        state
-            .store
-            .step_finish(
-                &task.release_id,
-                &task.instance_id,
-                step.step,
-                wharf_store::StepState::Failed,
-                None,
-                Some(reason),
-                now,
-            )
-            .await?;
-    }
-    Ok(())
 }
 
 /// Every task ended. A release records the group's deployment; an exec (which

@@ -743,6 +743,34 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn task_fail(
+        &self,
+        release_id: &str,
+        instance_id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let release_id = release_id.to_owned();
+        let instance_id = instance_id.to_owned();
+        let reason = reason.to_owned();
+        self.write(move |tx| {
+            let failed = tasks::finish(
+                tx,
+                &release_id,
+                &instance_id,
+                TaskState::Failed,
+                None,
+                Some(&reason),
+                now,
+            )?;
+            if failed {
+                steps::fail_running(tx, &release_id, &instance_id, &reason, now)?;
+            }
+            Ok(failed)
+        })
+        .await
+    }
+
     async fn step_finish(
         &self,
         release_id: &str,

@@ -265,6 +265,30 @@ pub(super) fn keep_tail(text: &mut String, keep: usize) -> usize {
     cut
 }
 
+/// Fails the task's running step, if it has one, with `reason`: the task was
+/// given up on while the step ran.
+pub(super) fn fail_running(
+    conn: &Connection,
+    release_id: &str,
+    instance_id: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    query::execute(
+        conn,
+        "UPDATE release_steps SET state = ?, finished_at = ?, message = ? \
+         WHERE release_id = ? AND instance_id = ? AND state = 'running'",
+        params![
+            StepState::Failed.as_str(),
+            millis(now),
+            reason,
+            release_id,
+            instance_id
+        ],
+    )?;
+    Ok(())
+}
+
 /// Ends a running step; `Ok(false)` if it had ended, `NotFound` if it never began.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn finish(
