@@ -887,6 +887,10 @@ impl Agent {
         let mut streamed = Streamed { proceed: true };
         let mut sending = true;
         let mut cut_reported = 0u64;
+        // How many bytes of the step's output were reported (sent or counted as
+        // dropped): each report says where it starts, so that the server stores a
+        // report retried after a lost answer only once.
+        let mut reported = 0u64;
         loop {
             let chunk = output.next_chunk(MAX_OUTPUT_CHUNK).await;
             let cut = output.cut_bytes();
@@ -899,10 +903,14 @@ impl Agent {
             if !sending {
                 continue;
             }
+            let dropped_bytes = skipped + (cut - cut_reported);
+            let offset = reported;
+            reported += dropped_bytes + text.len() as u64;
             let event = StepEvent::Output {
                 step: step.to_owned(),
                 chunk: text,
-                dropped_bytes: skipped + (cut - cut_reported),
+                dropped_bytes,
+                offset: Some(offset),
             };
             cut_reported = cut;
             match self.deliver(release, &event).await? {

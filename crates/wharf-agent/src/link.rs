@@ -387,7 +387,7 @@ mod tests {
                 .headers()
                 .get(PROTOCOL_HEADER)
                 .and_then(|v| v.to_str().ok()),
-            Some("2")
+            Some("3")
         );
         assert!(request.headers().get(AUTHORIZATION).is_none());
     }

@@ -7,8 +7,9 @@ use utoipa::ToSchema;
 
 /// The version of the agent protocol that agents speak. The server refuses
 /// agents that speak a version it does not know, with a message saying which
-/// versions it speaks. Version 2 added `then_begin` to a step's `End` report.
-pub const AGENT_PROTOCOL_VERSION: u32 = 2;
+/// versions it speaks. Version 2 added `then_begin` to a step's `End` report,
+/// version 3 `offset` to its `Output` reports.
+pub const AGENT_PROTOCOL_VERSION: u32 = 3;
 
 /// The oldest version of the agent protocol the server still speaks: agents of
 /// an earlier release keep working while the fleet is upgraded after the server.

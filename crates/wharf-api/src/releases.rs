@@ -250,6 +250,12 @@ pub enum StepEvent {
         chunk: String,
         #[serde(default)]
         dropped_bytes: u64,
+        /// How many bytes the step had written before this report, sent or
+        /// dropped (protocol 3). The server stores a report whose offset it has
+        /// passed (a retry of one it stored, whose answer the agent lost) only
+        /// once; agents of protocols 1 and 2 send none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
     },
     /// The step ended.
     End {

@@ -967,8 +967,8 @@ async fn agents_must_send_valid_registrations() {
             Some(field),
         );
     }
-    // Versions 1 and 2 are spoken; one on either side of them is refused.
-    for unknown in ["0", "3"] {
+    // Versions 1 to 3 are spoken; one on either side of them is refused.
+    for unknown in ["0", "4"] {
         let mut request = agent_request("/agent/v1/register", None, good.clone());
         request
             .headers_mut()

@@ -783,7 +783,7 @@ async fn scaling_groups_execs_and_docker_status_are_shown_escaped() {
         .await
         .unwrap();
     store
-        .step_append_output(&exec, &web1, StepName::Exec, evil, 0, 65536)
+        .step_append_output(&exec, &web1, StepName::Exec, evil, 0, 65536, None)
         .await
         .unwrap();
     store

@@ -630,6 +630,49 @@ async fn an_agent_that_restarts_mid_step_fails_that_step_precisely() {
 }
 
 #[tokio::test]
+async fn an_output_report_sent_again_is_stored_once() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir).await;
+    let agents = fleet(&server, 1).await;
+    let id = server
+        .create_release("prod", json!({"deployment": "v1"}))
+        .await;
+    let work = agents[0].work().await;
+    let release_id = work["release_id"].as_str().unwrap();
+    agents[0]
+        .event(release_id, json!({"event": "begin", "step": "prepare"}))
+        .await;
+    let output = |chunk: &str, offset: Option<u64>| {
+        let mut event = json!({"event": "output", "step": "prepare", "chunk": chunk});
+        if let Some(offset) = offset {
+            event["offset"] = json!(offset);
+        }
+        event
+    };
+    // The agent lost the first answer and sent the same report again.
+    for _ in 0..2 {
+        let (status, ack) = agents[0]
+            .event(release_id, output("mkdir -p /srv\n", Some(0)))
+            .await;
+        assert_eq!(
+            (status, ack["proceed"].as_bool()),
+            (StatusCode::OK, Some(true))
+        );
+    }
+    agents[0]
+        .event(release_id, output("done\n", Some(14)))
+        .await;
+    // An agent of protocol 2 sends no offset, and its chunks are stored as
+    // they come.
+    agents[0].event(release_id, output("old\n", None)).await;
+    let logs = server
+        .get(&format!("/api/v1/releases/{id}/logs?step=prepare"))
+        .await;
+    assert_eq!(logs[0]["output"], "mkdir -p /srv\ndone\nold\n", "{logs:#}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn an_offline_instance_fails_its_task() {
     let (_tmp, dir) = data_dir();
     let liveness = Liveness {

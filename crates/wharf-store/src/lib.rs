@@ -320,7 +320,14 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
     /// Appends output to a running step, keeping only the last `keep_bytes` bytes and
-    /// adding what it cut to `dropped_bytes`.
+    /// adding what it cut to `dropped_bytes`. `offset` is how many bytes the step
+    /// had written before this report (`dropped` and `chunk` come after it), as
+    /// the agent counts them: a report whose offset is behind what the step has
+    /// recorded (the stored output's length plus its `dropped_bytes`) repeats one
+    /// already stored and changes nothing; one ahead of it follows reports that
+    /// never arrived, whose bytes are counted as dropped. Without an offset the
+    /// chunk is appended as it comes.
+    #[allow(clippy::too_many_arguments)]
     async fn step_append_output(
         &self,
         release_id: &str,
@@ -329,6 +336,7 @@ pub trait Store: Send + Sync + 'static {
         chunk: &str,
         dropped: u64,
         keep_bytes: usize,
+        offset: Option<u64>,
     ) -> StoreResult<()>;
     /// Ends a running step; returns whether it changed (a late or repeated report
     /// changes nothing).
@@ -546,11 +554,20 @@ pub async fn agent_write_one_by_one<S: Store + ?Sized>(
             chunk,
             dropped,
             keep_bytes,
+            offset,
         } => {
             let task = store.task_fetch(release_id, instance_id).await?;
             refuse_unless_running(task.state, *step, "take output")?;
             store
-                .step_append_output(release_id, instance_id, *step, chunk, *dropped, *keep_bytes)
+                .step_append_output(
+                    release_id,
+                    instance_id,
+                    *step,
+                    chunk,
+                    *dropped,
+                    *keep_bytes,
+                    *offset,
+                )
                 .await
                 .map(|()| AgentWritten::Recorded)
         }

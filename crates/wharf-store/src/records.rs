@@ -298,6 +298,8 @@ pub enum AgentWrite {
         chunk: String,
         dropped: u64,
         keep_bytes: usize,
+        /// Where the report starts in the step's output (see the store call).
+        offset: Option<u64>,
     },
     /// [`crate::Store::step_finish`]; if that changed the step, then the pull's
     /// digest ([`crate::Store::task_set_digest`]) and the task's end

@@ -69,6 +69,7 @@ macro_rules! conformance {
             cancelling_ends_only_tasks_that_have_not_started,
             steps_begin_and_finish_once,
             step_output_keeps_the_last_bytes_and_counts_what_it_drops,
+            output_reported_again_at_the_same_offset_is_stored_once,
             a_group_records_its_current_and_previous_deployment,
             released_groups_and_deployments_are_kept_but_instances_may_go,
             everything_survives_reopening,
@@ -2641,7 +2642,15 @@ pub mod suite {
             .await
             .unwrap();
         store
-            .step_append_output(&r.id, &a.id, StepName::Prepare, "mkdir -p /srv\n", 0, 1024)
+            .step_append_output(
+                &r.id,
+                &a.id,
+                StepName::Prepare,
+                "mkdir -p /srv\n",
+                0,
+                1024,
+                None,
+            )
             .await
             .unwrap();
         // The agent retried its report: the step starts again, its output stays.
@@ -2711,13 +2720,13 @@ pub mod suite {
             "step fetch already finished",
         );
         store
-            .step_append_output(&r.id, &a.id, StepName::Prepare, "more\n", 9, 1024)
+            .step_append_output(&r.id, &a.id, StepName::Prepare, "more\n", 9, 1024, None)
             .await
             .unwrap();
         assert_eq!(step(&a, StepName::Prepare).await.unwrap(), finished);
         // Output for a step never begun is ignored; ending it is NotFound.
         store
-            .step_append_output(&r.id, &a.id, StepName::Stop, "stray\n", 0, 1024)
+            .step_append_output(&r.id, &a.id, StepName::Stop, "stray\n", 0, 1024, None)
             .await
             .unwrap();
         assert_eq!(step(&a, StepName::Stop).await, None);
@@ -2839,6 +2848,75 @@ pub mod suite {
         );
     }
 
+    pub async fn output_reported_again_at_the_same_offset_is_stored_once(backend: &dyn Backend) {
+        let store = backend.open().await;
+        let [a, _, _] = shop(&*store).await;
+        let r = release(1, "shop", "prod", "v1");
+        create(&*store, &r, &[(&a, 0)]).await;
+        run_batch(&*store, &r.id, 0, &[&a], at(200)).await;
+        store
+            .step_begin(&r.id, &a.id, StepName::Start, at(300))
+            .await
+            .unwrap();
+        const KEEP: usize = 16;
+        let append = |chunk: &'static str, dropped: u64, offset: Option<u64>| {
+            let store = Arc::clone(&store);
+            let (release, instance) = (r.id.clone(), a.id.clone());
+            async move {
+                store
+                    .step_append_output(
+                        &release,
+                        &instance,
+                        StepName::Start,
+                        chunk,
+                        dropped,
+                        KEEP,
+                        offset,
+                    )
+                    .await
+                    .unwrap();
+                let step = store
+                    .step_list(&release, Some(&instance))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|s| s.step == StepName::Start)
+                    .unwrap();
+                (step.output, step.dropped_bytes)
+            }
+        };
+
+        assert_eq!(append("one\n", 0, Some(0)).await, ("one\n".into(), 0));
+        // The agent lost the answer and sent it again: stored once.
+        assert_eq!(append("one\n", 0, Some(0)).await, ("one\n".into(), 0));
+        // The next report starts where the first ended, after 3 bytes the agent
+        // dropped.
+        assert_eq!(append("two\n", 3, Some(4)).await, ("one\ntwo\n".into(), 3));
+        assert_eq!(append("two\n", 3, Some(4)).await, ("one\ntwo\n".into(), 3));
+        // Past what the bound keeps, the offsets still line up: 8 + 3 recorded,
+        // then 12 bytes, of which the first 4 are cut.
+        assert_eq!(
+            append("three three\n", 0, Some(11)).await,
+            ("two\nthree three\n".into(), 7)
+        );
+        assert_eq!(
+            append("three three\n", 0, Some(11)).await,
+            ("two\nthree three\n".into(), 7)
+        );
+        // A report after some that never arrived (23 recorded, this one at 30):
+        // the 7 bytes missed count as dropped, so what is kept and what was
+        // dropped still add up to where the agent is (35).
+        let (output, dropped) = append("four\n", 0, Some(30)).await;
+        assert!(output.ends_with("three\nfour\n"), "{output:?}");
+        assert_eq!(output.len() as u64 + dropped, 35);
+        assert_eq!(append("four\n", 0, Some(30)).await, (output, dropped));
+        // Agents that send no offset (protocols 1 and 2) are taken as they come.
+        let (output, _) = append("five\n", 0, None).await;
+        assert!(output.ends_with("four\nfive\n"), "{output:?}");
+        let (output, _) = append("five\n", 0, None).await;
+        assert!(output.ends_with("four\nfive\nfive\n"), "{output:?}");
+    }
+
     pub async fn step_output_keeps_the_last_bytes_and_counts_what_it_drops(backend: &dyn Backend) {
         let store = backend.open().await;
         let [a, _, _] = shop(&*store).await;
@@ -2870,7 +2948,7 @@ pub mod suite {
         ];
         for (chunk, dropped, output, dropped_total) in appends {
             store
-                .step_append_output(&r.id, &a.id, StepName::Start, chunk, dropped, KEEP)
+                .step_append_output(&r.id, &a.id, StepName::Start, chunk, dropped, KEEP, None)
                 .await
                 .unwrap();
             produced.push_str(chunk);
@@ -2906,7 +2984,7 @@ pub mod suite {
                 .map(|i| format!("line {n}-{i}: résumé ✓ {}\n", "x".repeat(i * 3)))
                 .collect();
             store
-                .step_append_output(&r.id, &a.id, StepName::Verify, &chunk, 0, 64 * 1024)
+                .step_append_output(&r.id, &a.id, StepName::Verify, &chunk, 0, 64 * 1024, None)
                 .await
                 .unwrap();
             produced.push_str(&chunk);
@@ -2943,7 +3021,15 @@ pub mod suite {
             .await
             .unwrap());
         store
-            .step_append_output(&r.id, &a.id, StepName::Start, "after the end\n", 100, KEEP)
+            .step_append_output(
+                &r.id,
+                &a.id,
+                StepName::Start,
+                "after the end\n",
+                100,
+                KEEP,
+                None,
+            )
             .await
             .unwrap();
         let start = store
@@ -3147,7 +3233,7 @@ pub mod suite {
             .await
             .unwrap();
         store
-            .step_append_output(&r.id, &a.id, StepName::Pull, "pulling ✓\n", 3, 1024)
+            .step_append_output(&r.id, &a.id, StepName::Pull, "pulling ✓\n", 3, 1024, None)
             .await
             .unwrap();
         store
@@ -3743,7 +3829,7 @@ pub mod suite {
             .await
             .unwrap();
         store
-            .step_append_output(&r.id, &a.id, StepName::Exec, "hello\n", 0, 1024)
+            .step_append_output(&r.id, &a.id, StepName::Exec, "hello\n", 0, 1024, None)
             .await
             .unwrap();
         assert!(store
@@ -4071,6 +4157,7 @@ pub mod suite {
             chunk: chunk.into(),
             dropped: 0,
             keep_bytes: 1024,
+            offset: None,
         }
     }
 
@@ -4840,7 +4927,7 @@ pub mod suite {
                 .await
                 .unwrap();
             store
-                .step_append_output(&r.id, &instance.id, step, chunk, 3, keep)
+                .step_append_output(&r.id, &instance.id, step, chunk, 3, keep, None)
                 .await
                 .unwrap();
         }
@@ -4925,7 +5012,7 @@ pub mod suite {
                 .await
                 .unwrap();
             store
-                .step_append_output(&r.id, &instance.id, step, "out\n", 0, 1024)
+                .step_append_output(&r.id, &instance.id, step, "out\n", 0, 1024, None)
                 .await
                 .unwrap();
         }

@@ -307,6 +307,7 @@ pub async fn event(
             step,
             chunk,
             dropped_bytes,
+            offset,
         } => {
             let write = AgentWrite::StepOutput {
                 release_id: release_id.clone(),
@@ -315,6 +316,7 @@ pub async fn event(
                 chunk,
                 dropped: dropped_bytes,
                 keep_bytes: STEP_OUTPUT_KEEP_BYTES,
+                offset,
             };
             if step_written(&state, &release_id, &instance.id, write)
                 .await?

@@ -98,6 +98,7 @@ fn write_one(conn: &Connection, write: &AgentWrite) -> StoreResult<AgentWritten>
             chunk,
             dropped,
             keep_bytes,
+            offset,
         } => {
             running_batch(conn, release_id, instance_id, *step, "take output")?;
             steps::append_output(
@@ -108,6 +109,7 @@ fn write_one(conn: &Connection, write: &AgentWrite) -> StoreResult<AgentWritten>
                 chunk,
                 *dropped,
                 *keep_bytes,
+                *offset,
             )
             .map(|()| AgentWritten::Recorded)
         }

@@ -717,6 +717,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn step_append_output(
         &self,
         release_id: &str,
@@ -725,6 +726,7 @@ impl Store for SqliteStore {
         chunk: &str,
         dropped: u64,
         keep_bytes: usize,
+        offset: Option<u64>,
     ) -> StoreResult<()> {
         let release_id = release_id.to_owned();
         let instance_id = instance_id.to_owned();
@@ -738,6 +740,7 @@ impl Store for SqliteStore {
                 &chunk,
                 dropped,
                 keep_bytes,
+                offset,
             )
         })
         .await

@@ -197,6 +197,7 @@ pub(super) fn begin(
 /// Appends output to a running step (anything else is ignored), keeping at most
 /// `keep_bytes` bytes (see [`keep_tail`]). `dropped` (what the agent dropped)
 /// and what is cut here are added to `dropped_bytes`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn append_output(
     conn: &Connection,
     release_id: &str,
@@ -205,6 +206,7 @@ pub(super) fn append_output(
     chunk: &str,
     dropped: u64,
     keep_bytes: usize,
+    offset: Option<u64>,
 ) -> StoreResult<()> {
     let current: Option<(String, i64)> = query::optional(
         conn,
@@ -217,9 +219,20 @@ pub(super) fn append_output(
         return Ok(());
     };
     let already_dropped: u64 = unsigned("release_steps.dropped_bytes", already_dropped)?;
+    // Every byte the step wrote is either kept in `output` or counted in
+    // `dropped_bytes`, so together they are where the step's output stands.
+    let recorded = u64::try_from(output.len())
+        .unwrap_or(u64::MAX)
+        .saturating_add(already_dropped);
+    let missed = match offset {
+        Some(offset) if offset < recorded => return Ok(()),
+        Some(offset) => offset - recorded,
+        None => 0,
+    };
     output.push_str(chunk);
     let cut = keep_tail(&mut output, keep_bytes);
     let total_dropped = already_dropped
+        .saturating_add(missed)
         .saturating_add(dropped)
         .saturating_add(u64::try_from(cut).unwrap_or(u64::MAX));
     query::execute(
