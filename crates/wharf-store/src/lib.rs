@@ -293,7 +293,7 @@ pub trait Store: Send + Sync + 'static {
     /// deadline passed) together with the step it was running, both with `reason`,
     /// in one write: no reader ever sees the step closed and the task still
     /// running. Returns whether the task changed; nothing is written if it had
-    /// already ended.
+    /// already ended. `NotFound` if the release has no task on the instance.
     async fn task_fail(
         &self,
         release_id: &str,
@@ -668,8 +668,11 @@ pub async fn agent_write_one_by_one<S: Store + ?Sized>(
 
 /// A step end that left its step unchanged begins the next step only when the
 /// step had succeeded: the report is a retry of one whose answer was lost. A
-/// step that ended otherwise was failed by the server meanwhile (a deadline, an
-/// offline spell), which is failing the task: the next step must not begin.
+/// step that ended otherwise was failed by someone else. The server fails a
+/// lost task with its step in one write (`Store::task_fail`), so the task has
+/// ended and the report is refused before this; but a database written by a
+/// server that failed the step and the task in two writes may hold a failed step
+/// of a running task, and the next step must not begin after it either.
 pub(crate) fn refuse_begin_after_unchanged_end(
     step: StepName,
     recorded: StepState,

@@ -4747,10 +4747,11 @@ pub mod suite {
             TaskState::Dispatched
         );
 
-        // The server fails b's running step (its deadline passed) and is about
-        // to fail the task; b's agent reports the step's success with the next
-        // begin meanwhile. The step stays failed and nothing begins: the task
-        // must not look as if it went on.
+        // b's running step was failed while its task still runs (as a server
+        // that failed a lost task in two writes, before `Store::task_fail`, could
+        // leave it); b's agent reports the step's success with the next begin.
+        // The step stays failed and nothing begins: the task must not look as if
+        // it went on.
         for each in [&store, &single] {
             assert!(each
                 .step_finish(
@@ -4793,6 +4794,52 @@ pub mod suite {
             vec![
                 (StepName::Fetch, Succeeded, at(250), Some(at(250))),
                 (StepName::Prepare, StepState::Failed, at(250), Some(at(285))),
+            ]
+        );
+
+        // The server gives up on d (its deadline passed) while d runs prepare,
+        // and d's agent reports the step's success with the next begin after
+        // that: refused, as the task has ended, and nothing begins.
+        let claim = begin_write(&r, &d, StepName::Prepare, at(288));
+        assert_eq!(
+            answers(store.agent_writes(vec![claim.clone()]).await.unwrap()),
+            vec![Ok(AgentWritten::Recorded)]
+        );
+        wharf_store::agent_write_one_by_one(&*single, &claim)
+            .await
+            .unwrap();
+        for each in [&store, &single] {
+            assert!(each
+                .task_fail(&r.id, &d.id, "deadline", at(290))
+                .await
+                .unwrap());
+        }
+        let late = vec![then(
+            end_write(&r, &d, StepName::Prepare, StepState::Succeeded, at(291)),
+            stop,
+        )];
+        let batched = answers(store.agent_writes(late.clone()).await.unwrap());
+        let one_by_one = answers(vec![
+            wharf_store::agent_write_one_by_one(&*single, &late[0]).await,
+        ]);
+        assert_eq!(
+            batched, one_by_one,
+            "batched vs one by one, after task_fail"
+        );
+        assert_eq!(
+            batched,
+            vec![conflict("the task is failed; step prepare cannot end")]
+        );
+        assert_eq!(
+            written(&*store, &r, &everyone).await,
+            written(&*single, &r, &everyone).await,
+            "what was written, after task_fail"
+        );
+        assert_eq!(
+            steps_of(&d).await,
+            vec![
+                (StepName::Fetch, Succeeded, at(288), Some(at(288))),
+                (StepName::Prepare, StepState::Failed, at(288), Some(at(290))),
             ]
         );
     }
