@@ -7,12 +7,13 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use std::path::Path;
 use std::time::Duration;
 use wharf_server::Liveness;
 
 mod common;
 
-use common::{data_dir, fleet, Server};
+use common::{data_dir, fleet, Server, SimAgent};
 
 #[tokio::test]
 async fn a_first_pause_release_waits_for_continue_then_succeeds() {
@@ -577,19 +578,27 @@ async fn a_step_end_begins_the_next_step_and_bad_ones_are_refused_whole() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn an_agent_that_restarts_mid_step_fails_that_step_precisely() {
-    let (_tmp, dir) = data_dir();
-    let server = Server::start(&dir).await;
+/// A server with one agent whose release of `v1` (one batch) it has taken and
+/// whose prepare step it has begun; and the release's id.
+async fn one_agent_in_prepare(dir: &Path) -> (Server, Vec<SimAgent>, String) {
+    let server = Server::start(dir).await;
     let agents = fleet(&server, 1).await;
     let id = server
         .create_release("prod", json!({"deployment": "v1"}))
         .await;
     let work = agents[0].work().await;
-    let release_id = work["release_id"].as_str().unwrap();
+    assert_eq!(work["release_id"], id.as_str());
     agents[0]
-        .event(release_id, json!({"event": "begin", "step": "prepare"}))
+        .event(&id, json!({"event": "begin", "step": "prepare"}))
         .await;
+    (server, agents, id)
+}
+
+#[tokio::test]
+async fn an_agent_that_restarts_mid_step_fails_that_step_precisely() {
+    let (_tmp, dir) = data_dir();
+    let (server, agents, id) = one_agent_in_prepare(&dir).await;
+    let release_id = id.as_str();
     agents[0]
         .event(
             release_id,
@@ -632,16 +641,8 @@ async fn an_agent_that_restarts_mid_step_fails_that_step_precisely() {
 #[tokio::test]
 async fn an_output_report_sent_again_is_stored_once() {
     let (_tmp, dir) = data_dir();
-    let server = Server::start(&dir).await;
-    let agents = fleet(&server, 1).await;
-    let id = server
-        .create_release("prod", json!({"deployment": "v1"}))
-        .await;
-    let work = agents[0].work().await;
-    let release_id = work["release_id"].as_str().unwrap();
-    agents[0]
-        .event(release_id, json!({"event": "begin", "step": "prepare"}))
-        .await;
+    let (server, agents, id) = one_agent_in_prepare(&dir).await;
+    let release_id = id.as_str();
     let output = |chunk: &str, offset: Option<u64>| {
         let mut event = json!({"event": "output", "step": "prepare", "chunk": chunk});
         if let Some(offset) = offset {

@@ -4264,6 +4264,30 @@ pub mod suite {
         Vec<Vec<MembershipRecord>>,
     );
 
+    /// Sends one write to `store` batched and to `single` one by one, checks that
+    /// both answer alike and leave alike what was written (`after` says when, in
+    /// the messages), and returns the answer.
+    async fn answered_alike(
+        store: &dyn Store,
+        single: &dyn Store,
+        r: &ReleaseRecord,
+        instances: &[InstanceRecord],
+        write: AgentWrite,
+        after: &str,
+    ) -> Result<AgentWritten, String> {
+        let batched = answers(store.agent_writes(vec![write.clone()]).await.unwrap());
+        let one_by_one = answers(vec![
+            wharf_store::agent_write_one_by_one(single, &write).await,
+        ]);
+        assert_eq!(batched, one_by_one, "batched vs one by one, {after}");
+        assert_eq!(
+            written(store, r, instances).await,
+            written(single, r, instances).await,
+            "what was written, {after}"
+        );
+        batched.into_iter().next().expect("one answer")
+    }
+
     async fn written(
         store: &dyn Store,
         r: &ReleaseRecord,
@@ -4766,28 +4790,13 @@ pub mod suite {
                 .await
                 .unwrap());
         }
-        let late = vec![then(
+        let late = then(
             end_write(&r, &b, StepName::Prepare, StepState::Succeeded, at(286)),
             stop,
-        )];
-        let batched = answers(store.agent_writes(late.clone()).await.unwrap());
-        let one_by_one = answers(vec![
-            wharf_store::agent_write_one_by_one(&*single, &late[0]).await,
-        ]);
-        assert_eq!(
-            batched, one_by_one,
-            "batched vs one by one, after a failure"
         );
         assert_eq!(
-            batched,
-            vec![conflict(
-                "step prepare ended as failed; step stop cannot begin"
-            )]
-        );
-        assert_eq!(
-            written(&*store, &r, &everyone).await,
-            written(&*single, &r, &everyone).await,
-            "what was written, after a failure"
+            answered_alike(&*store, &*single, &r, &everyone, late, "after a failure").await,
+            conflict("step prepare ended as failed; step stop cannot begin")
         );
         assert_eq!(
             steps_of(&b).await,
@@ -4802,38 +4811,22 @@ pub mod suite {
         // that: refused, as the task has ended, and nothing begins.
         let claim = begin_write(&r, &d, StepName::Prepare, at(288));
         assert_eq!(
-            answers(store.agent_writes(vec![claim.clone()]).await.unwrap()),
-            vec![Ok(AgentWritten::Recorded)]
+            answered_alike(&*store, &*single, &r, &everyone, claim, "claiming d").await,
+            Ok(AgentWritten::Recorded)
         );
-        wharf_store::agent_write_one_by_one(&*single, &claim)
-            .await
-            .unwrap();
         for each in [&store, &single] {
             assert!(each
                 .task_fail(&r.id, &d.id, "deadline", at(290))
                 .await
                 .unwrap());
         }
-        let late = vec![then(
+        let late = then(
             end_write(&r, &d, StepName::Prepare, StepState::Succeeded, at(291)),
             stop,
-        )];
-        let batched = answers(store.agent_writes(late.clone()).await.unwrap());
-        let one_by_one = answers(vec![
-            wharf_store::agent_write_one_by_one(&*single, &late[0]).await,
-        ]);
-        assert_eq!(
-            batched, one_by_one,
-            "batched vs one by one, after task_fail"
         );
         assert_eq!(
-            batched,
-            vec![conflict("the task is failed; step prepare cannot end")]
-        );
-        assert_eq!(
-            written(&*store, &r, &everyone).await,
-            written(&*single, &r, &everyone).await,
-            "what was written, after task_fail"
+            answered_alike(&*store, &*single, &r, &everyone, late, "after task_fail").await,
+            conflict("the task is failed; step prepare cannot end")
         );
         assert_eq!(
             steps_of(&d).await,
