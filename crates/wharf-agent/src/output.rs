@@ -44,7 +44,8 @@ impl Default for OutputLimits {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputChunk {
     /// Byte offset of `text` in the step's kept output stream (cut bytes are not part of
-    /// that stream). Lets the server put chunks in order and ignore a chunk sent twice.
+    /// that stream). Not what the agent sends as an `Output` report's offset, which
+    /// counts the cut bytes too (see `Agent::stream_output`).
     pub offset: u64,
     /// Bytes that were evicted before the consumer took them; they lie just before
     /// `offset` and are lost from the stream.

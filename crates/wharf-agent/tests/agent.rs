@@ -857,6 +857,50 @@ async fn heartbeats_and_output_continue_during_a_long_step() {
     result.expect("clean stop");
 }
 
+#[tokio::test]
+async fn output_after_a_cut_line_still_reaches_the_server() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (server, _state_dir, agent) = server_and_agent_in_group(root.path()).await;
+    let go = root.path().join("go");
+    // A line longer than the agent keeps (16 KiB): the agent cuts it and counts
+    // the cut bytes as dropped, in the report that carries the line. The output
+    // after it, reported later, starts where the agent counted those bytes too.
+    let long_line = 20_000;
+    let script = format!(
+        "head -c {long_line} /dev/zero | tr '\\0' x; echo\n{}echo after the long line\n",
+        wait_for_file_script(&go)
+    );
+    server
+        .command_deployment("v1", &root.path().join("srv"), &script, "")
+        .await;
+    let id = server.release("v1").await;
+    wait_for("the long line streamed", || async {
+        let log = server.log_of(&id, "start").await;
+        log["output"]
+            .as_str()?
+            .contains("waiting for the go-ahead")
+            .then_some(())
+    })
+    .await;
+    std::fs::write(&go, b"").expect("go");
+    let release = server.wait_release_done(&id).await;
+    assert_eq!(release["state"], "succeeded", "{release}");
+    let log = server.log_of(&id, "start").await;
+    let output = log["output"].as_str().expect("output");
+    assert!(
+        output.ends_with("go-ahead received\nafter the long line\n"),
+        "{output:?}"
+    );
+    let kept_of_the_line = output.find('\n').expect("a line");
+    assert_eq!(
+        log["dropped_bytes"].as_u64(),
+        Some((long_line - kept_of_the_line) as u64),
+        "{log:#}"
+    );
+    let (result, _) = agent.stop().await;
+    result.expect("clean stop");
+}
+
 /// Whether RFC 3339 timestamp `a` is later than `b` (both as the server writes them, in
 /// UTC with the same format, so that they compare as text once normalised).
 fn chrono_like_after(a: &str, b: &str) -> bool {

@@ -4161,6 +4161,15 @@ pub mod suite {
         }
     }
 
+    /// `write`, an output report, as an agent of protocol 3 sends it: saying
+    /// where in the step's output it starts.
+    fn at_offset(mut write: AgentWrite, at: u64) -> AgentWrite {
+        if let AgentWrite::StepOutput { offset, .. } = &mut write {
+            *offset = Some(at);
+        }
+        write
+    }
+
     /// A step end with exit code 0 for success and 1 for failure, no message,
     /// no digest, not ending the task.
     fn end_write(
@@ -4331,6 +4340,10 @@ pub mod suite {
                 // The first report of a handed-out task claims it.
                 begin_write(&r, &a, pull, at(220)),
                 output_write(&r, &a, pull, "pulling web\n"),
+                // The same report again, now with its offset: stored once. Then
+                // one after 8 bytes that never arrived, counted as dropped.
+                at_offset(output_write(&r, &a, pull, "pulling web\n"), 0),
+                at_offset(output_write(&r, &a, pull, "pulled\n"), 20),
                 // Refused: the task is pending.
                 begin_write(&r, &c, StepName::Prepare, at(221)),
                 // Refused: only a begin claims a task, and b's is not claimed yet.
@@ -4412,6 +4425,8 @@ pub mod suite {
         };
         let expected: Vec<Vec<Result<AgentWritten, String>>> = vec![
             vec![
+                Ok(AgentWritten::Recorded),
+                Ok(AgentWritten::Recorded),
                 Ok(AgentWritten::Recorded),
                 Ok(AgentWritten::Recorded),
                 Err(format!(
@@ -4552,7 +4567,7 @@ pub mod suite {
                             StepState::Succeeded,
                             Some(at(230)),
                             Some(0),
-                            "pulling web\n".into()
+                            "pulling web\npulled\n".into()
                         ),
                         (
                             StepName::Start,
