@@ -578,6 +578,16 @@ async fn a_step_end_begins_the_next_step_and_bad_ones_are_refused_whole() {
     server.stop().await;
 }
 
+/// The step called `name` of an instance in a release view.
+fn step_named<'a>(instance: &'a Value, name: &str) -> &'a Value {
+    instance["steps"]
+        .as_array()
+        .expect("the instance's steps")
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {instance:#}"))
+}
+
 /// A server with one agent whose release of `v1` (one batch) it has taken and
 /// whose prepare step it has begun; and the release's id.
 async fn one_agent_in_prepare(dir: &Path) -> (Server, Vec<SimAgent>, String) {
@@ -616,12 +626,7 @@ async fn an_agent_that_restarts_mid_step_fails_that_step_precisely() {
         instance["message"],
         "the agent restarted while step pull was running"
     );
-    let pull = instance["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "pull")
-        .unwrap();
+    let pull = step_named(instance, "pull");
     assert_eq!(pull["state"], "failed");
     // A late report changes nothing and tells the agent to stop.
     let (status, ack) = agents[0]
@@ -719,12 +724,7 @@ async fn an_offline_instance_fails_its_task() {
         "{silent}"
     );
     // The step it stopped in is closed with the same reason.
-    let prepare = silent["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "prepare")
-        .unwrap();
+    let prepare = step_named(&silent, "prepare");
     assert_eq!(
         (&prepare["state"], &prepare["message"]),
         (&json!("failed"), &silent["message"]),
