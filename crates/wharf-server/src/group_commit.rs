@@ -9,7 +9,7 @@
 
 use futures::future::BoxFuture;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use wharf_store::{AgentWrite, AgentWritten, HeartbeatRecord, Store, StoreResult};
 
@@ -57,9 +57,24 @@ pub struct BatchFailed;
 type Waiter<W> = oneshot::Sender<Result<<W as BatchWrite>::Output, BatchFailed>>;
 
 struct Queue<W: BatchWrite> {
-    waiting: Vec<(W, Waiter<W>)>,
+    /// Writes not yet taken into a transaction, with when each was queued.
+    waiting: Vec<(Instant, W, Waiter<W>)>,
     /// Whether a writer task is draining the queue now.
     writing: bool,
+    /// When the oldest write of the transaction under way was queued.
+    in_flight_since: Option<Instant>,
+    /// Whether the last transaction failed (and none succeeded since).
+    failing: bool,
+}
+
+/// How the queue fares: what the server's liveness judgement needs to know whether
+/// heartbeats can be stored at all (`state::Hearing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueHealth {
+    /// How long the oldest write not yet stored has waited (zero when none waits).
+    pub backlog_age: Duration,
+    /// Whether the last transaction failed and none has succeeded since.
+    pub failing: bool,
 }
 
 /// The queue of writes of one kind, shared by every handler.
@@ -95,6 +110,8 @@ impl<W: BatchWrite> GroupCommit<W> {
             queue: Arc::new(Mutex::new(Queue {
                 waiting: Vec::new(),
                 writing: false,
+                in_flight_since: None,
+                failing: false,
             })),
             linger,
         }
@@ -106,7 +123,7 @@ impl<W: BatchWrite> GroupCommit<W> {
         let (tx, rx) = oneshot::channel();
         let start_writer = {
             let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            queue.waiting.push((write, tx));
+            queue.waiting.push((Instant::now(), write, tx));
             !std::mem::replace(&mut queue.writing, true)
         };
         if start_writer {
@@ -115,6 +132,20 @@ impl<W: BatchWrite> GroupCommit<W> {
         // A dropped sender means the writer task died (a panic): count it as a
         // failed batch rather than waiting for ever.
         rx.await.unwrap_or(Err(BatchFailed))
+    }
+
+    /// How long the oldest unstored write has waited, and whether writes fail.
+    pub fn health(&self) -> QueueHealth {
+        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let oldest = match (queue.in_flight_since, queue.waiting.first()) {
+            (Some(in_flight), _) => Some(in_flight),
+            (None, Some((queued, _, _))) => Some(*queued),
+            (None, None) => None,
+        };
+        QueueHealth {
+            backlog_age: oldest.map_or(Duration::ZERO, |at| at.elapsed()),
+            failing: queue.failing,
+        }
     }
 }
 
@@ -128,19 +159,28 @@ async fn drain<W: BatchWrite>(
         tokio::time::sleep(linger).await;
     }
     loop {
-        let batch: Vec<(W, Waiter<W>)> = {
+        let batch: Vec<(Instant, W, Waiter<W>)> = {
             let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
             if queue.waiting.is_empty() {
                 queue.writing = false;
                 return;
             }
             let take = queue.waiting.len().min(MAX_BATCH);
+            queue.in_flight_since = queue.waiting.first().map(|(queued, _, _)| *queued);
             queue.waiting.drain(..take).collect()
         };
-        let (writes, waiters): (Vec<W>, Vec<Waiter<W>>) = batch.into_iter().unzip();
+        let (writes, waiters): (Vec<W>, Vec<Waiter<W>>) = batch
+            .into_iter()
+            .map(|(_, write, waiter)| (write, waiter))
+            .unzip();
         let count = writes.len();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let written = W::write_batch(&*store, writes).await;
+        {
+            let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.in_flight_since = None;
+            queue.failing = written.is_err();
+        }
         tracing::debug!(
             what = W::WHAT,
             writes = count,
@@ -198,6 +238,56 @@ mod tests {
     async fn writes_that_queue_together_share_a_transaction() {
         let sizes = batch_sizes(GroupCommit::default(), 300).await;
         assert_eq!(sizes, vec![300; 300]);
+    }
+
+    /// A write whose transaction takes a while, or fails.
+    struct Slow(bool);
+
+    impl BatchWrite for Slow {
+        type Output = ();
+        const WHAT: &'static str = "slow test writes";
+        fn write_batch(
+            _store: &dyn Store,
+            batch: Vec<Self>,
+        ) -> BoxFuture<'_, StoreResult<Vec<()>>> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if batch.iter().any(|Slow(fails)| *fails) {
+                    Err(wharf_store::StoreError::Conflict("refused".into()))
+                } else {
+                    Ok(vec![(); batch.len()])
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn health_tells_how_long_a_write_waits_and_whether_writes_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
+        let queue = GroupCommit::<Slow>::default();
+        assert_eq!(queue.health().backlog_age, Duration::ZERO);
+        let write = tokio::spawn({
+            let (queue, store) = (queue.clone(), store.clone());
+            async move { queue.write(store, Slow(false)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let waiting = queue.health();
+        assert!(
+            waiting.backlog_age >= Duration::from_millis(150),
+            "{waiting:?}"
+        );
+        assert!(!waiting.failing);
+        write.await.unwrap().unwrap();
+        assert_eq!(queue.health().backlog_age, Duration::ZERO);
+        assert_eq!(
+            queue.write(store.clone(), Slow(true)).await,
+            Err(BatchFailed)
+        );
+        assert!(queue.health().failing);
+        queue.write(store, Slow(false)).await.unwrap();
+        assert!(!queue.health().failing, "a stored batch ends the failing");
     }
 
     #[tokio::test]

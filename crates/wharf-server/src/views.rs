@@ -1,7 +1,7 @@
 //! Conversions from stored records to the API's wire types. Secrets stop here:
 //! no view carries a hash, a credential or a sealed password.
 
-use crate::state::Liveness;
+use crate::state::LivenessJudge;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use wharf_api as api;
@@ -15,7 +15,7 @@ use wharf_store::{
 pub fn instance(
     record: InstanceRecord,
     memberships: Vec<MembershipRecord>,
-    liveness: &Liveness,
+    liveness: &LivenessJudge,
     now: DateTime<Utc>,
 ) -> api::Instance {
     api::Instance {
@@ -73,7 +73,7 @@ pub fn app(record: AppRecord, groups: Vec<String>, deployments: Vec<String>) -> 
 pub fn group(
     record: GroupRecord,
     members: Vec<MemberRecord>,
-    liveness: &Liveness,
+    liveness: &LivenessJudge,
     now: DateTime<Utc>,
 ) -> api::Group {
     api::Group {

@@ -770,6 +770,154 @@ async fn a_release_survives_a_server_restart_without_rerunning_finished_work() {
     server.stop().await;
 }
 
+/// A server that was down longer than the offline threshold gives every instance
+/// one threshold from its start to be heard from: an agent that was mid-task
+/// through the outage (its heartbeats could not land) reports its steps after the
+/// restart and its task succeeds instead of failing as offline. The grace ends:
+/// an instance still silent after it is offline.
+#[tokio::test]
+async fn an_outage_longer_than_the_offline_threshold_fails_no_instance_as_offline() {
+    let (_tmp, dir) = data_dir();
+    let liveness = Liveness {
+        heartbeat_interval: Duration::from_secs(1),
+        offline_after: Duration::from_secs(3),
+    };
+    let server = Server::start_with(&dir, liveness).await;
+    let agents = fleet(&server, 2).await;
+    let id = server
+        .create_release("prod", json!({"deployment": "v1"}))
+        .await;
+    let works = [agents[0].work().await, agents[1].work().await];
+    agents[0]
+        .event(
+            works[0]["release_id"].as_str().unwrap(),
+            json!({"event": "begin", "step": "prepare"}),
+        )
+        .await;
+    server.stop().await;
+    // Down for longer than the offline threshold: every last heartbeat is stale.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let server = Server::start_with(&dir, liveness).await;
+    agents.iter().for_each(|a| a.retarget(&server));
+    // Several driver passes run before the agents are heard from again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let release = server.release(&id).await;
+    assert_eq!(release["counts"]["failed"], 0, "{release:#}");
+    // The agents deliver what they did meanwhile: web-1 ends the step it was in
+    // and goes on, web-2 runs its work, each heard from for the first time.
+    let release_id = works[0]["release_id"].as_str().unwrap();
+    let (status, ack) = agents[0]
+        .event(
+            release_id,
+            json!({"event": "end", "step": "prepare", "succeeded": true, "exit_code": 0}),
+        )
+        .await;
+    assert_eq!(
+        (status, &ack["proceed"]),
+        (StatusCode::OK, &json!(true)),
+        "{ack}"
+    );
+    agents[1].run(&works[1], None).await;
+    let later_steps = works[0]["steps"].as_array().unwrap().iter().skip(1);
+    for step in later_steps.map(|s| s.as_str().unwrap()) {
+        agents[0]
+            .event(release_id, json!({"event": "begin", "step": step}))
+            .await;
+        let digest = (step == "pull").then_some("sha256:feedface");
+        agents[0]
+            .event(
+                release_id,
+                json!({"event": "end", "step": step, "succeeded": true,
+                                      "exit_code": 0, "image_digest": digest}),
+            )
+            .await;
+    }
+    let done = server.wait_state(&id, "succeeded").await;
+    assert_eq!(done["counts"]["succeeded"], 2, "{done:#}");
+    // Without heartbeats the grace runs out: the instance is offline.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let instance = server
+        .get(&format!("/api/v1/instances/{}", agents[0].id))
+        .await;
+    assert_eq!(instance["status"], "offline", "{instance:#}");
+    server.stop().await;
+}
+
+/// A store that takes no write for longer than the offline threshold (another
+/// process holds SQLite's write lock) judges nobody offline by heartbeats that
+/// could not be stored: agents heartbeat all along, their heartbeats wait, and
+/// once the store takes writes again every instance has a grace to be heard from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_stall_longer_than_the_offline_threshold_fails_no_instance_as_offline() {
+    let (_tmp, dir) = data_dir();
+    let liveness = Liveness {
+        heartbeat_interval: Duration::from_secs(1),
+        offline_after: Duration::from_secs(3),
+    };
+    let server = Server::start_with(&dir, liveness).await;
+    let agents = fleet(&server, 2).await;
+    let id = server
+        .create_release("prod", json!({"deployment": "v1"}))
+        .await;
+    let works = [agents[0].work().await, agents[1].work().await];
+    let release_id = works[0]["release_id"].as_str().unwrap();
+    agents[0]
+        .event(release_id, json!({"event": "begin", "step": "prepare"}))
+        .await;
+    // Shorter than the store's busy timeout (5 s), so waiting writes go through
+    // afterwards rather than fail; longer than the offline threshold.
+    let db = dir.join("wharf.db");
+    let stall = tokio::task::spawn_blocking(move || {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        std::thread::sleep(Duration::from_millis(4500));
+        conn.execute_batch("ROLLBACK").unwrap();
+    });
+    let stalled_at = tokio::time::Instant::now();
+    let mut statuses = Vec::new();
+    while stalled_at.elapsed() < Duration::from_secs(6) {
+        let (a, b) = tokio::join!(agents[0].try_heartbeat(), agents[1].try_heartbeat());
+        statuses.extend([a, b]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stall.await.unwrap();
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "heartbeats waited out the stall: {statuses:?}"
+    );
+    let release = server.release(&id).await;
+    assert_eq!(release["counts"]["failed"], 0, "{release:#}");
+    let (status, ack) = agents[0]
+        .event(
+            release_id,
+            json!({"event": "end", "step": "prepare", "succeeded": true, "exit_code": 0}),
+        )
+        .await;
+    assert_eq!(
+        (status, &ack["proceed"]),
+        (StatusCode::OK, &json!(true)),
+        "{ack}"
+    );
+    let later_steps = works[0]["steps"].as_array().unwrap().iter().skip(1);
+    for step in later_steps.map(|s| s.as_str().unwrap()) {
+        agents[0]
+            .event(release_id, json!({"event": "begin", "step": step}))
+            .await;
+        let digest = (step == "pull").then_some("sha256:feedface");
+        agents[0]
+            .event(
+                release_id,
+                json!({"event": "end", "step": step, "succeeded": true,
+                                      "exit_code": 0, "image_digest": digest}),
+            )
+            .await;
+    }
+    agents[1].run(&works[1], None).await;
+    let done = server.wait_state(&id, "succeeded").await;
+    assert_eq!(done["counts"]["succeeded"], 2, "{done:#}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn rollback_publishes_the_previous_deployment() {
     let (_tmp, dir) = data_dir();

@@ -30,7 +30,7 @@ pub(crate) async fn view(state: &AppState, record: GroupRecord) -> ApiResult<Gro
         let tasks = state.store.task_list(&release.id).await?;
         releases.push(views::release(release, &tasks, None));
     }
-    let mut group = views::group(record, members, &state.liveness, chrono::Utc::now());
+    let mut group = views::group(record, members, &state.liveness_judge(), chrono::Utc::now());
     group.releases = releases;
     Ok(group)
 }

@@ -95,10 +95,11 @@ pub async fn list(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Vec
 /// Every instance with its status and memberships.
 pub(crate) async fn list_views(state: &AppState) -> ApiResult<Vec<Instance>> {
     let now = chrono::Utc::now();
+    let liveness = state.liveness_judge();
     let mut instances = Vec::new();
     for record in state.store.instance_list().await? {
         let memberships = state.store.instance_memberships(&record.id).await?;
-        instances.push(views::instance(record, memberships, &state.liveness, now));
+        instances.push(views::instance(record, memberships, &liveness, now));
     }
     Ok(instances)
 }
@@ -126,7 +127,12 @@ pub(crate) async fn show_view(state: &AppState, id_or_name: &str) -> ApiResult<I
         },
         None => false,
     };
-    let mut view = views::instance(record, memberships, &state.liveness, chrono::Utc::now());
+    let mut view = views::instance(
+        record,
+        memberships,
+        &state.liveness_judge(),
+        chrono::Utc::now(),
+    );
     view.scaling_pending = pending;
     Ok(view)
 }

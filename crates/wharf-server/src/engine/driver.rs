@@ -27,7 +27,20 @@ const LOST_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_milli
 pub async fn run(state: AppState) {
     let wake = state.wakeups.driver();
     let mut last_lost_check: Option<tokio::time::Instant> = None;
+    let mut last_pass: Option<tokio::time::Instant> = None;
     loop {
+        // Passes come at least every `TICK`. A longer gap means the process was
+        // paused or a pass waited on a stalled store: heartbeats of that time may
+        // not have landed yet, so every instance's offline clock starts again.
+        let gap_limit = TICK + state.liveness.stall_after();
+        if let Some(gap) = last_pass
+            .map(|at| at.elapsed())
+            .filter(|gap| *gap > gap_limit)
+        {
+            tracing::warn!(gap_ms = gap.as_millis() as u64, "the release driver did not run for a while; every instance has one offline threshold to be heard from");
+            state.hearing.restart_at(Utc::now());
+        }
+        last_pass = Some(tokio::time::Instant::now());
         let check_lost = last_lost_check.is_none_or(|at| at.elapsed() >= LOST_CHECK_INTERVAL);
         if check_lost {
             last_lost_check = Some(tokio::time::Instant::now());
@@ -231,6 +244,7 @@ async fn fail_lost_tasks(
     release: &ReleaseRecord,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
+    let liveness = state.liveness_judge();
     let mut failed_any = false;
     for LiveTask {
         task,
@@ -239,12 +253,12 @@ async fn fail_lost_tasks(
     {
         let reason = match instance_heartbeat {
             None => Some("the instance was deleted".to_owned()),
-            Some(heartbeat) if state.liveness.status(heartbeat, now) == "offline" => Some(format!(
+            Some(heartbeat) if liveness.status(heartbeat, now) == "offline" => Some(format!(
                 "the instance went offline (no heartbeat for {} s)",
-                state.liveness.offline_after.as_secs()
+                liveness.offline_after.as_secs()
             )),
             _ => match task.deadline {
-                Some(deadline) if now > deadline => {
+                Some(deadline) if liveness.past_deadline(deadline, now) => {
                     Some("the instance did not finish its steps within their timeouts".to_owned())
                 }
                 _ => None,

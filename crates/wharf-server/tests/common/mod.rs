@@ -170,8 +170,12 @@ impl SimAgent {
     }
 
     pub async fn heartbeat(&self) {
-        let status = self
-            .http
+        assert_eq!(self.try_heartbeat().await, StatusCode::OK);
+    }
+
+    /// One heartbeat; the status it got.
+    pub async fn try_heartbeat(&self) -> StatusCode {
+        self.http
             .post(format!("{}/agent/v1/heartbeat", self.url()))
             .header("x-wharf-agent-protocol", "1")
             .bearer_auth(&self.credential)
@@ -179,8 +183,7 @@ impl SimAgent {
             .send()
             .await
             .unwrap()
-            .status();
-        assert_eq!(status, StatusCode::OK);
+            .status()
     }
 
     /// One long poll; the assignment, or None when no work came within `wait_secs`.
