@@ -45,6 +45,7 @@ use tokio::time::Instant;
 use wharf_api::agent::{AgentRegister, DockerStatus};
 use wharf_api::{StepEvent, WorkAssignment};
 
+use crate::backoff::{heartbeat_delay, Backoff};
 use crate::docker::{ContainerRuntime, DockerError, DockerRuntime, DEFAULT_DOCKER_SOCKET};
 use crate::link::{normalize_server_url, Link, LinkError, POLL_WAIT_SECS};
 use crate::output::OutputSink;
@@ -64,10 +65,7 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/wharf-agent";
 /// The heartbeat interval used until the server names one.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 
-/// First delay after a failed request; it doubles up to [`MAX_BACKOFF`].
-pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
-/// Longest delay between retries.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(15);
+pub use crate::backoff::{MAX_BACKOFF, MIN_BACKOFF};
 
 /// How long reports are still retried once shutdown was requested.
 pub const SHUTDOWN_REPORT_GRACE: Duration = Duration::from_secs(10);
@@ -319,28 +317,6 @@ impl Stop {
     }
 }
 
-/// Exponential backoff: 1 s, 2 s, 4 s, 8 s, 15 s, 15 s, ...
-#[derive(Debug)]
-pub(crate) struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new() -> Self {
-        Self { next: MIN_BACKOFF }
-    }
-
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(MAX_BACKOFF);
-        delay
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.next = MIN_BACKOFF;
-    }
-}
-
 /// Aborts a spawned task when dropped (the heartbeat task must not outlive the agent).
 struct AbortOnDrop(JoinHandle<()>);
 
@@ -501,7 +477,7 @@ async fn registration(
                 })
             }
             Err(err) => {
-                let delay = backoff.next_delay();
+                let delay = backoff.next_delay_after(err.retry_after());
                 tracing::warn!(error = %err, retry_in = ?delay, "registration failed; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
@@ -550,16 +526,19 @@ async fn heartbeat_loop(
     runtime: Arc<dyn ContainerRuntime>,
 ) {
     let mut failures = 0u32;
+    let mut backoff = Backoff::up_to(interval);
     loop {
         let started = Instant::now();
         let docker = docker_status(runtime.as_ref()).await;
-        match link.heartbeat(VERSION, Some(docker)).await {
+        let next = match link.heartbeat(VERSION, Some(docker)).await {
             Ok(ack) => {
                 if failures > 0 {
                     tracing::info!(after_failures = failures, "heartbeats are delivered again");
                 }
                 failures = 0;
                 interval = heartbeat_interval(ack.heartbeat_interval_secs);
+                backoff = Backoff::up_to(interval);
+                started + heartbeat_delay(interval)
             }
             Err(err) if err.is_unauthorized() => {
                 tracing::error!(error = %err, "the server rejected the agent's credential; stopping");
@@ -572,9 +551,13 @@ async fn heartbeat_loop(
                 if failures == 1 || failures.is_multiple_of(6) {
                     tracing::warn!(error = %err, failures, "heartbeat failed");
                 }
+                // Tried again within the interval (with jitter, so that a fleet
+                // does not come back to a restarted server at one moment), so
+                // that the server hears from the agent soon after it is back.
+                Instant::now() + backoff.next_delay_after(err.retry_after())
             }
-        }
-        tokio::time::sleep_until(started + interval).await;
+        };
+        tokio::time::sleep_until(next).await;
     }
 }
 
@@ -662,7 +645,7 @@ impl Agent {
                 Err(err) if err.is_unauthorized() => return Err(self.revoked(&err)),
                 Err(err) => {
                     failures += 1;
-                    let delay = backoff.next_delay();
+                    let delay = backoff.next_delay_after(err.retry_after());
                     // The first failures, then about once a minute.
                     if failures <= 3 || failures.is_multiple_of(4) {
                         tracing::warn!(error = %err, failures, retry_in = ?delay, "polling for work failed; retrying");
@@ -960,6 +943,7 @@ impl Agent {
             }
             failures += 1;
             let now = Instant::now();
+            let retry_after = err.retry_after();
             if self.stop.requested() {
                 let give_up = *give_up_at.get_or_insert(now + SHUTDOWN_REPORT_GRACE);
                 if now >= give_up {
@@ -967,7 +951,7 @@ impl Agent {
                     return Ok(Delivery::Abandoned);
                 }
             }
-            let delay = backoff.next_delay();
+            let delay = backoff.next_delay_after(retry_after);
             if failures == 1 || failures.is_multiple_of(4) {
                 tracing::warn!(release, event = event_kind(event), error = %err, failures, retry_in = ?delay, "cannot deliver a report; retrying");
             }
@@ -1018,15 +1002,6 @@ fn event_kind(event: &StepEvent) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_fifteen_seconds() {
-        let mut backoff = Backoff::new();
-        let delays: Vec<u64> = (0..6).map(|_| backoff.next_delay().as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 15, 15]);
-        backoff.reset();
-        assert_eq!(backoff.next_delay(), MIN_BACKOFF);
-    }
 
     #[test]
     fn config_debug_hides_the_registration_token() {

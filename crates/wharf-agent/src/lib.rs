@@ -5,6 +5,7 @@
 //! stop/start/verify scripts — and the bounded output every step produces.
 
 pub mod agent;
+pub mod backoff;
 pub mod docker;
 pub mod link;
 pub mod output;

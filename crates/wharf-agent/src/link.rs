@@ -40,9 +40,14 @@ pub enum LinkError {
     /// No answer: the connection failed, broke or timed out.
     #[error("cannot reach the server at {server}: {cause}")]
     Unreachable { server: String, cause: String },
-    /// The server (or a proxy in front of it) failed: 5xx, or 429 (busy).
+    /// The server (or a proxy in front of it) failed: 5xx, or 429 (busy), with
+    /// the time it asked to be left alone (`Retry-After`, in seconds) if it did.
     #[error("the server failed ({status}): {message}")]
-    ServerFailed { status: u16, message: String },
+    ServerFailed {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// The server refused the request (4xx, except 429) with its error body.
     #[error("the server refused the request ({status} {code}): {message}")]
     Refused {
@@ -70,6 +75,15 @@ impl LinkError {
     /// or its credential revoked. Retrying cannot help.
     pub fn is_unauthorized(&self) -> bool {
         matches!(self, LinkError::Refused { status: 401, .. })
+    }
+
+    /// How long the server asked to wait before trying again (`Retry-After` of a
+    /// 503 or 429), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            LinkError::ServerFailed { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     /// The HTTP status of a refusal, if this is one.
@@ -284,6 +298,7 @@ impl Link {
                 "the server redirects ({status}) to {target}; give the agent the final server URL"
             )));
         }
+        let retry_after = retry_after(response.headers());
         let body = response.bytes().await.unwrap_or_default();
         let parsed = serde_json::from_slice::<ErrorBody>(&body).ok();
         if retry_status {
@@ -294,6 +309,7 @@ impl Link {
             return Err(LinkError::ServerFailed {
                 status: status.as_u16(),
                 message,
+                retry_after,
             });
         }
         Err(match parsed {
@@ -335,6 +351,13 @@ impl Link {
             cause,
         }
     }
+}
+
+/// The `Retry-After` header in its delta-seconds form (the form Wharf's server
+/// sends); an HTTP date or anything else is ignored.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// A short, printable excerpt of an unexpected body.
@@ -416,6 +439,40 @@ mod tests {
         assert!(err.is_retryable(), "{err}");
         assert!(!err.is_unauthorized());
         assert!(err.to_string().contains("http://127.0.0.1:1"), "{err}");
+    }
+
+    /// A server that answers every request with `status` and `headers`, once.
+    async fn answering_once(status: &'static str, headers: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 8192];
+            let _ = conn.read(&mut request).await;
+            let body = r#"{"error":{"code":"unavailable","message":"busy"}}"#;
+            let answer = format!(
+                "HTTP/1.1 {status}\r\n{headers}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(answer.as_bytes()).await;
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_busy_server_names_when_to_come_back() {
+        let url = answering_once("503 Service Unavailable", "retry-after: 7\r\n").await;
+        let link = Link::new(&url, "test").expect("link");
+        let err = link.heartbeat("0.0.0", None).await.expect_err("busy");
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(7)), "{err:?}");
+        assert_eq!(err.server_message(), "busy");
+
+        let url = answering_once("502 Bad Gateway", "").await;
+        let link = Link::new(&url, "test").expect("link");
+        let err = link.heartbeat("0.0.0", None).await.expect_err("failed");
+        assert_eq!(err.retry_after(), None, "{err:?}");
     }
 
     #[test]
