@@ -574,6 +574,11 @@ impl Fleet {
         self.server.lock().await.restart().await
     }
 
+    /// The server's data directory (its SQLite database is `wharf.db` there).
+    pub async fn server_data_dir(&self) -> std::path::PathBuf {
+        self.server.lock().await.data_dir().to_path_buf()
+    }
+
     /// Whether the server process is running.
     pub async fn server_running(&self) -> bool {
         self.server.lock().await.is_running()

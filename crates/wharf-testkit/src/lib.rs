@@ -15,6 +15,7 @@ pub mod fleet_test;
 pub mod host_image;
 pub mod registry;
 pub mod sample_image;
+pub mod store_stall;
 
 /// The bollard version this crate talks to the engine with, so callers can name its types.
 pub use bollard;

@@ -4,7 +4,9 @@
 //!
 //! - a host killed during its start script, with `--max-failures 0` then 1;
 //! - a host disconnected from the network mid-step and reconnected;
-//! - the server killed (`SIGKILL`) mid-release and restarted on the same data and port;
+//! - the server killed (`SIGKILL`) mid-release and kept down for twice the offline
+//!   window, then restarted on the same data and port;
+//! - the store stalled (its write lock held by another process) for as long;
 //! - an agent killed (`SIGKILL`) mid-step and restarted.
 //!
 //! The server runs with short liveness timings (`--heartbeat-interval`,
@@ -477,13 +479,19 @@ async fn fleet_host_disconnected_and_reconnected() {
     phases.finish();
 }
 
+/// How long the server stays down, and the store stalls, in the outage tests: twice
+/// the server's usual offline window (30 s), so every agent's last heartbeat is
+/// stale when the server can look again.
+const OUTAGE: Duration = Duration::from_secs(60);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fleet_server_killed_and_restarted_mid_release() {
+async fn fleet_server_down_longer_than_the_offline_window_mid_release() {
     let _serial = SERIAL.lock().await;
-    let mut phases = Phases::new("fleet_server_killed_and_restarted_mid_release");
-    // The server's usual offline window (30 s): far longer than its downtime plus the
-    // agents' retry back-off (at most 15 s), so no host is taken for offline.
-    let fleet = start_fleet(2, 1, 30, &mut phases).await;
+    let mut phases = Phases::new("fleet_server_down_longer_than_the_offline_window_mid_release");
+    // The server's usual offline window (30 s), shorter than the outage: only the
+    // grace a started server gives every instance keeps the hosts from being
+    // failed as offline before their journaled reports arrive.
+    let fleet = start_fleet(2, 10, 30, &mut phases).await;
     let _scenario = prepare(&fleet, &mut phases).await;
 
     let id = create_release(&fleet, &["--batches", "2"]).await;
@@ -502,37 +510,93 @@ async fn fleet_server_killed_and_restarted_mid_release() {
         "the start script finished",
     )
     .await;
+    tokio::time::sleep(OUTAGE.saturating_sub(killed.elapsed())).await;
     check(fleet.start_server().await, &fleet);
     phases.done(&format!(
         "server killed mid-step, down {:.1}s, restarted",
         killed.elapsed().as_secs_f64()
     ));
+    assert_release_succeeded_once_everywhere(&fleet, &id, &mut phases).await;
+    assert!(
+        !fleet.server_log().await.contains("went offline"),
+        "no instance may be failed as offline"
+    );
+    drop(fleet);
+    phases.done("clean-up");
+    phases.finish();
+}
 
-    let ended = wait_release_end(&fleet, &id).await;
-    phases.done("release ended after the restart");
+/// The store takes no write for twice the offline window (another process holds
+/// SQLite's write lock) while batch 1 runs: heartbeats and reports fail and are
+/// retried, nobody is judged offline by heartbeats that could not be stored, and
+/// the release succeeds once the store takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_store_stalled_longer_than_the_offline_window_mid_release() {
+    let _serial = SERIAL.lock().await;
+    let mut phases = Phases::new("fleet_store_stalled_longer_than_the_offline_window_mid_release");
+    let fleet = start_fleet(2, 10, 30, &mut phases).await;
+    let _scenario = prepare(&fleet, &mut phases).await;
+
+    let id = create_release(&fleet, &["--batches", "2"]).await;
+    let first = check(fleet.release(&id).await, &fleet);
+    let batch1 = batch_names(&first, 1);
+    wait_start_running(&fleet, &id, &batch1[0]).await;
+    let db = fleet.server_data_dir().await.join("wharf.db");
+    let stall = check(
+        wharf_testkit::store_stall::hold_write_lock(&db, OUTAGE).await,
+        &fleet,
+    );
+    let stalled = Instant::now();
+    wait_in_host(
+        &fleet,
+        &batch1[0],
+        &format!("grep -qx '{id}' {}", scenario::STARTED_FILE),
+        "the start script finished",
+    )
+    .await;
+    // The API still reads while the store takes no write.
+    let during = check(fleet.release(&id).await, &fleet);
+    assert_eq!(during["state"], "running", "{during:#}");
+    check(stall.await.expect("the lock holder ran"), &fleet);
+    phases.done(&format!(
+        "store stalled mid-step for {:.1}s",
+        stalled.elapsed().as_secs_f64()
+    ));
+    assert_release_succeeded_once_everywhere(&fleet, &id, &mut phases).await;
+    assert!(
+        !fleet.server_log().await.contains("went offline"),
+        "no instance may be failed as offline"
+    );
+    drop(fleet);
+    phases.done("clean-up");
+    phases.finish();
+}
+
+/// The release ends succeeded on every host, each step of each host succeeded
+/// once, the start script ran once per host and each host serves v1.
+async fn assert_release_succeeded_once_everywhere(fleet: &Fleet, id: &str, phases: &mut Phases) {
+    let ended = wait_release_end(fleet, id).await;
+    phases.done("release ended");
     assert_eq!(ended["state"], "succeeded", "{ended:#}");
     assert_eq!(counts(&ended), (2, 2, 0, 0, 0), "{ended:#}");
-    let shown = show_release(&fleet, &id).await;
+    let shown = show_release(fleet, id).await;
     let instances = release_instances(&shown);
     for host in fleet.hosts() {
         assert_instance_state(&instances, &host.name, "succeeded");
         assert_all_steps_succeeded_once(&host.name, &instances[&host.name]);
         // The start script ran exactly once on each host.
         assert_eq!(
-            file_lines(&fleet, &host.name, scenario::STARTS_FILE).await,
-            [id.as_str()],
+            file_lines(fleet, &host.name, scenario::STARTS_FILE).await,
+            [id],
             "{}: start ran more than once",
             host.name
         );
         assert_eq!(
-            file_lines(&fleet, &host.name, scenario::STARTED_FILE).await,
-            [id.as_str()]
+            file_lines(fleet, &host.name, scenario::STARTED_FILE).await,
+            [id]
         );
-        assert_serves_v1(&fleet, &host.name).await;
+        assert_serves_v1(fleet, &host.name).await;
     }
-    drop(fleet);
-    phases.done("clean-up");
-    phases.finish();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
