@@ -1,7 +1,10 @@
 //! Bearer-token authentication for `/api/v1/` (API tokens) and `/agent/v1/` (agent
 //! credentials). Only hashes are compared; the presented secret is never logged.
+//! A secret the store refused is refused again without asking it, and an address
+//! with too many failures is refused before the store is asked (overload.rs).
 
 use crate::error::ApiError;
+use crate::overload::{peer_ip, Secret};
 use crate::secrets::hash_token;
 use crate::state::AppState;
 use axum::extract::{FromRef, FromRequestParts};
@@ -50,12 +53,28 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
-        let token = bearer(parts)?;
-        match state.store.api_token_by_hash(&hash_token(token)).await? {
+        let ip = peer_ip(parts);
+        let budget = &state.guard.failed_auth;
+        let token = match bearer(parts) {
+            Ok(token) => token,
+            Err(err) => {
+                budget.record(ip);
+                return Err(err);
+            }
+        };
+        let hash = hash_token(token);
+        let refusal = || ApiError::unauthorized("the token is not valid");
+        state
+            .guard
+            .before_lookup(Secret::ApiToken, ip, &hash, refusal)?;
+        match state.store.api_token_by_hash(&hash).await? {
             Some(record) => Ok(Admin {
                 token_id: record.id,
             }),
-            None => Err(ApiError::unauthorized("the token is not valid")),
+            None => {
+                state.guard.refused(Secret::ApiToken, ip, &hash);
+                Err(refusal())
+            }
         }
     }
 }
@@ -69,19 +88,34 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
-        let hash = hash_token(bearer(parts)?);
+        let ip = peer_ip(parts);
+        let budget = &state.guard.failed_auth;
+        let hash = match bearer(parts) {
+            Ok(token) => hash_token(token),
+            Err(err) => {
+                budget.record(ip);
+                return Err(err);
+            }
+        };
         if let Some(instance) = state.agent_credentials.get(&hash) {
             return Ok(Agent(instance));
         }
+        let refusal = || {
+            ApiError::unauthorized("the agent credential is not valid (was the instance deleted?)")
+        };
+        state
+            .guard
+            .before_lookup(Secret::AgentCredential, ip, &hash, refusal)?;
         match state.store.instance_by_credential(&hash).await? {
             Some(instance) => {
                 let instance = Arc::new(instance);
                 state.agent_credentials.insert(&hash, instance.clone());
                 Ok(Agent(instance))
             }
-            None => Err(ApiError::unauthorized(
-                "the agent credential is not valid (was the instance deleted?)",
-            )),
+            None => {
+                state.guard.refused(Secret::AgentCredential, ip, &hash);
+                Err(refusal())
+            }
         }
     }
 }

@@ -15,7 +15,15 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// Seconds the client should wait before trying again (`Retry-After`), for
+    /// answers that say "not now" (503, 429).
+    pub retry_after: Option<u32>,
 }
+
+/// How long a client is asked to wait after the store could not take its call.
+/// Short: such a stall is usually over within a second or two, and agents add
+/// their own jitter on top (wharf-agent's backoff.rs).
+pub const STORE_RETRY_AFTER_SECS: u32 = 2;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -24,6 +32,25 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
+        }
+    }
+
+    /// 503: the server cannot take the request now (its store is stalled or
+    /// overloaded); nothing was done, and the same request may succeed later.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(STORE_RETRY_AFTER_SECS),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        }
+    }
+
+    /// 429: this client sent too many requests of a kind (e.g. failed sign-ins);
+    /// it may try again after `retry_after` seconds.
+    pub fn too_many_requests(message: impl Into<String>, retry_after: u32) -> Self {
+        Self {
+            retry_after: Some(retry_after.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
         }
     }
 
@@ -61,6 +88,12 @@ impl From<ValidationError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
+        if let Some(why) = err.transient_reason() {
+            tracing::warn!(error = ?err, "the store cannot take a call now");
+            return Self::unavailable(format!(
+                "the server cannot take this request now: {why}; try again shortly"
+            ));
+        }
         match &err {
             StoreError::NotFound { .. } => Self::not_found(err.to_string()),
             StoreError::AlreadyExists { .. } => {
@@ -75,6 +108,7 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::UNAUTHORIZED, "registration_refused", *why)
             }
             StoreError::Backend(_)
+            | StoreError::Unavailable(_)
             | StoreError::Corrupt(_)
             | StoreError::Closed
             | StoreError::Panicked => {
@@ -94,7 +128,13 @@ impl IntoResponse for ApiError {
                 field: self.field,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

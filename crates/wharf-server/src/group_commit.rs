@@ -51,8 +51,31 @@ impl BatchWrite for AgentWrite {
 }
 
 /// The batch a write was in could not be stored (logged); nothing of it was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchFailed;
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchFailed {
+    /// Why trying again later may succeed, when it may (the store was stalled,
+    /// full or overloaded: `StoreError::transient_reason`).
+    pub transient: Option<String>,
+}
+
+impl BatchFailed {
+    /// A write whose writer task died without an answer (a bug).
+    fn lost() -> Self {
+        Self { transient: None }
+    }
+}
+
+impl From<BatchFailed> for crate::error::ApiError {
+    /// 503 when the store may take the write later, else 500.
+    fn from(failed: BatchFailed) -> Self {
+        match failed.transient {
+            Some(why) => Self::unavailable(format!(
+                "the server cannot take this request now: {why}; try again shortly"
+            )),
+            None => Self::internal(),
+        }
+    }
+}
 
 type Waiter<W> = oneshot::Sender<Result<<W as BatchWrite>::Output, BatchFailed>>;
 
@@ -131,7 +154,7 @@ impl<W: BatchWrite> GroupCommit<W> {
         }
         // A dropped sender means the writer task died (a panic): count it as a
         // failed batch rather than waiting for ever.
-        rx.await.unwrap_or(Err(BatchFailed))
+        rx.await.unwrap_or(Err(BatchFailed::lost()))
     }
 
     /// How long the oldest unstored write has waited, and whether writes fail.
@@ -195,8 +218,11 @@ async fn drain<W: BatchWrite>(
             }
             Err(err) => {
                 tracing::error!(error = ?err, writes = count, what = W::WHAT, "a group commit failed");
+                let failed = BatchFailed {
+                    transient: err.transient_reason(),
+                };
                 for waiter in waiters {
-                    let _ = waiter.send(Err(BatchFailed));
+                    let _ = waiter.send(Err(failed.clone()));
                 }
             }
         }
@@ -283,7 +309,7 @@ mod tests {
         assert_eq!(queue.health().backlog_age, Duration::ZERO);
         assert_eq!(
             queue.write(store.clone(), Slow(true)).await,
-            Err(BatchFailed)
+            Err(BatchFailed { transient: None })
         );
         assert!(queue.health().failing);
         queue.write(store, Slow(false)).await.unwrap();

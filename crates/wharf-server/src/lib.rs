@@ -13,8 +13,10 @@ mod extract;
 mod group_commit;
 mod metrics;
 mod openapi;
+mod overload;
 mod release_views;
 mod secrets;
+mod serve;
 mod state;
 mod views;
 
@@ -66,8 +68,6 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the server failed while serving")]
-    Serve(#[source] std::io::Error),
 }
 
 /// A server with its store open and its listener bound, ready to serve.
@@ -171,25 +171,32 @@ impl BoundServer {
         tracing::info!(addr = %self.local_addr, "wharf server listening");
         let wakeups = self.state.wakeups.clone();
         let driver = tokio::spawn(engine::driver::run(self.state.clone()));
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router(self.state);
         // Long polls and the driver end as soon as shutdown begins, so the graceful
         // shutdown does not wait out every agent's poll.
         let shutdown = async move {
             shutdown.await;
             wakeups.shut_down();
         };
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ServerError::Serve);
+        serve::serve_connections(
+            self.listener,
+            app,
+            serve::ConnectionLimits::for_this_process(),
+            shutdown,
+        )
+        .await;
         let _ = driver.await;
-        served
+        Ok(())
     }
 }
 
 /// Every route of the server over the given state.
 pub fn router(state: AppState) -> Router {
-    api::router(state)
+    let in_flight = state.guard.in_flight.clone();
+    api::router(state).layer(axum::middleware::from_fn_with_state(
+        in_flight,
+        overload::shed,
+    ))
 }
 
 /// Creates the admin token when the store has none. The file is written before the

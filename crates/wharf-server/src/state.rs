@@ -211,6 +211,8 @@ pub struct Shared {
     pub agent_credentials: RecentMap<Arc<InstanceRecord>>,
     /// The JSON of large releases' views, kept for a moment.
     pub release_views: crate::release_views::ReleaseViews,
+    /// Failure budgets, refused secrets and the in-flight bound (overload.rs).
+    pub guard: crate::overload::Guard,
 }
 
 impl AppState {
@@ -236,6 +238,7 @@ impl AppState {
             // More than the agents one server holds.
             agent_credentials: RecentMap::new(CREDENTIAL_KEPT_FOR, 200_000),
             release_views: Default::default(),
+            guard: Default::default(),
         }))
     }
 }

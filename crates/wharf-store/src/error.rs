@@ -32,8 +32,43 @@ pub enum StoreError {
     Panicked,
     #[error("the database failed")]
     Backend(#[source] rusqlite::Error),
+    /// The store cannot take the call now but may soon: too many calls wait for
+    /// it already, or the database cannot be written (disk full, locked by
+    /// another process). Nothing of the call was done.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// Why trying the call again later may succeed where it failed now, if it
+    /// may: the store was unavailable, or the database could not be written for a
+    /// reason that passes (a full disk, a lock held by another process, an I/O
+    /// error). The API answers these with 503 and `Retry-After`, not 500.
+    pub fn transient_reason(&self) -> Option<String> {
+        match self {
+            StoreError::Unavailable(why) => Some(why.clone()),
+            StoreError::Closed => Some("the server is shutting down".to_owned()),
+            StoreError::Backend(err) => {
+                let code = err.sqlite_error_code()?;
+                use rusqlite::ErrorCode;
+                let why = match code {
+                    ErrorCode::DiskFull => "the disk holding the database is full",
+                    ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                        "the database is locked by another writer"
+                    }
+                    ErrorCode::SystemIoFailure => {
+                        "the database could not be read or written (I/O error)"
+                    }
+                    ErrorCode::ReadOnly => "the database cannot be written (read-only)",
+                    _ => return None,
+                };
+                Some(why.to_owned())
+            }
+            _ => None,
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -5,7 +5,7 @@
 use crate::auth::Agent;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::group_commit::BatchFailed;
+use crate::overload::{ClientIp, Secret};
 use crate::secrets::{generate_secret, hash_token, random_id_bytes, AGENT_CREDENTIAL_PREFIX};
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
@@ -100,11 +100,24 @@ fn validate_register(body: &AgentRegister) -> ApiResult<()> {
 pub async fn register(
     State(state): State<AppState>,
     PeerAddr(address): PeerAddr,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     ApiJson(body): ApiJson<AgentRegister>,
 ) -> ApiResult<(StatusCode, Json<AgentRegistered>)> {
     check_protocol(&headers)?;
     validate_register(&body)?;
+    // A token refused before is refused again without a write, and an address
+    // that keeps presenting refused tokens is stopped before the store.
+    let token_hash = hash_token(&body.registration_token);
+    let secret = Secret::RegistrationToken;
+    state.guard.before_lookup(secret, ip, &token_hash, || {
+        StoreError::RegistrationRefused("the registration token is not valid").into()
+    })?;
+    let refused = |err: &StoreError| {
+        if matches!(err, StoreError::RegistrationRefused(_)) {
+            state.guard.refused(secret, ip, &token_hash);
+        }
+    };
     let credential = generate_secret(AGENT_CREDENTIAL_PREFIX);
     let now = chrono::Utc::now();
     let record = InstanceRecord {
@@ -123,12 +136,12 @@ pub async fn register(
         docker_version: None,
         docker_error: None,
     };
-    let token_hash = hash_token(&body.registration_token);
     if record.scaling_group.is_some() {
         let join = state
             .store
             .instance_register_scaling(&token_hash, &record, now)
             .await
+            .inspect_err(refused)
             .map_err(|err| match err {
                 StoreError::NotFound {
                     kind: "scaling group",
@@ -144,7 +157,8 @@ pub async fn register(
         state
             .store
             .instance_register(&token_hash, &record, now)
-            .await?;
+            .await
+            .inspect_err(refused)?;
         tracing::info!(instance = %record.id, name = %record.name, "instance registered");
     }
     Ok((
@@ -235,7 +249,7 @@ pub async fn heartbeat(
             }
             .into())
         }
-        Err(BatchFailed) => return Err(ApiError::internal()),
+        Err(failed) => return Err(failed.into()),
     }
     if let Some(docker) = &body.docker {
         record_docker(&state, &instance, docker).await?;

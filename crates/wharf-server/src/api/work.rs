@@ -7,7 +7,7 @@ use crate::auth::Agent;
 use crate::engine::exec::is_exec;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::group_commit::{BatchFailed, GroupCommit};
+use crate::group_commit::GroupCommit;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -91,7 +91,7 @@ async fn agent_write(
     queue
         .write(state.store.clone(), write)
         .await
-        .map_err(|BatchFailed| ApiError::internal())
+        .map_err(ApiError::from)
 }
 
 /// A store answer of the wrong kind for its write: a bug, logged, never a panic.

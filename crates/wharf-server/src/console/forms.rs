@@ -11,6 +11,7 @@ use super::session::{
 use crate::api;
 use crate::engine::actions;
 use crate::error::ApiError;
+use crate::overload::{ClientIp, Secret};
 use crate::secrets::hash_token;
 use crate::state::AppState;
 use axum::extract::{Form, Path, State};
@@ -60,6 +61,7 @@ fn script(form: &FormData, name: &str) -> String {
 pub async fn login(
     State(state): State<AppState>,
     Extension(sessions): Extension<Sessions>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
@@ -74,14 +76,26 @@ pub async fn login(
         return pages::login_page(StatusCode::UNAUTHORIZED, next, Some("enter a token".into()));
     }
     let hash = hash_token(token);
+    let not_valid = || {
+        pages::login_page(
+            StatusCode::UNAUTHORIZED,
+            next.clone(),
+            Some("the token is not valid".into()),
+        )
+    };
+    let secret = Secret::ApiToken;
+    match state.guard.before_lookup(secret, ip, &hash, || {
+        crate::error::ApiError::unauthorized("the token is not valid")
+    }) {
+        Ok(()) => {}
+        Err(err) if err.status == StatusCode::UNAUTHORIZED => return not_valid(),
+        Err(err) => return fail(err),
+    }
     match state.store.api_token_by_hash(&hash).await {
         Ok(Some(_)) => {}
         Ok(None) => {
-            return pages::login_page(
-                StatusCode::UNAUTHORIZED,
-                next,
-                Some("the token is not valid".into()),
-            )
+            state.guard.refused(secret, ip, &hash);
+            return not_valid();
         }
         Err(err) => return fail(err.into()),
     }

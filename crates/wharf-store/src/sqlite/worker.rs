@@ -10,6 +10,12 @@
 //!
 //! Several threads may share one queue (the readers): whichever is free takes the
 //! next call, so one long read does not hold up the short ones behind it.
+//!
+//! A queue holds [`MAX_QUEUED`] calls at most: a call that finds it full fails at
+//! once as unavailable (the API answers 503 with `Retry-After`) instead of waiting
+//! behind a backlog that grows without bound. A call whose caller has gone (an
+//! HTTP request whose client disconnected) is dropped when its turn comes,
+//! before it touches the database.
 
 use crate::{StoreError, StoreResult};
 use rusqlite::Connection;
@@ -18,6 +24,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
+
+/// The most calls one queue holds. Agents' writes come in group commits and
+/// their reads mostly from the server's caches, so even 10,000 agents keep a
+/// queue far shorter; a queue this long means the store cannot keep up, and
+/// more waiting would only make every answer late.
+pub(super) const MAX_QUEUED: usize = 4096;
 
 type Call = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -30,6 +42,7 @@ enum Job {
 /// A queue of calls and the threads, each with its own connection, that run them.
 pub(super) struct Workers {
     queue: crossbeam_channel::Sender<Job>,
+    max_queued: usize,
     threads: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
 }
@@ -37,7 +50,17 @@ pub(super) struct Workers {
 impl Workers {
     /// Starts one thread per connection, named `name`.
     pub(super) fn start(name: &str, connections: Vec<Connection>) -> StoreResult<Workers> {
-        let (queue, jobs) = crossbeam_channel::unbounded::<Job>();
+        Self::start_bounded(name, connections, MAX_QUEUED)
+    }
+
+    /// [`Workers::start`] with a queue of `max_queued` calls.
+    pub(super) fn start_bounded(
+        name: &str,
+        connections: Vec<Connection>,
+        max_queued: usize,
+    ) -> StoreResult<Workers> {
+        // One more slot per thread for its `Stop`, so that closing never waits.
+        let (queue, jobs) = crossbeam_channel::bounded::<Job>(max_queued + connections.len());
         let mut threads = Vec::with_capacity(connections.len());
         for mut conn in connections {
             let jobs = jobs.clone();
@@ -61,6 +84,7 @@ impl Workers {
             threads.push(thread);
         }
         Ok(Workers {
+            max_queued,
             queue,
             threads: Mutex::new(threads),
             closed: AtomicBool::new(false),
@@ -78,15 +102,29 @@ impl Workers {
         }
         let (answer, answered) = oneshot::channel();
         let job = Job::Call(Box::new(move |conn: &mut Connection| {
+            // The caller has gone (its request was dropped while the call waited):
+            // nobody wants the answer, and a call not begun changes nothing.
+            if answer.is_closed() {
+                return;
+            }
             // A panic in a call must not take the connection's thread with it: the
-            // caller gets an error, and the next call runs as usual. The caller may
-            // also have gone (its request was dropped); the work is done either
-            // way, as a write must be.
+            // caller gets an error, and the next call runs as usual. A call begun
+            // is done whole even if its caller goes meanwhile, as a write must be.
             let answered =
                 catch_unwind(AssertUnwindSafe(|| call(conn))).unwrap_or(Err(StoreError::Panicked));
             let _ = answer.send(answered);
         }));
-        self.queue.send(job).map_err(|_| closed())?;
+        // The channel has room for the `Stop`s that closing sends beyond
+        // `max_queued` calls; a call that finds it that full (or fuller, in a race
+        // with another call) is refused.
+        if self.queue.len() >= self.max_queued {
+            return Err(overloaded());
+        }
+        match self.queue.try_send(job) {
+            Ok(()) => {}
+            Err(crossbeam_channel::TrySendError::Full(_)) => return Err(overloaded()),
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(closed()),
+        }
         answered.await.map_err(|_| closed())?
     }
 
@@ -123,9 +161,14 @@ fn closed() -> StoreError {
     StoreError::Closed
 }
 
+fn overloaded() -> StoreError {
+    StoreError::Unavailable("too many store calls are waiting; try again shortly".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn workers() -> Workers {
         let conn = Connection::open_in_memory().expect("an in-memory database");
@@ -164,6 +207,87 @@ mod tests {
             .await
             .expect("the next call");
         assert_eq!(rows, 0, "the open transaction's insert was rolled back");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_refuses_calls_at_once_and_takes_them_again_once_drained() {
+        let conn = Connection::open_in_memory().expect("an in-memory database");
+        let workers = Arc::new(Workers::start_bounded("test-db", vec![conn], 2).unwrap());
+        // One call holds the thread; two more fill the queue.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let blocker = tokio::spawn({
+            let workers = workers.clone();
+            async move {
+                workers
+                    .run(move |_| {
+                        let _ = held.recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let queued: Vec<_> = (0..2)
+            .map(|_| {
+                let workers = workers.clone();
+                tokio::spawn(async move { workers.run(|_| Ok(7)).await })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let refused: StoreResult<()> = workers.run(|_| Ok(())).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Unavailable(why)) if why.contains("too many")),
+            "{refused:?}"
+        );
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        for call in queued {
+            assert_eq!(call.await.unwrap().unwrap(), 7);
+        }
+        let taken: i64 = workers.run(|_| Ok(1)).await.expect("room again");
+        assert_eq!(taken, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_whose_caller_went_away_is_not_run() {
+        let conn = Connection::open_in_memory().expect("an in-memory database");
+        let workers = Arc::new(Workers::start("test-db", vec![conn]).unwrap());
+        workers
+            .run(|conn| Ok(conn.execute_batch("CREATE TABLE t (x INTEGER)")?))
+            .await
+            .unwrap();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let blocker = tokio::spawn({
+            let workers = workers.clone();
+            async move {
+                workers
+                    .run(move |_| {
+                        let _ = held.recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // Queued behind the blocker, then given up on (as a dropped request is).
+        let abandoned = tokio::spawn({
+            let workers = workers.clone();
+            async move {
+                workers
+                    .run(|conn| Ok(conn.execute_batch("INSERT INTO t VALUES (1)")?))
+                    .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        abandoned.abort();
+        let _ = abandoned.await;
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        let rows: i64 = workers
+            .run(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(rows, 0, "the abandoned insert never ran");
     }
 
     #[tokio::test]
