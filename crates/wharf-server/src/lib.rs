@@ -21,7 +21,9 @@ mod state;
 mod views;
 
 pub use error::ApiError;
+pub use overload::MAX_FAILURES;
 pub use secrets::{hash_token, SecretBox};
+pub use serve::ConnectionLimits;
 pub use state::{AppState, Liveness};
 
 use axum::Router;
@@ -77,6 +79,8 @@ pub struct BoundServer {
     state: AppState,
     admin_token_path: PathBuf,
     admin_token_created: bool,
+    /// The connection bounds; those of this process unless set.
+    limits: Option<ConnectionLimits>,
 }
 
 /// Opens (or creates) the data directory, the store and the secret key, creates the
@@ -126,6 +130,7 @@ pub async fn bind_with(
         state: AppState::with_liveness(store, secret_box, liveness),
         admin_token_path,
         admin_token_created,
+        limits: None,
     })
 }
 
@@ -158,6 +163,13 @@ impl BoundServer {
         &self.admin_token_path
     }
 
+    /// Serves with other connection bounds than this process's (tests use short
+    /// timeouts and few connections).
+    pub fn with_connection_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
     /// Whether this start created the admin token (the first start on a data dir).
     pub fn admin_token_created(&self) -> bool {
         self.admin_token_created
@@ -181,7 +193,8 @@ impl BoundServer {
         serve::serve_connections(
             self.listener,
             app,
-            serve::ConnectionLimits::for_this_process(),
+            self.limits
+                .unwrap_or_else(ConnectionLimits::for_this_process),
             shutdown,
         )
         .await;

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::oneshot;
-use wharf_server::{bind_with, Liveness, ServerConfig};
+use wharf_server::{bind_with, ConnectionLimits, Liveness, ServerConfig};
 
 pub struct Server {
     pub url: String,
@@ -25,11 +25,23 @@ impl Server {
     }
 
     pub async fn start_with(dir: &Path, liveness: Liveness) -> Server {
+        Self::start_with_limits(dir, liveness, None).await
+    }
+
+    /// A server with the given connection bounds (else this process's).
+    pub async fn start_with_limits(
+        dir: &Path,
+        liveness: Liveness,
+        limits: Option<ConnectionLimits>,
+    ) -> Server {
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.to_path_buf(),
         };
-        let bound = bind_with(config, liveness).await.unwrap();
+        let mut bound = bind_with(config, liveness).await.unwrap();
+        if let Some(limits) = limits {
+            bound = bound.with_connection_limits(limits);
+        }
         let url = format!("http://{}", bound.local_addr());
         let admin = std::fs::read_to_string(bound.admin_token_path()).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
