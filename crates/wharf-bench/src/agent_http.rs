@@ -28,6 +28,8 @@ const MAX_HEADERS: usize = 32;
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The `Retry-After` header in seconds, if the answer had one.
+    pub retry_after: Option<Duration>,
 }
 
 /// One keep-alive connection.
@@ -196,14 +198,21 @@ impl Conn {
     async fn exchange(&mut self, request: &[u8]) -> anyhow::Result<(Answer, bool)> {
         self.buffer.clear();
         self.stream.write_all(request).await.context("sending")?;
-        let (status, head_len, length, close) = loop {
+        let (status, head_len, length, close, retry_after) = loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut response = httparse::Response::new(&mut headers);
             match response.parse(&self.buffer).context("the answer's head")? {
                 httparse::Status::Complete(head_len) => {
                     let status = response.code.context("a status")?;
                     let (length, close) = framing(response.headers)?;
-                    break (status, head_len, length, close);
+                    let retry_after = response
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("retry-after"))
+                        .and_then(|h| std::str::from_utf8(h.value).ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    break (status, head_len, length, close, retry_after);
                 }
                 httparse::Status::Partial => self.fill().await?,
             }
@@ -222,7 +231,14 @@ impl Conn {
                 None => bail!("an answer without content-length (status {status})"),
             }
         };
-        Ok((Answer { status, body }, !close))
+        Ok((
+            Answer {
+                status,
+                body,
+                retry_after,
+            },
+            !close,
+        ))
     }
 
     /// Reads more of the answer; the end of the stream is an error here.

@@ -15,6 +15,7 @@ mod overhead;
 mod proc;
 mod report;
 mod server;
+mod storm;
 mod swarm;
 
 use clap::{Parser, Subcommand};
@@ -47,7 +48,11 @@ enum What {
     Swarm,
     /// The real agent's idle footprint and binary size.
     Agent,
-    /// A small, fast swarm run (200 agents) that only proves the benchmark works.
+    /// A server with a swarm of agents killed and started again: reconnections
+    /// and API latency in the 30 s after.
+    Restart,
+    /// Small, fast swarm and restart runs (200 agents) that only prove the
+    /// benchmark works.
     Smoke,
 }
 
@@ -78,12 +83,17 @@ async fn main() -> anyhow::Result<()> {
             swarm::run(&wharf, agents, cli.quick, &mut table).await?;
         }
     }
+    if matches!(cli.what, What::All | What::Restart) {
+        let agents = cli.agents.last().copied().unwrap_or(10_000);
+        storm::run(&wharf, agents, cli.quick, &mut table).await?;
+    }
     if matches!(cli.what, What::All | What::Agent) {
         footprint::run(&wharf, cli.quick, &mut table).await?;
     }
     if cli.what == What::Smoke {
         let agents = cli.agents.first().copied().unwrap_or(200);
         swarm::run(&wharf, agents, true, &mut table).await?;
+        storm::run(&wharf, agents, true, &mut table).await?;
     }
     table.print();
     Ok(())

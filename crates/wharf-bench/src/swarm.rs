@@ -19,17 +19,17 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// The wait a simulated agent asks for on each poll, as the real agent does.
-const POLL_WAIT_SECS: u64 = 25;
+pub(crate) const POLL_WAIT_SECS: u64 = 25;
 /// The longest one agent request may take (a poll waits up to `POLL_WAIT_SECS`).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(POLL_WAIT_SECS + 15);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(POLL_WAIT_SECS + 15);
 /// How often a simulated agent tries to report one step event.
 const REPORT_ATTEMPTS: usize = 20;
 /// Free connections the agents' client keeps for heartbeats and reports: enough
 /// for a batch reporting at once, few enough that bursts do not leave thousands
 /// of extra sockets open in both processes.
-const MAX_IDLE_CONNECTIONS: usize = 1024;
+pub(crate) const MAX_IDLE_CONNECTIONS: usize = 1024;
 /// Registrations in flight at once.
-const REGISTER_CONCURRENCY: usize = 32;
+pub(crate) const REGISTER_CONCURRENCY: usize = 32;
 /// The batches of the release.
 const BATCHES: usize = 10;
 /// Pause between two reads of the release by the side task that times the API.
@@ -59,10 +59,10 @@ struct Seen {
 /// once: the swarm shares the server's two cores, so its own work per request is
 /// kept small.
 #[derive(Clone)]
-struct Agent {
-    id: String,
+pub(crate) struct Agent {
+    pub(crate) id: String,
     /// `Bearer <credential>`.
-    authorization: String,
+    pub(crate) authorization: String,
 }
 
 /// The protocol header every agent request carries, and the version it names:
@@ -71,7 +71,7 @@ pub(crate) const PROTOCOL_HEADER: &str = "x-wharf-agent-protocol";
 pub(crate) const PROTOCOL_VERSION: &str = "2";
 
 /// The body of every heartbeat.
-const HEARTBEAT_BODY: &str = r#"{"agent_version":"bench"}"#;
+pub(crate) const HEARTBEAT_BODY: &str = r#"{"agent_version":"bench"}"#;
 
 /// What the swarm reads of an assignment.
 #[derive(serde::Deserialize)]
@@ -389,7 +389,7 @@ pub async fn run(
 }
 
 /// Registers one simulated agent; returns it and the heartbeat interval.
-async fn register(
+pub(crate) async fn register(
     http: &reqwest::Client,
     url: &str,
     token: &str,
