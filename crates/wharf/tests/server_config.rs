@@ -172,6 +172,12 @@ fn each_layer_overrides_the_one_below() {
     assert_eq!(insecure(&printed(&config, &env)), Some(false));
     let table = printed(&["--config", &file, "--insecure-http"], &env);
     assert_eq!(insecure(&table), Some(true));
+    // Without a configured level, RUST_LOG (as before there was a configuration) is
+    // what logging uses, and what is printed.
+    let table = printed(&[], &[("RUST_LOG", "debug")]);
+    assert_eq!(string(&table, "log-level"), "debug");
+    let table = printed(&[], &[("RUST_LOG", "debug"), ("WHARF_LOG_LEVEL", "warn")]);
+    assert_eq!(string(&table, "log-level"), "warn");
     // The file itself can come from WHARF_CONFIG.
     let table = printed(&[], &[("WHARF_CONFIG", &file)]);
     assert_eq!(string(&table, "data-dir"), "/file/data");

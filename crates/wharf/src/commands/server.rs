@@ -65,7 +65,7 @@ pub async fn cmd_server(ctx: &CommandContext, args: ServerArgs) -> Result<(), Co
         return ctx.ui.stdout(settings.to_toml()?.trim_end());
     }
     server_config::check_listen(settings.server.listen, settings.insecure_http)?;
-    init_logging_with(settings.log_format, settings.log_level.as_deref());
+    init_logging_with(settings.log_format, &settings.effective_log_level());
     if settings.insecure_http && !server_config::is_loopback(settings.server.listen.ip()) {
         tracing::warn!(
             listen = %settings.server.listen,
@@ -99,16 +99,15 @@ pub async fn cmd_server(ctx: &CommandContext, args: ServerArgs) -> Result<(), Co
 
 /// Logs to stderr as text; `RUST_LOG` filters, `info` by default.
 pub(super) fn init_logging() {
-    init_logging_with(LogFormat::Text, None);
+    let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    init_logging_with(LogFormat::Text, &level);
 }
 
-/// Logs to stderr in `format`, filtered by `level` (an `EnvFilter` directive, already
-/// checked), else by `RUST_LOG`, else at `info`.
-fn init_logging_with(format: LogFormat, level: Option<&str>) {
-    let filter = level
-        .and_then(|level| tracing_subscriber::EnvFilter::try_new(level).ok())
-        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+/// Logs to stderr in `format`, filtered by `level` (an `EnvFilter` directive; `info`
+/// if it does not parse).
+fn init_logging_with(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

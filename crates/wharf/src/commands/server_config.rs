@@ -84,6 +84,19 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// The filter logging uses: the configured one, else `RUST_LOG` when it is a
+    /// valid filter, else `info`.
+    pub fn effective_log_level(&self) -> String {
+        self.log_level
+            .clone()
+            .or_else(|| {
+                std::env::var("RUST_LOG")
+                    .ok()
+                    .filter(|level| check_log_level(level).is_ok())
+            })
+            .unwrap_or_else(|| "info".to_owned())
+    }
+
     /// The settings as a `--config` file, secrets redacted.
     pub fn to_toml(&self) -> Result<String, CommandError> {
         let printed = FileConfig {
@@ -91,7 +104,7 @@ impl Resolved {
             data_dir: Some(self.server.data_dir.clone()),
             insecure_http: Some(self.insecure_http),
             log_format: Some(self.log_format),
-            log_level: Some(self.log_level.clone().unwrap_or_else(|| "info".to_owned())),
+            log_level: Some(self.effective_log_level()),
             heartbeat_interval: Some(self.liveness.heartbeat_interval),
             offline_after: Some(self.liveness.offline_after),
         };
