@@ -8,6 +8,9 @@ bash scripts/setup.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== shellcheck (packaging)"
+shellcheck scripts/package.sh scripts/setup.sh scripts/test.sh packaging/deb/postinst \
+  packaging/deb/prerm packaging/deb/postrm
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"

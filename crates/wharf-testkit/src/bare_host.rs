@@ -191,14 +191,15 @@ impl BareHost {
         Ok(self.exec(&["cat", AGENT_LOG]).await?.stdout)
     }
 
-    /// Starts `wharf agent --server GATEWAY_URL --state-dir /var/lib/wharf-agent --name
-    /// NAME` in the background (output appended to `/var/log/wharf-agent.log`). The
+    /// Starts `wharf agent --insecure-http --server GATEWAY_URL --state-dir
+    /// /var/lib/wharf-agent --name NAME` in the background (output appended to
+    /// `/var/log/wharf-agent.log`; plain HTTP to the gateway needs the flag). The
     /// registration token travels in the environment (`docker exec -e NAME` without a
     /// value takes it from this process's child environment), never on a command line.
     pub async fn start_agent(&self) -> anyhow::Result<()> {
         let script = format!(
             "mkdir -p /run/wharf && echo $$ > {AGENT_PID_FILE} && \
-             exec {HOST_WHARF_BIN} agent --server \"$0\" --state-dir {AGENT_STATE_DIR} \
+             exec {HOST_WHARF_BIN} agent --insecure-http --server \"$0\" --state-dir {AGENT_STATE_DIR} \
              --name \"$1\" >> {AGENT_LOG} 2>&1"
         );
         let output = run_command(

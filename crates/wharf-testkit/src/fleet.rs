@@ -948,9 +948,10 @@ impl Fleet {
 
     // ----- faults: agents ----------------------------------------------------------
 
-    /// Starts `wharf agent --server GATEWAY_URL --state-dir /var/lib/wharf-agent --name
-    /// host-N` in the host, in the background, with its output appended to
-    /// `/var/log/wharf-agent.log`. The registration token travels in the environment.
+    /// Starts `wharf agent --insecure-http --server GATEWAY_URL --state-dir
+    /// /var/lib/wharf-agent --name host-N` in the host, in the background, with its
+    /// output appended to `/var/log/wharf-agent.log` (plain HTTP to the gateway needs
+    /// the flag). The registration token travels in the environment.
     pub async fn start_agent(&self, host: &str) -> anyhow::Result<()> {
         self.start_agent_with(host, &[]).await
     }
@@ -966,7 +967,7 @@ impl Fleet {
         let script = format!(
             "mkdir -p /run/wharf && echo $$ > {AGENT_PID_FILE} && \
              url=\"$0\" name=\"$1\" && shift && \
-             exec {HOST_WHARF_BIN} agent --server \"$url\" --state-dir {AGENT_STATE_DIR} \
+             exec {HOST_WHARF_BIN} agent --insecure-http --server \"$url\" --state-dir {AGENT_STATE_DIR} \
              --name \"$name\" \"$@\" >> {AGENT_LOG} 2>&1"
         );
         let mut args = vec![

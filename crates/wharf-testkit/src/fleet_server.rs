@@ -175,9 +175,10 @@ pub struct WharfServer {
 }
 
 impl WharfServer {
-    /// Starts `BINARY server --listen LISTEN --data-dir DATA_DIR`, with its stderr
-    /// appended to `log_dir/server.log`, and waits until it prints its address and
-    /// answers `/healthz`. Port 0 in `listen` picks a free port, kept for restarts.
+    /// Starts `BINARY server --listen LISTEN --data-dir DATA_DIR --insecure-http`, with
+    /// its stderr appended to `log_dir/server.log`, and waits until it prints its
+    /// address and answers `/healthz`. Port 0 in `listen` picks a free port, kept for
+    /// restarts.
     pub async fn start(
         binary: &Path,
         data_dir: &Path,
@@ -362,6 +363,10 @@ impl WharfServer {
             .arg(&listen)
             .arg("--data-dir")
             .arg(&self.data_dir)
+            // The fleet's server listens on the Docker network's gateway, in plain
+            // HTTP (there is no TLS in the test bed), which the server refuses
+            // without this flag.
+            .arg("--insecure-http")
             .args(&self.extra_args)
             .env_remove("WHARF_TOKEN")
             .stdin(Stdio::null())

@@ -6,6 +6,9 @@
 //! - [`BARE_HOST`] (`wharf-fleet-bare-host:HASH`): the same base *without* Docker, a
 //!   fresh Debian host for `scripts/prepare-host.sh` to prepare (see
 //!   [`crate::bare_host`]).
+//! - [`SYSTEMD_HOST`] (`wharf-fleet-systemd-host:HASH`): the bare base with systemd as
+//!   its main process, where the `.deb` is installed and its units run
+//!   (`tests/packaging.rs`).
 //!
 //! [`ensure`] (and [`ensure_bare`]) return the image's reference, building it only when
 //! the local engine has no image with the expected tag. The tag is a hash of everything
@@ -18,6 +21,7 @@
 //! Environment:
 //! - `WHARF_FLEET_HOST_IMAGE`: use this image reference as it is (no build, no check).
 //! - `WHARF_FLEET_BARE_HOST_IMAGE`: the same for the bare host image.
+//! - `WHARF_FLEET_SYSTEMD_HOST_IMAGE`: the same for the systemd host image.
 //! - `WHARF_FLEET_DEBIAN_MIRROR`: the Debian mirror debootstrap downloads from (default
 //!   `http://deb.debian.org/debian`); not part of the tag.
 
@@ -49,6 +53,20 @@ pub const PACKAGES: &[&str] = &["docker.io", "bash", "curl", "iproute2", "ca-cer
 /// The bare host's packages: those of [`PACKAGES`] but the engine. What a freshly
 /// installed minimal Debian server has (apt, a shell, curl, certificates).
 pub const BARE_PACKAGES: &[&str] = &["bash", "curl", "iproute2", "ca-certificates"];
+
+/// The systemd host's packages: systemd as PID 1 (and D-Bus for `systemctl`), curl
+/// for checks.
+pub const SYSTEMD_PACKAGES: &[&str] = &[
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "bash",
+    "curl",
+    "ca-certificates",
+];
+
+/// The repository of the systemd host image in the local engine.
+pub const SYSTEMD_IMAGE_REPOSITORY: &str = "wharf-fleet-systemd-host";
 
 /// The mirror used when `WHARF_FLEET_DEBIAN_MIRROR` is not set.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
@@ -84,6 +102,15 @@ const BARE_IMAGE_CHANGES: &[&str] = &[
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "CMD [\"sleep\", \"infinity\"]",
     "LABEL org.opencontainers.image.title=wharf-fleet-bare-host",
+];
+
+/// The systemd host's image config: systemd is the main process (`container` tells
+/// it that it runs in one).
+const SYSTEMD_IMAGE_CHANGES: &[&str] = &[
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV container=docker",
+    "CMD [\"/lib/systemd/systemd\"]",
+    "LABEL org.opencontainers.image.title=wharf-fleet-systemd-host",
 ];
 
 /// One image recipe: what debootstrap installs, the files added, the image config.
@@ -131,6 +158,18 @@ pub static BARE_HOST: Recipe = Recipe {
     changes: BARE_IMAGE_CHANGES,
     marker: "etc/wharf-fleet-bare-host",
     override_var: "WHARF_FLEET_BARE_HOST_IMAGE",
+    cache: tokio::sync::Mutex::const_new(None),
+};
+
+/// A Debian host with systemd as PID 1, for the package and its units.
+pub static SYSTEMD_HOST: Recipe = Recipe {
+    repository: SYSTEMD_IMAGE_REPOSITORY,
+    revision: 1,
+    packages: SYSTEMD_PACKAGES,
+    files: &[],
+    changes: SYSTEMD_IMAGE_CHANGES,
+    marker: "etc/wharf-fleet-systemd-host",
+    override_var: "WHARF_FLEET_SYSTEMD_HOST_IMAGE",
     cache: tokio::sync::Mutex::const_new(None),
 };
 
@@ -290,6 +329,12 @@ pub async fn ensure() -> anyhow::Result<String> {
 /// Returns the bare host image's reference (no Docker), building it first if needed.
 pub async fn ensure_bare() -> anyhow::Result<String> {
     BARE_HOST.ensure().await
+}
+
+/// Returns the systemd host image's reference, building it first if needed (about two
+/// minutes).
+pub async fn ensure_systemd() -> anyhow::Result<String> {
+    SYSTEMD_HOST.ensure().await
 }
 
 /// Builds the fleet host's root filesystem with debootstrap and imports it as `reference`.

@@ -159,6 +159,44 @@ pub fn resolve(
     Ok(Connection { server, token })
 }
 
+/// Refuses a plain `http://` server that is not on this host unless `insecure_http`:
+/// the token (or the agent's credential, and the registry passwords and scripts it
+/// receives) would cross the network in clear text. `https://` URLs and URLs that do
+/// not parse pass here (the client reports the latter).
+pub fn check_transport(server: &str, insecure_http: bool) -> Result<(), CommandError> {
+    if insecure_http || !is_remote_http(server) {
+        return Ok(());
+    }
+    Err(CommandError::Config(format!(
+        "refusing to talk plain HTTP to {}: the token and everything else would cross the \
+         network in clear text. Use an https:// URL, or pass --insecure-http (or set \
+         WHARF_INSECURE_HTTP=1) on a network you trust",
+        server.trim()
+    )))
+}
+
+/// Whether `server` is an `http://` URL whose host is not a loopback address or
+/// `localhost`.
+fn is_remote_http(server: &str) -> bool {
+    let Ok(url) = url::Url::parse(server.trim()) else {
+        return false;
+    };
+    if url.scheme() != "http" {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => {
+            !(ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
+        }
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name != "localhost" && !name.ends_with(".localhost")
+        }
+        None => true,
+    }
+}
+
 fn same_server(a: &str, b: &str) -> bool {
     a.trim().trim_end_matches('/') == b.trim().trim_end_matches('/')
 }
@@ -231,6 +269,34 @@ mod tests {
         let path = saved(dir.path(), "http://b:1", "u");
         assert_eq!(load(&path).unwrap().unwrap().server, "http://b:1");
         assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_this_host() {
+        for remote in [
+            "http://10.0.0.5:7700",
+            "http://wharf.example.com",
+            "HTTP://0.0.0.0:1/",
+            "http://[fe80::1]:7700",
+        ] {
+            let err = check_transport(remote, false).err().unwrap();
+            assert!(matches!(err, CommandError::Config(_)), "{remote}");
+            assert!(
+                err.message().unwrap().contains("--insecure-http"),
+                "{remote}"
+            );
+            assert!(check_transport(remote, true).is_ok(), "{remote}");
+        }
+        for local in [
+            "http://127.0.0.1:7700",
+            "http://localhost:7700/",
+            "http://[::1]:7700",
+            "http://127.1.2.3",
+            "https://wharf.example.com",
+            "not a url",
+        ] {
+            assert!(check_transport(local, false).is_ok(), "{local}");
+        }
     }
 
     #[test]

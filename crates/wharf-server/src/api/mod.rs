@@ -1,5 +1,5 @@
 //! The HTTP surface: `/api/v1/` for people and tools, `/agent/v1/` for agents,
-//! `/healthz`, `/metrics` and the OpenAPI document. Handlers are thin: they parse,
+//! `/healthz`, `/readyz`, `/metrics` and the OpenAPI document. Handlers are thin: they parse,
 //! check the rules of `wharf-domain`, call the store, and render a view.
 
 pub(crate) mod agents;
@@ -103,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .nest("/agent/v1", agent)
         .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
         .merge(crate::console::routes())
         .fallback(system::not_found)

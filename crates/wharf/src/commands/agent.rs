@@ -23,8 +23,13 @@ token in WHARF_REGISTRATION_TOKEN: a command line can be read by every user of t
 host. The agent logs to stderr (RUST_LOG filters, default info). On SIGINT or SIGTERM
 it lets a running step finish, reports it and stops.
 
-Exit codes: 0 after a signal; 2 usage error (bad flags, no --server); 1 when the
-agent cannot start or stops on its own (registration refused, credential revoked).";
+A plain http:// server that is not on this host is refused unless --insecure-http
+(WHARF_INSECURE_HTTP=1) is given: the agent's credential, the registry passwords and
+the scripts it runs as root would cross the network in clear text.
+
+Exit codes: 0 after a signal; 2 usage error (bad flags, no --server, a refused
+plain-HTTP server); 1 when the agent cannot start or stops on its own (registration
+refused, credential revoked).";
 
 #[derive(clap::Args)]
 pub struct AgentArgs {
@@ -92,6 +97,7 @@ pub async fn cmd_agent(ctx: &CommandContext, args: AgentArgs) -> Result<(), Comm
             "wharf agent needs the server's URL: pass --server URL or set WHARF_SERVER",
         ));
     };
+    crate::config::check_transport(&server, ctx.insecure_http())?;
     let labels = label_map(args.labels)?;
     init_logging();
     if args.registration_token.is_some() && std::env::var_os(TOKEN_ENV).is_none() {

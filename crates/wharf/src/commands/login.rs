@@ -17,6 +17,7 @@ pub async fn cmd_login(ctx: &CommandContext, _args: LoginArgs) -> Result<(), Com
             "`wharf login` needs --server URL and --token TOKEN (or WHARF_SERVER and WHARF_TOKEN)",
         ));
     };
+    config::check_transport(server, ctx.insecure_http())?;
     let client = Client::new(server, Some(token.to_owned()))?;
     // Listing applications needs a valid token and changes nothing.
     client.app_list().await?;

@@ -12,6 +12,7 @@ pub mod registry;
 pub mod release;
 pub mod scaling_group;
 pub mod server;
+pub mod server_config;
 
 use crate::config;
 use crate::error::CommandError;
@@ -65,6 +66,20 @@ pub struct GlobalArgs {
         value_name = "FORMAT"
     )]
     pub output: OutputFormat,
+    /// Allow plain HTTP to a server that is not on this host (the agent and client
+    /// commands), or on an address other hosts reach (`wharf server`): tokens then
+    /// cross the network in clear text. `--insecure-http=false` turns it off.
+    #[arg(
+        long,
+        env = "WHARF_INSECURE_HTTP",
+        global = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        value_name = "BOOL"
+    )]
+    pub insecure_http: Option<bool>,
 }
 
 #[derive(Subcommand)]
@@ -119,7 +134,14 @@ impl CommandContext {
             self.global.token.as_deref(),
             &path,
         )?;
+        config::check_transport(&connection.server, self.insecure_http())?;
         Ok(Client::new(&connection.server, Some(connection.token))?)
+    }
+
+    /// Whether `--insecure-http` (or `WHARF_INSECURE_HTTP`) allows plain HTTP to a
+    /// server on another host.
+    pub fn insecure_http(&self) -> bool {
+        self.global.insecure_http.unwrap_or(false)
     }
 }
 

@@ -1,6 +1,7 @@
 //! `wharf server`: runs the control plane (the `wharf-server` library) until Ctrl-C
-//! or SIGTERM, logging to stderr.
+//! or SIGTERM, logging to stderr. Its settings are layered in `server_config`.
 
+use super::server_config::{self, LogFormat};
 use super::CommandContext;
 use crate::error::CommandError;
 use crate::output::clean;
@@ -9,50 +10,72 @@ use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+const SERVER_HELP: &str = "\
+Every setting comes from its flag, else its WHARF_* variable, else the --config file
+(TOML; its keys are the flags' names, e.g. data-dir = \"/var/lib/wharf\"), else its
+default. --print-config shows the result, secrets redacted, as such a file.
+
+Without TLS the server listens only on loopback addresses unless --insecure-http is
+given: every token would otherwise cross the network in clear text.
+
+Exit codes: 0 after SIGINT/SIGTERM or --print-config; 2 usage error (bad flag,
+variable or configuration file, a refused address); 1 when the server cannot start.";
+
+/// The flags of `wharf server`. Each is optional here, so that a value that was not
+/// given can come from the configuration file (see `server_config`); clap merges
+/// each flag with its `WHARF_*` variable.
 #[derive(clap::Args)]
+#[command(after_help = SERVER_HELP)]
 pub struct ServerArgs {
-    /// Address to listen on; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:7700", value_name = "ADDR")]
-    pub listen: SocketAddr,
-    /// Directory for the database and the admin token.
-    #[arg(long, default_value = "wharf-data", value_name = "DIR")]
-    pub data_dir: PathBuf,
+    /// A TOML configuration file holding any of these settings.
+    #[arg(long, env = "WHARF_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the resulting configuration (TOML, secrets redacted) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:7700].
+    #[arg(long, env = "WHARF_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the database and the admin token [default: wharf-data].
+    #[arg(long, env = "WHARF_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// How log lines on stderr are written [default: text].
+    #[arg(long, env = "WHARF_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Which log lines are written: a level (error, warn, info, debug, trace) or a
+    /// filter such as warn,wharf_server=debug [default: RUST_LOG, else info].
+    #[arg(long, env = "WHARF_LOG_LEVEL", value_name = "LEVEL", value_parser = server_config::parse_log_level)]
+    pub log_level: Option<String>,
     /// How often agents send heartbeats (for tests; default 10s).
-    #[arg(long, hide = true, value_name = "DURATION", value_parser = super::parse_duration)]
+    #[arg(long, hide = true, env = "WHARF_HEARTBEAT_INTERVAL", value_name = "DURATION", value_parser = super::parse_duration)]
     pub heartbeat_interval: Option<std::time::Duration>,
     /// An instance is offline when no heartbeat came for this long (for tests; default
     /// 30s). Must be longer than the heartbeat interval.
-    #[arg(long, hide = true, value_name = "DURATION", value_parser = super::parse_duration)]
+    #[arg(long, hide = true, env = "WHARF_OFFLINE_AFTER", value_name = "DURATION", value_parser = super::parse_duration)]
     pub offline_after: Option<std::time::Duration>,
 }
 
 pub async fn cmd_server(ctx: &CommandContext, args: ServerArgs) -> Result<(), CommandError> {
-    init_logging();
+    let file = match &args.config {
+        Some(path) => server_config::load_file(path)?,
+        None => server_config::FileConfig::default(),
+    };
+    let settings = server_config::resolve(&args, ctx.global.insecure_http, file)?;
+    if args.print_config {
+        return ctx.ui.stdout(settings.to_toml()?.trim_end());
+    }
+    server_config::check_listen(settings.server.listen, settings.insecure_http)?;
+    init_logging_with(settings.log_format, &settings.effective_log_level());
+    if settings.insecure_http && !server_config::is_loopback(settings.server.listen.ip()) {
+        tracing::warn!(
+            listen = %settings.server.listen,
+            "serving plain HTTP on a non-loopback address (--insecure-http): tokens, agent credentials and registry passwords cross the network in clear text"
+        );
+    }
     // Signal handlers go in before the address is announced, so that a SIGTERM sent
     // as soon as the line is read already means a graceful shutdown.
     let shutdown = shutdown_signal().context("cannot install signal handlers")?;
-    let defaults = wharf_server::Liveness::default();
-    let liveness = wharf_server::Liveness {
-        heartbeat_interval: args
-            .heartbeat_interval
-            .unwrap_or(defaults.heartbeat_interval),
-        offline_after: args.offline_after.unwrap_or(defaults.offline_after),
-    };
-    if liveness.heartbeat_interval.is_zero()
-        || liveness.offline_after <= liveness.heartbeat_interval
-    {
-        return Err(anyhow::anyhow!(
-            "--offline-after ({:?}) must be longer than --heartbeat-interval ({:?}), which must not be 0",
-            liveness.offline_after,
-            liveness.heartbeat_interval
-        )
-        .into());
-    }
-    let config = wharf_server::ServerConfig {
-        listen: args.listen,
-        data_dir: args.data_dir,
-    };
-    let server = wharf_server::bind_with(config, liveness)
+    let server = wharf_server::bind_with(settings.server, settings.liveness)
         .await
         .context("cannot start the server")?;
     if server.admin_token_created() {
@@ -74,16 +97,27 @@ pub async fn cmd_server(ctx: &CommandContext, args: ServerArgs) -> Result<(), Co
     Ok(())
 }
 
-/// Logs to stderr; `RUST_LOG` filters, `info` by default.
+/// Logs to stderr as text; `RUST_LOG` filters, `info` by default.
 pub(super) fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    init_logging_with(LogFormat::Text, &level);
+}
+
+/// Logs to stderr in `format`, filtered by `level` (an `EnvFilter` directive; `info`
+/// if it does not parse).
+fn init_logging_with(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Only fails if a subscriber is already set, which leaves logging working.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    // Only fails if a subscriber is already set, which leaves logging working.
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 /// A future that completes on the first Ctrl-C (SIGINT) or SIGTERM. The handlers
