@@ -1,21 +1,17 @@
-//! Bearer-token authentication for `/api/v1/` (API tokens) and `/agent/v1/` (agent
-//! credentials). Only hashes are compared; the presented secret is never logged.
+//! Bearer-token authentication for `/api/v1/` (API tokens, giving a
+//! [`Caller`]) and `/agent/v1/` (agent credentials, giving an [`Agent`]). Only
+//! hashes are compared; the presented secret is never logged.
 
 use crate::error::ApiError;
+use crate::ops::{Caller, Role};
 use crate::secrets::hash_token;
 use crate::state::AppState;
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use wharf_store::InstanceRecord;
-
-/// Proof that the request carried a valid API token.
-#[derive(Debug, Clone)]
-pub struct Admin {
-    #[allow(dead_code)]
-    pub token_id: String,
-}
 
 /// The instance whose agent credential the request carried (shared with the
 /// credential cache: every agent request has one).
@@ -41,7 +37,23 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-impl<S> FromRequestParts<S> for Admin
+/// The address the request came from, when the server was given it (a router
+/// served without a network, as in handler tests, has none).
+pub fn source(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// The role a stored token has. Every token is an admin token so far; a role this
+/// server does not know gives the weakest.
+pub fn role_of(stored: &str) -> Role {
+    Role::parse(stored).unwrap_or(Role::Viewer)
+}
+
+/// A request with a valid API token: its caller.
+impl<S> FromRequestParts<S> for Caller
 where
     AppState: FromRef<S>,
     S: Send + Sync,
@@ -52,9 +64,11 @@ where
         let state = AppState::from_ref(state);
         let token = bearer(parts)?;
         match state.store.api_token_by_hash(&hash_token(token)).await? {
-            Some(record) => Ok(Admin {
-                token_id: record.id,
-            }),
+            Some(record) => Ok(Caller::api_token(
+                record.id,
+                role_of(&record.role),
+                source(parts),
+            )),
             None => Err(ApiError::unauthorized("the token is not valid")),
         }
     }

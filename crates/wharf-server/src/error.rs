@@ -1,7 +1,8 @@
 //! The API's error type and its one rendering: a status and
 //! `{"error": {"code", "message", "field"}}`. Handlers return `ApiError`; nothing
-//! else writes an error body.
+//! else writes an error body. The service layer's [`OpError`] becomes one here.
 
+use crate::ops::OpError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -54,33 +55,32 @@ impl ApiError {
 
 impl From<ValidationError> for ApiError {
     fn from(err: ValidationError) -> Self {
-        let message = format!("{}: {}", err.field, err.message);
-        Self::invalid(err.field, message)
+        OpError::from(err).into()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        match &err {
-            StoreError::NotFound { .. } => Self::not_found(err.to_string()),
-            StoreError::AlreadyExists { .. } => {
-                Self::new(StatusCode::CONFLICT, "already_exists", err.to_string())
+        OpError::from(err).into()
+    }
+}
+
+/// The one mapping of the service layer's errors to statuses and codes.
+impl From<OpError> for ApiError {
+    fn from(err: OpError) -> Self {
+        match err {
+            OpError::NotFound { what } => Self::not_found(what),
+            OpError::Conflict { kind, message } => {
+                Self::new(StatusCode::CONFLICT, kind.code(), message)
             }
-            StoreError::InUse { .. } => Self::new(StatusCode::CONFLICT, "in_use", err.to_string()),
-            StoreError::ActiveRelease { .. } => {
-                Self::new(StatusCode::CONFLICT, "active_release", err.to_string())
+            OpError::Invalid { field, message } => Self::invalid(field, message),
+            OpError::RegistrationRefused { message } => {
+                Self::new(StatusCode::UNAUTHORIZED, "registration_refused", message)
             }
-            StoreError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", err.to_string()),
-            StoreError::RegistrationRefused(why) => {
-                Self::new(StatusCode::UNAUTHORIZED, "registration_refused", *why)
+            err @ OpError::Forbidden { .. } => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", err.to_string())
             }
-            StoreError::Backend(_)
-            | StoreError::Corrupt(_)
-            | StoreError::Closed
-            | StoreError::Panicked => {
-                tracing::error!(error = ?err, "store failure");
-                Self::internal()
-            }
+            OpError::Unavailable => Self::internal(),
         }
     }
 }

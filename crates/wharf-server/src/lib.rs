@@ -12,7 +12,8 @@ mod error;
 mod extract;
 mod group_commit;
 mod metrics;
-mod openapi;
+mod notify;
+mod ops;
 mod release_views;
 mod secrets;
 mod state;
@@ -187,9 +188,10 @@ impl BoundServer {
     }
 }
 
-/// Every route of the server over the given state.
+/// Every route of the server over the given state: the API's, with the web
+/// console's merged in.
 pub fn router(state: AppState) -> Router {
-    api::router(state)
+    api::router(state, console::routes())
 }
 
 /// Creates the admin token when the store has none. The file is written before the

@@ -27,8 +27,6 @@
 //! ([`release_created`]), so the reads that follow its creation do not build it
 //! beside its first batch.
 
-use crate::engine::actions;
-use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::views;
 use axum::body::Bytes;
@@ -39,9 +37,40 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wharf_domain::release::ReleaseState;
 use wharf_store::{
-    BatchFilter, BatchSummary, ReleasePart, StepFilter, StepRecord, StepState, TaskRecord,
-    TaskState,
+    BatchFilter, BatchSummary, ReleasePart, ReleaseRecord, StepFilter, StepRecord, StepState,
+    StoreError, TaskRecord, TaskState,
 };
+
+/// Why a release's view could not be read: the store failed (or has no such
+/// release), or the view could not be built (logged where it happened).
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a release view could not be built")]
+    Build,
+}
+
+type ViewResult<T> = Result<T, ViewError>;
+
+/// The automatic rollback of `release`, if it failed and has one.
+pub async fn rolled_back_by(
+    state: &AppState,
+    release: &ReleaseRecord,
+) -> Result<Option<String>, StoreError> {
+    if !release.rollback_on_failure {
+        return Ok(None);
+    }
+    // The automatic rollback of a failed release is created right after it fails,
+    // so it is among the group's newest releases.
+    Ok(state
+        .store
+        .release_list(Some(&release.app), Some(&release.group), 50)
+        .await?
+        .into_iter()
+        .find(|r| r.rollback_of.as_deref() == Some(release.id.as_str()))
+        .map(|r| r.id))
+}
 
 /// From how many instances a release's view is kept.
 pub const LARGE_RELEASE_INSTANCES: u32 = 1000;
@@ -170,7 +199,7 @@ fn keep(kept: &mut HashMap<String, Kept>, id: &str, new: Kept) {
 /// The full view of a release as JSON; see the module's comment for when it is
 /// a kept copy. `current` is the release's state as its version was just read
 /// ([`Version::state`]): a kept copy of another state is not served.
-pub async fn release_json(state: &AppState, id: &str, current: ReleaseState) -> ApiResult<Bytes> {
+pub async fn release_json(state: &AppState, id: &str, current: ReleaseState) -> ViewResult<Bytes> {
     let kept = state
         .release_views
         .lock()
@@ -241,7 +270,7 @@ pub async fn release_created(state: &AppState, id: &str, instances: usize) {
 /// still fits of the kept copy is reused: the batches that did not move are
 /// copied, and of the others only the instances whose tasks changed or may have
 /// changed steps are read and encoded again.
-async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
+async fn build(state: &AppState, id: &str) -> ViewResult<Bytes> {
     let started = Instant::now();
     let generation = state.release_views.builds.fetch_add(1, Ordering::Relaxed);
     let previous = state.release_views.lock().get(id).map(|k| k.view.clone());
@@ -254,7 +283,7 @@ async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
         )
         .await?;
     let read = started.elapsed();
-    let rolled_back_by = actions::rolled_back_by(state, &part.release).await?;
+    let rolled_back_by = rolled_back_by(state, &part.release).await?;
     let release_state = part.release.state;
     // Encoding a large release takes tens of milliseconds of CPU: on a blocking
     // thread, so that the runtime's workers go on answering agents meanwhile
@@ -265,7 +294,7 @@ async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
             .await
             .map_err(|err| {
                 tracing::error!(release = id, error = %err, "encoding a release view panicked");
-                ApiError::internal()
+                ViewError::Build
             })?;
     let assembled = assembled.map_err(|err| encode_failed(id, &err))?;
     Ok(keep_built(
@@ -321,9 +350,9 @@ fn keep_built(
     json
 }
 
-fn encode_failed(id: &str, err: &AssembleError) -> ApiError {
+fn encode_failed(id: &str, err: &AssembleError) -> ViewError {
     tracing::error!(release = id, error = %err, "a release view could not be encoded");
-    ApiError::internal()
+    ViewError::Build
 }
 
 /// Picks the batches whose tasks a build must read: those `previous` has no
@@ -339,7 +368,7 @@ fn steps_wanted(previous: Option<Arc<BuiltView>>) -> StepFilter {
 }
 
 /// The JSON of a release's view (what `serde_json` makes of
-/// [`actions::release_view`]'s answer) from `part`, read with the filters of
+/// [`crate::ops::releases::view`]'s answer) from `part`, read with the filters of
 /// [`batches_wanted`] and [`steps_wanted`] for `previous`; with what the next
 /// build may reuse and how many instances were encoded anew.
 fn assemble(
@@ -499,7 +528,7 @@ pub struct Version {
 }
 
 /// The release's version, read now.
-pub async fn release_version(state: &AppState, id: &str) -> ApiResult<Version> {
+pub async fn release_version(state: &AppState, id: &str) -> ViewResult<Version> {
     use sha2::{Digest as _, Sha256};
     let record = state.store.release_fetch(id).await?;
     let batches = state.store.task_batch_summaries(id).await?;
@@ -533,7 +562,7 @@ pub async fn wait_for_change(
     id: &str,
     after: &str,
     wait_secs: u64,
-) -> ApiResult<Version> {
+) -> ViewResult<Version> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs.min(MAX_WAIT_SECS));
     let mut version = release_version(state, id).await?;
     let every = if version.instances >= LARGE_RELEASE_INSTANCES {

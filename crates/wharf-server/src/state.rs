@@ -1,8 +1,8 @@
 //! The state every handler shares.
 
-use crate::engine::{DispatchFirst, Wakeups};
 use crate::group_commit::GroupCommit;
 use crate::metrics::Metrics;
+use crate::notify::{DispatchFirst, Wakeups};
 use crate::secrets::SecretBox;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;

@@ -1,6 +1,6 @@
 //! The console's POST handlers. Each turns its form into the API's request type
-//! and calls the function the API handler calls, so the rules and the messages are
-//! the API's. A refused form renders its page again with what was typed and the
+//! and calls the operation (`ops`) the API handler calls, as the session's
+//! caller, so the rules and the messages are the API's. A refused form renders its page again with what was typed and the
 //! error (with the API's status); an accepted one redirects (303) to what it made.
 
 use super::pages::{self, fail, origin, FormState, NewToken, PageResult};
@@ -8,9 +8,8 @@ use super::session::{
     self, clear_cookie, cookie, same_secret, session_cookie, FormData, Sessions, Submitted,
     LOGIN_COOKIE, SESSION_COOKIE,
 };
-use crate::api;
-use crate::engine::actions;
 use crate::error::ApiError;
+use crate::ops;
 use crate::secrets::hash_token;
 use crate::state::AppState;
 use axum::extract::{Form, Path, State};
@@ -83,7 +82,7 @@ pub async fn login(
                 Some("the token is not valid".into()),
             )
         }
-        Err(err) => return fail(err.into()),
+        Err(err) => return fail(err),
     }
     let id = sessions.open(hash);
     tracing::info!("console sign-in");
@@ -118,7 +117,9 @@ pub async fn create_token(
         })
     });
     let created = match body {
-        Ok(body) => api::instances::create_token(&state, body).await,
+        Ok(body) => ops::tokens::create(&state, &operator.caller, body)
+            .await
+            .map_err(ApiError::from),
         Err(err) => Err(err),
     };
     match created {
@@ -161,7 +162,10 @@ pub async fn create_app(
         name: form.get("name").trim().to_owned(),
         description: text(&form, "description"),
     };
-    match api::apps::create_app(&state, body).await {
+    match ops::apps::create(&state, &operator.caller, body)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(app) => Ok(see(&format!("/apps/{}", app.name))),
         Err(err) => {
             pages::apps_page(
@@ -183,7 +187,10 @@ pub async fn create_group(
     let body = GroupCreate {
         name: form.get("name").trim().to_owned(),
     };
-    match api::groups::create_group(&state, app.clone(), body).await {
+    match ops::groups::create(&state, &operator.caller, app.clone(), body)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(group) => Ok(see(&format!("/apps/{}/groups/{}", group.app, group.name))),
         Err(err) if err.status == StatusCode::NOT_FOUND && err.field.is_none() => Err(fail(err)),
         Err(err) => {
@@ -217,7 +224,10 @@ pub async fn add_members(
     Submitted { operator, form }: Submitted,
 ) -> PageResult {
     let body = named_instances(&form);
-    match api::groups::add_members(&state, &app, &group, &body).await {
+    match ops::groups::add_members(&state, &operator.caller, &app, &group, &body)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(_) => Ok(see(&format!("/apps/{app}/groups/{group}"))),
         Err(err) if err.field.is_none() => Err(fail(err)),
         Err(err) => {
@@ -241,7 +251,10 @@ pub async fn remove_members(
     Submitted { operator, form }: Submitted,
 ) -> PageResult {
     let body = named_instances(&form);
-    match api::groups::remove_members(&state, &app, &group, &body).await {
+    match ops::groups::remove_members(&state, &operator.caller, &app, &group, &body)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(_) => Ok(see(&format!("/apps/{app}/groups/{group}"))),
         Err(err) if err.status == StatusCode::NOT_FOUND && err.field.is_none() => Err(fail(err)),
         Err(err) => {
@@ -308,7 +321,9 @@ pub async fn create_deployment(
     Submitted { operator, form }: Submitted,
 ) -> PageResult {
     let created = match deployment_body(&form) {
-        Ok(body) => api::deployments::create_deployment(&state, app.clone(), body).await,
+        Ok(body) => ops::deployments::create(&state, &operator.caller, app.clone(), body)
+            .await
+            .map_err(ApiError::from),
         Err(err) => Err(err),
     };
     match created {
@@ -345,7 +360,15 @@ pub async fn create_release(
     Submitted { operator, form }: Submitted,
 ) -> PageResult {
     let created = match release_body(&form) {
-        Ok(body) => actions::create_from_request(&state, app.clone(), group.clone(), body).await,
+        Ok(body) => ops::releases::create_from_request(
+            &state,
+            &operator.caller,
+            app.clone(),
+            group.clone(),
+            body,
+        )
+        .await
+        .map_err(ApiError::from),
         Err(err) => Err(err),
     };
     match created {
@@ -370,7 +393,10 @@ pub async fn rollback(
     Path((app, group)): Path<(String, String)>,
     Submitted { operator, .. }: Submitted,
 ) -> PageResult {
-    match actions::rollback_group(&state, app.clone(), group.clone()).await {
+    match ops::releases::rollback_group(&state, &operator.caller, app.clone(), group.clone())
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(release) => Ok(see(&format!("/releases/{}", release.id))),
         Err(err) if err.status == StatusCode::NOT_FOUND => Err(fail(err)),
         Err(err) => {
@@ -393,7 +419,10 @@ pub async fn continue_release(
     Path(id): Path<String>,
     Submitted { operator, .. }: Submitted,
 ) -> PageResult {
-    match actions::continue_release(&state, &id).await {
+    match ops::releases::continue_release(&state, &operator.caller, &id)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(()) => Ok(see(&format!("/releases/{id}"))),
         Err(err) if err.status == StatusCode::NOT_FOUND => Err(fail(err)),
         Err(err) => {
@@ -407,7 +436,10 @@ pub async fn cancel_release(
     Path(id): Path<String>,
     Submitted { operator, .. }: Submitted,
 ) -> PageResult {
-    match actions::cancel_release(&state, &id).await {
+    match ops::releases::cancel(&state, &operator.caller, &id)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(()) => Ok(see(&format!("/releases/{id}"))),
         Err(err) if err.status == StatusCode::NOT_FOUND => Err(fail(err)),
         Err(err) => {

@@ -4,9 +4,8 @@
 
 use super::fmt::{self, When};
 use super::session::{self, FormData, Operator, LOGIN_COOKIE};
-use crate::api;
-use crate::engine::actions;
 use crate::error::ApiError;
+use crate::ops::{self, Caller, OpError};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -83,7 +82,8 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
 }
 
 /// An API error as a page.
-pub fn fail(err: ApiError) -> Response {
+pub fn fail(err: impl Into<ApiError>) -> Response {
+    let err = err.into();
     error_page(err.status, &err.message)
 }
 
@@ -282,24 +282,11 @@ struct OverviewPage {
 
 pub async fn overview(operator: Operator, State(state): State<AppState>) -> PageResult {
     let now = Utc::now();
-    let instances = api::instances::list_views(&state).await.map_err(fail)?;
-    let apps = state.store.app_list().await.map_err(|e| fail(e.into()))?;
-    let mut active = Vec::new();
-    for record in state
-        .store
-        .release_list_active()
-        .await
-        .map_err(|e| fail(e.into()))?
-    {
-        let tasks = state
-            .store
-            .task_list(&record.id)
-            .await
-            .map_err(|e| fail(e.into()))?;
-        active.push(crate::views::release(record, &tasks, None));
-    }
-    active.sort_by_key(|r| std::cmp::Reverse(r.created_at));
-    let recent = api::releases::list_views(&state, None, None, 10)
+    let caller = &operator.caller;
+    let instances = ops::instances::list(&state, caller).await.map_err(fail)?;
+    let apps = ops::apps::list(&state, caller).await.map_err(fail)?;
+    let active = ops::releases::active(&state, caller).await.map_err(fail)?;
+    let recent = ops::releases::list(&state, caller, None, None, 10)
         .await
         .map_err(fail)?;
     let online = instances.iter().filter(|i| i.status == "online").count();
@@ -420,7 +407,9 @@ pub async fn instances_page(
     new_token: Option<NewToken>,
 ) -> PageResult {
     let now = Utc::now();
-    let instances = api::instances::list_views(state).await.map_err(fail)?;
+    let instances = ops::instances::list(state, &operator.caller)
+        .await
+        .map_err(fail)?;
     let page = InstancesPage {
         chrome: Chrome::new(operator, "instances"),
         instances: instances
@@ -445,7 +434,7 @@ pub async fn instance(
     State(state): State<AppState>,
     Path(instance): Path<String>,
 ) -> PageResult {
-    let view = api::instances::show_view(&state, &instance)
+    let view = ops::instances::show(&state, &operator.caller, &instance)
         .await
         .map_err(fail)?;
     let page = InstancePage {
@@ -485,8 +474,10 @@ pub async fn apps_page(
 ) -> PageResult {
     let now = Utc::now();
     let mut apps = Vec::new();
-    for record in state.store.app_list().await.map_err(|e| fail(e.into()))? {
-        let app = api::apps::view(state, record).await.map_err(fail)?;
+    for app in ops::apps::list(state, &operator.caller)
+        .await
+        .map_err(fail)?
+    {
         apps.push(AppRow {
             groups: app.groups.len(),
             deployments: app.deployments.len(),
@@ -557,23 +548,14 @@ pub async fn app_page(
     form: FormState,
 ) -> PageResult {
     let now = Utc::now();
-    let record = state
-        .store
-        .app_fetch(app)
-        .await
-        .map_err(|e| fail(e.into()))?;
-    let releases = api::releases::list_views(state, Some(app), None, 20)
+    let caller = &operator.caller;
+    let record = ops::apps::show(state, caller, app).await.map_err(fail)?;
+    let releases = ops::releases::list(state, caller, Some(app), None, 20)
         .await
         .map_err(fail)?;
     let mut groups = Vec::new();
-    for record in state
-        .store
-        .group_list(app)
-        .await
-        .map_err(|e| fail(e.into()))?
-    {
-        let group = api::groups::view(state, record).await.map_err(fail)?;
-        let active = api::releases::list_views(state, Some(app), Some(&group.name), 1)
+    for group in ops::groups::list(state, caller, app).await.map_err(fail)? {
+        let active = ops::releases::list(state, caller, Some(app), Some(&group.name), 1)
             .await
             .map_err(fail)?
             .into_iter()
@@ -596,7 +578,7 @@ pub async fn app_page(
             active,
         });
     }
-    let deployments = api::deployments::list_views(state, app)
+    let deployments = ops::deployments::list(state, caller, app)
         .await
         .map_err(fail)?
         .into_iter()
@@ -688,25 +670,18 @@ pub async fn group_page(
     action_error: Option<String>,
 ) -> PageResult {
     let now = Utc::now();
-    let record = state
-        .store
-        .group_fetch(app, group)
-        .await
-        .map_err(|e| fail(e.into()))?;
-    let view = api::groups::view(state, record).await.map_err(fail)?;
-    let history = api::releases::list_views(state, Some(app), Some(group), 50)
+    let caller = &operator.caller;
+    let view = ops::groups::show(state, caller, app, group)
         .await
         .map_err(fail)?;
-    let all = api::instances::list_views(state).await.map_err(fail)?;
-    let scaling = state
-        .store
-        .scaling_group_list()
+    let history = ops::releases::list(state, caller, Some(app), Some(group), 50)
         .await
-        .map_err(|e| fail(e.into()))?
-        .into_iter()
-        .find(|s| s.app == view.app && s.group == view.name)
-        .map(|s| s.name);
-    let execs = crate::engine::exec::list_views(state, Some(app), Some(group), 20)
+        .map_err(fail)?;
+    let all = ops::instances::list(state, caller).await.map_err(fail)?;
+    let scaling = ops::scaling::bound_to(state, caller, app, group)
+        .await
+        .map_err(fail)?;
+    let execs = ops::execs::list(state, caller, Some(app), Some(group), 20)
         .await
         .map_err(fail)?
         .iter()
@@ -794,16 +769,12 @@ pub async fn deployment_new_page(
     status: StatusCode,
     form: FormState,
 ) -> PageResult {
-    let record = state
-        .store
-        .app_fetch(app)
+    let record = ops::apps::show(state, &operator.caller, app)
         .await
-        .map_err(|e| fail(e.into()))?;
-    let registries = state
-        .store
-        .registry_list()
+        .map_err(fail)?;
+    let registries = ops::registries::list(state, &operator.caller)
         .await
-        .map_err(|e| fail(e.into()))?
+        .map_err(fail)?
         .into_iter()
         .map(|r| r.name)
         .collect();
@@ -833,17 +804,12 @@ pub async fn deployment(
     State(state): State<AppState>,
     Path((app, name)): Path<(String, String)>,
 ) -> PageResult {
-    let d = api::deployments::show_view(&state, &app, &name)
+    let d = ops::deployments::show(&state, &operator.caller, &app, &name)
         .await
         .map_err(fail)?;
-    let groups = state
-        .store
-        .group_list(&app)
+    let groups = ops::groups::names(&state, &operator.caller, &app)
         .await
-        .map_err(|e| fail(e.into()))?
-        .into_iter()
-        .map(|g| g.name)
-        .collect();
+        .map_err(fail)?;
     let page = DeploymentPage {
         chrome: Chrome::new(&operator, "apps"),
         created: When::new(d.created_at, Utc::now()),
@@ -891,13 +857,11 @@ struct RegistriesPage {
 
 pub async fn registries(operator: Operator, State(state): State<AppState>) -> PageResult {
     let now = Utc::now();
-    let registries = state
-        .store
-        .registry_list()
+    let registries = ops::registries::list(&state, &operator.caller)
         .await
-        .map_err(|e| fail(e.into()))?
+        .map_err(fail)?
         .into_iter()
-        .map(|r| RegistryRow::new(crate::views::registry(r), now))
+        .map(|r| RegistryRow::new(r, now))
         .collect();
     let page = RegistriesPage {
         chrome: Chrome::new(&operator, "registries"),
@@ -920,14 +884,13 @@ pub async fn registry(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> PageResult {
-    let record = state
-        .store
-        .registry_fetch(&name)
+    let caller = &operator.caller;
+    let registry = ops::registries::show(&state, caller, &name)
         .await
-        .map_err(|e| fail(e.into()))?;
+        .map_err(fail)?;
     let mut used_by = Vec::new();
-    for app in state.store.app_list().await.map_err(|e| fail(e.into()))? {
-        for d in api::deployments::list_views(&state, &app.name)
+    for app in ops::apps::list(&state, caller).await.map_err(fail)? {
+        for d in ops::deployments::list(&state, caller, &app.name)
             .await
             .map_err(fail)?
         {
@@ -942,7 +905,7 @@ pub async fn registry(
     }
     let page = RegistryPage {
         chrome: Chrome::new(&operator, "registries"),
-        r: RegistryRow::new(crate::views::registry(record), Utc::now()),
+        r: RegistryRow::new(registry, Utc::now()),
         used_by,
     };
     Ok(html(StatusCode::OK, &page))
@@ -972,9 +935,15 @@ pub async fn releases(
 ) -> PageResult {
     let app = query.app.filter(|a| !a.is_empty());
     let group = query.group.filter(|g| !g.is_empty() && app.is_some());
-    let releases = api::releases::list_views(&state, app.as_deref(), group.as_deref(), 200)
-        .await
-        .map_err(fail)?;
+    let releases = ops::releases::list(
+        &state,
+        &operator.caller,
+        app.as_deref(),
+        group.as_deref(),
+        200,
+    )
+    .await
+    .map_err(fail)?;
     let page = ReleasesPage {
         chrome: Chrome::new(&operator, "releases"),
         releases: release_rows(&releases, Utc::now()),
@@ -1027,23 +996,15 @@ pub async fn release_new_page(
     status: StatusCode,
     mut form: FormState,
 ) -> PageResult {
-    let record = state
-        .store
-        .group_fetch(app, group)
+    let caller = &operator.caller;
+    let record = ops::groups::show(state, caller, app, group)
         .await
-        .map_err(|e| fail(e.into()))?;
-    let members = state
-        .store
-        .group_members(app, group)
-        .await
-        .map_err(|e| fail(e.into()))?
-        .len();
+        .map_err(fail)?;
+    let members = record.instances.len();
     // Newest deployment first: the one people usually publish.
-    let mut deployments = state
-        .store
-        .deployment_list(app)
+    let mut deployments = ops::deployments::list(state, caller, app)
         .await
-        .map_err(|e| fail(e.into()))?;
+        .map_err(fail)?;
     deployments.sort_by_key(|d| std::cmp::Reverse(d.created_at));
     let deployments: Vec<String> = deployments.into_iter().map(|d| d.name).collect();
     if form.value("deployment").is_empty() {
@@ -1297,12 +1258,13 @@ pub async fn release_page(
     action_error: Option<String>,
 ) -> PageResult {
     let now = Utc::now();
-    let view = actions::release_view(state, id).await.map_err(fail)?;
-    let logs = release_logs(state, id).await.map_err(fail)?;
+    let caller = &operator.caller;
+    let view = ops::releases::view(state, caller, id).await.map_err(fail)?;
+    let logs = release_logs(state, caller, id).await.map_err(fail)?;
     // Whether `rollback` has something to publish, now and once this release
     // succeeds (success makes the group's current deployment its previous one).
     let (has_previous, rollback_after_success) =
-        match state.store.group_fetch(&view.app, &view.group).await {
+        match ops::groups::fetch(state, caller, &view.app, &view.group).await {
             Ok(group) => (
                 group.previous_deployment.is_some(),
                 group.previous_deployment.is_some()
@@ -1334,11 +1296,13 @@ pub async fn release_page(
     Ok(html(status, &page))
 }
 
-/// The output of every step of a release.
-pub async fn release_logs(state: &AppState, id: &str) -> Result<Vec<StepLog>, ApiError> {
-    let tasks = state.store.task_list(id).await?;
-    let steps = state.store.step_list(id, None).await?;
-    Ok(crate::views::step_logs(steps, &tasks))
+/// The output of every step of a release (or exec).
+pub async fn release_logs(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Vec<StepLog>, OpError> {
+    ops::releases::step_logs(state, caller, id, None, None).await
 }
 
 // ---------------------------------------------------------------- scaling groups
@@ -1412,16 +1376,12 @@ struct ScalingPage {
 /// deleted with the CLI or the API.
 pub async fn scaling_groups(operator: Operator, State(state): State<AppState>) -> PageResult {
     let now = Utc::now();
-    let mut groups = Vec::new();
-    for record in state
-        .store
-        .scaling_group_list()
+    let groups = ops::scaling::list(&state, &operator.caller)
         .await
-        .map_err(|e| fail(e.into()))?
-    {
-        let view = api::scaling::view(&state, record).await.map_err(fail)?;
-        groups.push(ScalingRow::new(&view, now));
-    }
+        .map_err(fail)?
+        .iter()
+        .map(|view| ScalingRow::new(view, now))
+        .collect();
     let page = ScalingPage {
         chrome: Chrome::new(&operator, "scaling"),
         groups,
@@ -1449,12 +1409,9 @@ pub async fn scaling_group(
     Path(name): Path<String>,
 ) -> PageResult {
     let now = Utc::now();
-    let record = state
-        .store
-        .scaling_group_fetch(&name)
+    let view = ops::scaling::show(&state, &operator.caller, &name)
         .await
-        .map_err(|e| fail(e.into()))?;
-    let view = api::scaling::view(&state, record).await.map_err(fail)?;
+        .map_err(fail)?;
     let s = ScalingRow::new(&view, now);
     // The API lists history oldest first; the page shows the newest on top.
     let page = ScalingGroupPage {
@@ -1573,10 +1530,12 @@ pub async fn exec(
     Path(id): Path<String>,
 ) -> PageResult {
     let now = Utc::now();
-    let view = crate::engine::exec::exec_view(&state, &id)
+    let view = ops::execs::view(&state, &operator.caller, &id)
         .await
         .map_err(fail)?;
-    let logs = release_logs(&state, &id).await.map_err(fail)?;
+    let logs = release_logs(&state, &operator.caller, &id)
+        .await
+        .map_err(fail)?;
     let mut hosts = Vec::new();
     for b in &view.batches {
         for i in &b.instances {
