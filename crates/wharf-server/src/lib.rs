@@ -17,6 +17,7 @@ mod ops;
 mod release_views;
 mod secrets;
 mod state;
+mod view_cache;
 mod views;
 
 pub use error::ApiError;

@@ -108,7 +108,7 @@ pub struct Shared {
     /// another server sharing the store).
     pub agent_credentials: RecentMap<Arc<InstanceRecord>>,
     /// The JSON of large releases' views, kept for a moment.
-    pub release_views: crate::release_views::ReleaseViews,
+    pub release_views: crate::view_cache::ReleaseViews,
 }
 
 impl AppState {
