@@ -4,8 +4,8 @@
 //! Every step is a conditional update in the store, so a pass may be repeated, or
 //! run after a restart, without doing anything twice.
 
-use crate::ops::execs::{is_exec, DEADLINE_SLACK_SECS};
-use crate::ops::releases::{self, NewRelease};
+use crate::ops::execs::DEADLINE_SLACK_SECS;
+use crate::ops::releases::{self, kind_of, NewRelease};
 use crate::state::AppState;
 use chrono::{DateTime, Duration, Utc};
 use wharf_api::WorkAssignment;
@@ -67,8 +67,9 @@ async fn reconcile(
         ReleaseState::Pending => {
             // The lease is taken first: if the server stops in between, the next
             // pass finds the release still pending and takes it again, harmlessly.
-            // An exec changes no deployment, so it takes no lease.
-            if !is_exec(&release) {
+            // An exec changes no deployment, so it takes no lease (nor does a
+            // catch-up: see `suspend_for`).
+            if kind_of(&release).takes_scaling_lease() {
                 crate::engine::scaling::suspend_for(state, &release).await?;
             }
             state
@@ -211,7 +212,7 @@ async fn recorded_task_budget_secs(
     state: &AppState,
     release: &ReleaseRecord,
 ) -> Result<u32, StoreError> {
-    if is_exec(release) {
+    if kind_of(release) == ReleaseKind::Exec {
         let (_, exec) = state.store.exec_fetch(&release.id).await?;
         return Ok(exec.timeout_secs + DEADLINE_SLACK_SECS);
     }
@@ -272,7 +273,7 @@ async fn succeed_release(
     failed: u32,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let message = if is_exec(release) {
+    let message = if !kind_of(release).publishes() {
         (failed > 0).then(|| format!("{failed} instance(s) failed"))
     } else {
         // The group's deployment is recorded first: if the server stops in between,

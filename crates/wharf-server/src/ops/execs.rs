@@ -27,11 +27,6 @@ pub const MAX_SCRIPT_BYTES: usize = 256 * 1024;
 /// task, kill the process group and report.
 pub const DEADLINE_SLACK_SECS: u32 = 60;
 
-/// Whether a release row is a group exec.
-pub fn is_exec(release: &ReleaseRecord) -> bool {
-    releases::kind_of(release) == ReleaseKind::Exec
-}
-
 /// Checks a user name as `useradd` accepts it by default.
 fn validate_user(user: &str) -> OpResult<()> {
     let mut chars = user.chars();
