@@ -1,12 +1,14 @@
 //! `/agent/v1/`: the endpoints agents call. Registration is authenticated by a
 //! registration token in the body; everything after it by the agent's own
-//! credential.
+//! credential. Registration and deregistration are operations (`ops::agents`);
+//! the protocol check and heartbeats (written through the group commit) are here.
 
 use crate::auth::Agent;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::group_commit::BatchFailed;
-use crate::secrets::{generate_secret, hash_token, random_id_bytes, AGENT_CREDENTIAL_PREFIX};
+use crate::ops::agents::text_field;
+use crate::ops::{self, Caller};
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -19,8 +21,6 @@ use wharf_api::agent::{
     AGENT_PROTOCOL_VERSION, OLDEST_AGENT_PROTOCOL_VERSION, PROTOCOL_HEADER,
 };
 use wharf_api::ErrorBody;
-use wharf_domain::ids::InstanceId;
-use wharf_domain::names::{validate_instance_name, validate_label, validate_name};
 use wharf_store::{HeartbeatRecord, InstanceRecord, StoreError};
 
 /// The address the request came from, or `unknown` where there is no socket (as in
@@ -41,6 +41,11 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
     }
 }
 
+/// The address of a request as `PeerAddr` gives it, when it is one.
+fn source(address: &str) -> Option<std::net::IpAddr> {
+    address.parse().ok()
+}
+
 /// Refuses agents that do not say they speak one of our protocol versions.
 fn check_protocol(headers: &HeaderMap) -> ApiResult<()> {
     let version = headers.get(PROTOCOL_HEADER).and_then(|v| v.to_str().ok());
@@ -58,43 +63,6 @@ fn check_protocol(headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
-fn text_field(field: &str, value: &str, max: usize) -> ApiResult<()> {
-    if value.is_empty() || value.len() > max || value.chars().any(|c| c.is_control()) {
-        return Err(ApiError::invalid(
-            field,
-            format!("{field}: must be 1 to {max} characters of text"),
-        ));
-    }
-    Ok(())
-}
-
-fn validate_register(body: &AgentRegister) -> ApiResult<()> {
-    text_field("hostname", &body.hostname, 253)?;
-    let name = body.name.as_deref().unwrap_or(&body.hostname);
-    validate_instance_name(name)?;
-    if body.os != "linux" {
-        return Err(ApiError::invalid(
-            "os",
-            format!(
-                "os: Wharf agents run on Linux only, this one says {:?}",
-                body.os
-            ),
-        ));
-    }
-    text_field("arch", &body.arch, 32)?;
-    text_field("agent_version", &body.agent_version, 64)?;
-    if body.labels.len() > 64 {
-        return Err(ApiError::invalid("labels", "labels: at most 64 labels"));
-    }
-    for (key, value) in &body.labels {
-        validate_label(key, value)?;
-    }
-    if let Some(group) = &body.scaling_group {
-        validate_name("scaling_group", group)?;
-    }
-    Ok(())
-}
-
 #[utoipa::path(post, path = "/agent/v1/register", request_body = AgentRegister,
     responses((status = 201, body = AgentRegistered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn register(
@@ -104,58 +72,9 @@ pub async fn register(
     ApiJson(body): ApiJson<AgentRegister>,
 ) -> ApiResult<(StatusCode, Json<AgentRegistered>)> {
     check_protocol(&headers)?;
-    validate_register(&body)?;
-    let credential = generate_secret(AGENT_CREDENTIAL_PREFIX);
-    let now = chrono::Utc::now();
-    let record = InstanceRecord {
-        id: InstanceId::from_random(random_id_bytes()).to_string(),
-        name: body.name.unwrap_or_else(|| body.hostname.clone()),
-        hostname: body.hostname,
-        address,
-        os: body.os,
-        arch: body.arch,
-        agent_version: body.agent_version,
-        labels: body.labels,
-        credential_hash: hash_token(&credential),
-        scaling_group: body.scaling_group,
-        registered_at: now,
-        last_heartbeat_at: Some(now),
-        docker_version: None,
-        docker_error: None,
-    };
-    let token_hash = hash_token(&body.registration_token);
-    if record.scaling_group.is_some() {
-        let join = state
-            .store
-            .instance_register_scaling(&token_hash, &record, now)
-            .await
-            .map_err(|err| match err {
-                StoreError::NotFound {
-                    kind: "scaling group",
-                    name,
-                } => ApiError::invalid(
-                    "scaling_group",
-                    format!("scaling_group: no scaling group is named {name:?}"),
-                ),
-                other => other.into(),
-            })?;
-        tracing::info!(instance = %record.id, name = %record.name, scaling_group = ?record.scaling_group, ?join, "instance registered");
-    } else {
-        state
-            .store
-            .instance_register(&token_hash, &record, now)
-            .await?;
-        tracing::info!(instance = %record.id, name = %record.name, "instance registered");
-    }
-    Ok((
-        StatusCode::CREATED,
-        Json(AgentRegistered {
-            instance_id: record.id,
-            name: record.name,
-            credential,
-            heartbeat_interval_secs: state.liveness.heartbeat_interval.as_secs().max(1),
-        }),
-    ))
+    let caller = Caller::registering(source(&address));
+    let registered = ops::agents::register(&state, &caller, body, address).await?;
+    Ok((StatusCode::CREATED, Json(registered)))
 }
 
 /// Stores what a heartbeat says about the host's Docker Engine, only when it
@@ -257,8 +176,7 @@ pub async fn deregister(
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     check_protocol(&headers)?;
-    state.store.instance_delete(&instance.id).await?;
-    state.agent_credentials.remove(&instance.credential_hash);
-    tracing::info!(instance = %instance.id, name = %instance.name, "instance deregistered itself");
+    let caller = Caller::agent(instance.id.clone(), None);
+    ops::agents::deregister(&state, &caller, &instance).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -16,6 +16,9 @@ pub enum Actor {
     Console { token_id: String },
     /// An agent, by the instance its credential belongs to.
     Agent { instance_id: String },
+    /// An agent registering: who it is is known only once the operation has
+    /// checked the registration token of its request.
+    Registering,
     /// The server itself: the release driver, scaling hooks and catch-ups.
     Server,
 }
@@ -65,6 +68,16 @@ impl Caller {
         }
     }
 
+    /// An agent registering with a registration token, from `source`.
+    pub fn registering(source: Option<IpAddr>) -> Self {
+        Self {
+            actor: Actor::Registering,
+            role: Role::Viewer,
+            apps: Some(Vec::new()),
+            source,
+        }
+    }
+
     /// The server itself (the driver, scaling): everything, everywhere.
     pub fn server() -> Self {
         Self {
@@ -107,6 +120,15 @@ impl Caller {
         }
     }
 
+    /// Registration is open to anyone with a registration token (which the
+    /// operation checks), but it is not something a token or the server does.
+    pub fn require_registration(&self) -> OpResult<()> {
+        match self.actor {
+            Actor::Registering => Ok(()),
+            _ => Err(OpError::Forbidden { needs: Role::Admin }),
+        }
+    }
+
     /// The instance of an agent caller.
     pub fn instance_id(&self) -> Option<&str> {
         match &self.actor {
@@ -128,6 +150,7 @@ impl fmt::Display for Caller {
             Actor::ApiToken { id, name: None } => write!(f, "token {id}")?,
             Actor::Console { token_id } => write!(f, "console session of token {token_id}")?,
             Actor::Agent { instance_id } => write!(f, "agent of instance {instance_id}")?,
+            Actor::Registering => f.write_str("an agent registering")?,
             Actor::Server => f.write_str("the server")?,
         }
         match self.source {

@@ -8,6 +8,7 @@
 //! views and the release view cache; they never import `api`, `console` or the
 //! engine.
 
+pub mod agents;
 pub mod apps;
 pub mod caller;
 pub mod deployments;
