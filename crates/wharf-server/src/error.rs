@@ -99,3 +99,80 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{Conflict, Role};
+
+    #[test]
+    fn operation_errors_keep_the_api_statuses_codes_and_messages() {
+        let err = ApiError::from(StoreError::NotFound {
+            kind: "application",
+            name: "shop".into(),
+        });
+        assert_eq!(err.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            ("not_found", "application \"shop\" not found")
+        );
+
+        let err = ApiError::from(StoreError::ActiveRelease {
+            group: "shop/web".into(),
+            release: "r-1".into(),
+        });
+        assert_eq!(
+            (err.status, err.code),
+            (StatusCode::CONFLICT, "active_release")
+        );
+
+        let err = ApiError::from(StoreError::RegistrationRefused("the token has expired"));
+        assert_eq!(err.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            ("registration_refused", "the token has expired")
+        );
+
+        let err = ApiError::from(OpError::conflict(
+            Conflict::NotPaused,
+            "release r-1 is running, not paused",
+        ));
+        assert_eq!((err.status, err.code), (StatusCode::CONFLICT, "not_paused"));
+
+        let err = ApiError::from(OpError::invalid("ttl_secs", "ttl_secs: too long"));
+        assert_eq!(
+            (err.status, err.code),
+            (StatusCode::BAD_REQUEST, "invalid_field")
+        );
+        assert_eq!(err.field.as_deref(), Some("ttl_secs"));
+
+        let err = ApiError::from(OpError::Forbidden {
+            needs: Role::Operator,
+        });
+        assert_eq!((err.status, err.code), (StatusCode::FORBIDDEN, "forbidden"));
+        assert!(err.message.contains("operator"), "{}", err.message);
+
+        let err = ApiError::from(StoreError::Closed);
+        assert_eq!(
+            (err.status, err.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+    }
+
+    #[test]
+    fn every_conflict_kind_has_its_own_code() {
+        let kinds = [
+            Conflict::AlreadyExists,
+            Conflict::InUse,
+            Conflict::ActiveRelease,
+            Conflict::Raced,
+            Conflict::EmptyGroup,
+            Conflict::NothingToRollBack,
+            Conflict::NotPaused,
+            Conflict::AlreadyFinished,
+        ];
+        let codes: std::collections::BTreeSet<&str> = kinds.iter().map(|k| k.code()).collect();
+        assert_eq!(codes.len(), kinds.len());
+        assert!(codes.contains("conflict") && codes.contains("empty_group"));
+    }
+}
