@@ -24,3 +24,6 @@ pub mod work;
 
 pub use caller::{Caller, Role};
 pub use error::{Conflict, OpError, OpResult};
+
+#[cfg(test)]
+mod tests;
