@@ -46,6 +46,17 @@ pub fn source(parts: &Parts) -> Option<IpAddr> {
         .map(|ConnectInfo(addr)| addr.ip())
 }
 
+/// The request's source address as an extractor (`None` without a socket).
+pub struct Source(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Source(source(parts)))
+    }
+}
+
 /// The role a stored token has. Every token is an admin token so far; a role this
 /// server does not know gives the weakest.
 pub fn role_of(stored: &str) -> Role {

@@ -173,10 +173,11 @@ pub async fn heartbeat(
 pub async fn deregister(
     Agent(instance): Agent,
     State(state): State<AppState>,
+    PeerAddr(address): PeerAddr,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     check_protocol(&headers)?;
-    let caller = Caller::agent(instance.id.clone(), None);
+    let caller = Caller::agent(instance.id.clone(), source(&address));
     ops::agents::deregister(&state, &caller, &instance).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,7 +2,7 @@
 //! their next task and report on its steps (`ops::work`). The instance always
 //! comes from the agent's credential.
 
-use crate::auth::Agent;
+use crate::auth::{Agent, Source};
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::ops::{self, Caller};
@@ -24,10 +24,11 @@ pub struct WorkQuery {
     responses((status = 200, body = WorkAssignment), (status = 204, description = "no work within the wait"), (status = 401, body = ErrorBody)))]
 pub async fn poll(
     Agent(instance): Agent,
+    Source(source): Source,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<WorkQuery>,
 ) -> ApiResult<Response> {
-    let caller = Caller::agent(instance.id.clone(), None);
+    let caller = Caller::agent(instance.id.clone(), source);
     Ok(
         match ops::work::poll(&state, &caller, query.wait_secs).await? {
             Some(work) => Json(work).into_response(),
@@ -40,11 +41,12 @@ pub async fn poll(
     responses((status = 200, body = StepEventAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn event(
     Agent(instance): Agent,
+    Source(source): Source,
     State(state): State<AppState>,
     ApiPath(release_id): ApiPath<String>,
     ApiJson(event): ApiJson<StepEvent>,
 ) -> ApiResult<Json<StepEventAck>> {
-    let caller = Caller::agent(instance.id.clone(), None);
+    let caller = Caller::agent(instance.id.clone(), source);
     Ok(Json(
         ops::work::report(&state, &caller, release_id, event).await?,
     ))
