@@ -12,12 +12,15 @@ mod error;
 mod extract;
 mod group_commit;
 mod metrics;
-mod openapi;
+mod notify;
+mod ops;
 mod overload;
+mod recent;
 mod release_views;
 mod secrets;
 mod serve;
 mod state;
+mod view_cache;
 mod views;
 
 pub use error::ApiError;
@@ -203,13 +206,12 @@ impl BoundServer {
     }
 }
 
-/// Every route of the server over the given state.
+/// Every route of the server over the given state: the API's, with the web
+/// console's merged in.
 pub fn router(state: AppState) -> Router {
     let in_flight = state.guard.in_flight.clone();
-    api::router(state).layer(axum::middleware::from_fn_with_state(
-        in_flight,
-        overload::shed,
-    ))
+    api::router(state, console::routes())
+        .layer(axum::middleware::from_fn_with_state(in_flight, api::shed))
 }
 
 /// Creates the admin token when the store has none. The file is written before the
