@@ -2,11 +2,12 @@
 # Installs what Wharf's demo and tests need on a fresh Debian/Ubuntu machine:
 # Debian's Distribution registry and htpasswd (bcrypt), a static busybox (the sample
 # image is built from it, since no image can be pulled), Chromium and chromedriver
-# (the console's browser tests), debootstrap (the fleet tests' host image), and
-# checks that a Docker Engine answers.
+# (the console's browser tests), debootstrap (the fleet tests' host image),
+# PostgreSQL (the store's tests start a private server of it), and checks that a
+# Docker Engine answers.
 set -euo pipefail
 
-packages=(docker-registry busybox-static apache2-utils curl ca-certificates chromium chromium-driver debootstrap)
+packages=(docker-registry busybox-static apache2-utils curl ca-certificates chromium chromium-driver debootstrap postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -75,6 +75,8 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::UNAUTHORIZED, "registration_refused", *why)
             }
             StoreError::Backend(_)
+            | StoreError::Postgres(_)
+            | StoreError::Unavailable(_)
             | StoreError::Corrupt(_)
             | StoreError::Closed
             | StoreError::Panicked => {

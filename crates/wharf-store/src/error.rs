@@ -32,6 +32,13 @@ pub enum StoreError {
     Panicked,
     #[error("the database failed")]
     Backend(#[source] rusqlite::Error),
+    /// A PostgreSQL statement or connection failed.
+    #[error("the database failed")]
+    Postgres(#[source] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had: the server is unreachable, refused
+    /// the credentials, or every connection of the pool stayed busy too long.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
@@ -39,5 +46,11 @@ pub enum StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
         StoreError::Backend(err)
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(err)
     }
 }

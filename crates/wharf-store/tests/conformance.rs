@@ -1,12 +1,16 @@
 //! The store conformance suite: what every [`Store`] backend must do, written
 //! against the trait alone. Each check in `suite` takes a [`Backend`] (a paired
 //! check takes two, to compare a call with its equivalent calls); a backend
-//! runs the whole suite with one `conformance!` line, as SQLite does at the end
-//! of this file, so a new backend (PostgreSQL) proves itself by the same checks.
+//! runs the whole suite with one `conformance!` line, as SQLite and PostgreSQL
+//! do at the end of this file (PostgreSQL on a real server: see
+//! `support/postgres.rs`), so both prove themselves by the same checks.
 
 use async_trait::async_trait;
 use std::sync::Arc;
 use wharf_store::Store;
+
+#[path = "support/postgres.rs"]
+mod pg_server;
 
 /// A database under test. It owns the database and opens stores on it; opening
 /// again closes the store opened before, so that a check can show what survives
@@ -5355,4 +5359,43 @@ mod sqlite {
             store.close().await;
         }
     }
+}
+
+mod postgres {
+    use super::*;
+    use tokio::sync::Mutex;
+    use wharf_store::PostgresStore;
+
+    /// A fresh database on the tests' PostgreSQL server; opening again closes
+    /// the store opened before and connects anew.
+    pub struct PostgresBackend {
+        url: String,
+        opened: Mutex<Option<PostgresStore>>,
+    }
+
+    impl PostgresBackend {
+        pub async fn new() -> Self {
+            PostgresBackend {
+                url: crate::pg_server::fresh_database().await,
+                opened: Mutex::new(None),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Backend for PostgresBackend {
+        async fn open(&self) -> Arc<dyn Store> {
+            let mut opened = self.opened.lock().await;
+            if let Some(previous) = opened.take() {
+                previous.close().await;
+            }
+            let store = PostgresStore::connect(&self.url)
+                .await
+                .expect("the database opens");
+            *opened = Some(store.clone());
+            Arc::new(store)
+        }
+    }
+
+    conformance!(PostgresBackend::new().await);
 }

@@ -1,0 +1,171 @@
+//! [`Store::agent_writes`](crate::Store::agent_writes) for PostgreSQL: many
+//! agents' step reports (a task's first begin also claims the task) in one
+//! transaction, so that a batch costs one commit (one WAL flush) rather than one
+//! per report. Each write runs inside its own savepoint: PostgreSQL aborts a
+//! whole transaction at a failed statement, so any write, even one statement,
+//! is undone alone through its savepoint when it is refused, and the others
+//! still commit. A failure that dooms the whole transaction (a serialization
+//! failure or deadlock) is not undone alone: it fails the batch, which the
+//! caller's transaction loop runs again whole.
+
+use super::failure::retryable;
+use super::query::Tx;
+use super::{steps, tasks};
+use crate::{AgentWrite, AgentWritten, StoreResult, TaskState};
+use wharf_domain::release::StepName;
+
+/// Writes `writes` in order inside `tx`; answers each.
+pub(super) async fn write_all(
+    tx: &Tx<'_>,
+    writes: &[AgentWrite],
+) -> StoreResult<Vec<StoreResult<AgentWritten>>> {
+    let mut results = Vec::with_capacity(writes.len());
+    for write in writes {
+        tx.batch_execute("SAVEPOINT agent_write").await?;
+        match write_one(tx, write).await {
+            Err(err) if retryable(&err) => return Err(err),
+            Err(err) => {
+                tx.batch_execute(
+                    "ROLLBACK TO SAVEPOINT agent_write; RELEASE SAVEPOINT agent_write",
+                )
+                .await?;
+                results.push(Err(err));
+            }
+            Ok(written) => {
+                tx.batch_execute("RELEASE SAVEPOINT agent_write").await?;
+                results.push(Ok(written));
+            }
+        }
+    }
+    Ok(results)
+}
+
+async fn write_one(tx: &Tx<'_>, write: &AgentWrite) -> StoreResult<AgentWritten> {
+    match write {
+        AgentWrite::StepBegin {
+            release_id,
+            instance_id,
+            step,
+            now,
+        } => {
+            let (state, _) = tasks::state_and_batch(tx, release_id, instance_id).await?;
+            if state == TaskState::Dispatched
+                && !tasks::claim(tx, release_id, instance_id, *now).await?
+            {
+                // Dispatched, but its release is no longer running.
+                crate::refuse_unless_running(state, *step, "begin")?;
+            } else if state != TaskState::Dispatched {
+                crate::refuse_unless_running(state, *step, "begin")?;
+            }
+            steps::begin(tx, release_id, instance_id, *step, *now).await?;
+            Ok(AgentWritten::Recorded)
+        }
+        AgentWrite::StepOutput {
+            release_id,
+            instance_id,
+            step,
+            chunk,
+            dropped,
+            keep_bytes,
+            offset,
+        } => {
+            running_batch(tx, release_id, instance_id, *step, "take output").await?;
+            steps::append_output(
+                tx,
+                release_id,
+                instance_id,
+                *step,
+                chunk,
+                *dropped,
+                *keep_bytes,
+                *offset,
+            )
+            .await?;
+            Ok(AgentWritten::Recorded)
+        }
+        AgentWrite::StepEnd {
+            release_id,
+            instance_id,
+            step,
+            state,
+            exit_code,
+            message,
+            digest,
+            task_end,
+            then_begin,
+            now,
+        } => {
+            crate::refuse_unsound_step_end(*step, *state, task_end, *then_begin)?;
+            let batch = running_batch(tx, release_id, instance_id, *step, "end").await?;
+            let changed = steps::finish(
+                tx,
+                release_id,
+                instance_id,
+                *step,
+                *state,
+                *exit_code,
+                message.as_deref(),
+                *now,
+            )
+            .await?;
+            let mut ended = AgentWritten::StepEnded {
+                changed,
+                task_finished: false,
+                batch_open: 0,
+            };
+            if changed {
+                if let Some(digest) = digest {
+                    tasks::set_digest(tx, release_id, instance_id, digest).await?;
+                }
+            }
+            // A report that ends the task begins no next step (refused above).
+            if let (true, Some((task_state, reason))) = (changed, task_end) {
+                let finished = tasks::finish(
+                    tx,
+                    release_id,
+                    instance_id,
+                    *task_state,
+                    None,
+                    reason.as_deref(),
+                    *now,
+                )
+                .await?;
+                let batch_open = if finished && *task_state == TaskState::Succeeded {
+                    tasks::count_open_in_batch(tx, release_id, batch).await?
+                } else {
+                    0
+                };
+                ended = AgentWritten::StepEnded {
+                    changed,
+                    task_finished: finished,
+                    batch_open,
+                };
+            }
+            if let Some(next) = then_begin {
+                if !changed {
+                    if let Some(recorded) =
+                        steps::state_of(tx, release_id, instance_id, *step).await?
+                    {
+                        crate::refuse_begin_after_unchanged_end(*step, recorded, *next)?;
+                    }
+                }
+                steps::begin(tx, release_id, instance_id, *next, *now).await?;
+            }
+            Ok(ended)
+        }
+    }
+}
+
+/// The batch of the instance's task in the release, if that task is running
+/// (the task stays locked until the transaction ends).
+async fn running_batch(
+    tx: &Tx<'_>,
+    release_id: &str,
+    instance_id: &str,
+    step: StepName,
+    verb: &str,
+) -> StoreResult<u32> {
+    let (state, batch) = tasks::state_and_batch(tx, release_id, instance_id).await?;
+    crate::refuse_unless_running(state, step, verb)?;
+    Ok(batch)
+}
