@@ -9,7 +9,7 @@
 //! caller's transaction loop runs again whole.
 
 use super::failure::retryable;
-use super::query::Tx;
+use super::query::{self, Tx};
 use super::{steps, tasks};
 use crate::{AgentWrite, AgentWritten, StoreResult, TaskState};
 use wharf_domain::release::StepName;
@@ -19,6 +19,7 @@ pub(super) async fn write_all(
     tx: &Tx<'_>,
     writes: &[AgentWrite],
 ) -> StoreResult<Vec<StoreResult<AgentWritten>>> {
+    lock_tasks(tx, writes).await?;
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
         tx.batch_execute("SAVEPOINT agent_write").await?;
@@ -38,6 +39,47 @@ pub(super) async fn write_all(
         }
     }
     Ok(results)
+}
+
+/// Locks the tasks the writes are about, in key order, before any of them is
+/// written. Two servers' batches (each in the order its agents reported) would
+/// otherwise lock the same tasks in different orders as they go, and deadlock:
+/// PostgreSQL finds that only after a second and fails one batch, which then runs
+/// again. Locked up front in one order, the later batch waits for the earlier.
+async fn lock_tasks(tx: &Tx<'_>, writes: &[AgentWrite]) -> StoreResult<()> {
+    let mut keys: Vec<(&str, &str)> = writes
+        .iter()
+        .map(|write| match write {
+            AgentWrite::StepBegin {
+                release_id,
+                instance_id,
+                ..
+            }
+            | AgentWrite::StepOutput {
+                release_id,
+                instance_id,
+                ..
+            }
+            | AgentWrite::StepEnd {
+                release_id,
+                instance_id,
+                ..
+            } => (release_id.as_str(), instance_id.as_str()),
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let (releases, instances): (Vec<&str>, Vec<&str>) = keys.into_iter().unzip();
+    query::execute(
+        tx,
+        "SELECT 1 FROM release_tasks t \
+         JOIN UNNEST($1::text[], $2::text[]) AS k (release_id, instance_id) \
+           ON t.release_id = k.release_id AND t.instance_id = k.instance_id \
+         ORDER BY t.release_id, t.instance_id FOR NO KEY UPDATE OF t",
+        &[&releases, &instances],
+    )
+    .await?;
+    Ok(())
 }
 
 async fn write_one(tx: &Tx<'_>, write: &AgentWrite) -> StoreResult<AgentWritten> {

@@ -73,7 +73,7 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
         let config: tokio_postgres::Config = url.parse().map_err(|err| {
             // The parser's message names the bad part, never the password.
-            StoreError::Unavailable(format!("the database URL is not valid: {err}"))
+            StoreError::Unavailable(format!("the database URL is not valid: {}", chain(&err)))
         })?;
         let manager = Manager::from_config(
             config,
@@ -119,10 +119,23 @@ fn unavailable(err: PoolError) -> StoreError {
         // authentication failed, no such database) is what the operator needs.
         PoolError::Backend(err) => StoreError::Unavailable(match err.as_db_error() {
             Some(db) => db.message().to_owned(),
-            None => err.to_string(),
+            None => chain(&err),
         }),
         other => StoreError::Unavailable(other.to_string()),
     }
+}
+
+/// An error and its sources, as one line: tokio-postgres says what failed
+/// ("error connecting to server") and its source why ("Connection refused").
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
 }
 
 /// Runs `$body` (an expression that may use `.await?`) in a transaction of

@@ -17,6 +17,16 @@ pub struct ServerArgs {
     /// Directory for the database and the admin token.
     #[arg(long, default_value = "wharf-data", value_name = "DIR")]
     pub data_dir: PathBuf,
+    /// Keep the store in this PostgreSQL database (postgres://USER:PASSWORD@HOST:PORT/DB)
+    /// instead of SQLite in the data directory. Prefer WHARF_DATABASE_URL for a URL
+    /// with a password: command lines are visible to other users.
+    #[arg(
+        long,
+        env = "WHARF_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database: Option<String>,
     /// How often agents send heartbeats (for tests; default 10s).
     #[arg(long, hide = true, value_name = "DURATION", value_parser = super::parse_duration)]
     pub heartbeat_interval: Option<std::time::Duration>,
@@ -51,6 +61,7 @@ pub async fn cmd_server(ctx: &CommandContext, args: ServerArgs) -> Result<(), Co
     let config = wharf_server::ServerConfig {
         listen: args.listen,
         data_dir: args.data_dir,
+        database: args.database.map(wharf_server::DatabaseUrl),
     };
     let server = wharf_server::bind_with(config, liveness)
         .await
