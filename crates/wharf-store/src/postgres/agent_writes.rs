@@ -9,31 +9,45 @@
 //! caller's transaction loop runs again whole.
 
 use super::failure::retryable;
-use super::query::{self, Tx};
+use super::query::{self, Db};
 use super::{steps, tasks};
 use crate::{AgentWrite, AgentWritten, StoreResult, TaskState};
 use wharf_domain::release::StepName;
 
 /// Writes `writes` in order inside `tx`; answers each.
 pub(super) async fn write_all(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     writes: &[AgentWrite],
 ) -> StoreResult<Vec<StoreResult<AgentWritten>>> {
     lock_tasks(tx, writes).await?;
     let mut results = Vec::with_capacity(writes.len());
+    // Whether the savepoint of the write before is still there (it went well):
+    // it is released as the next one is taken, in one round trip, and the
+    // commit releases the last one.
+    let mut released = true;
     for write in writes {
-        tx.batch_execute("SAVEPOINT agent_write").await?;
-        match write_one(tx, write).await {
+        let savepoint = if released {
+            "SAVEPOINT agent_write"
+        } else {
+            "RELEASE SAVEPOINT agent_write; SAVEPOINT agent_write"
+        };
+        // The savepoint goes out first and the write's statements right behind
+        // it, without waiting for its answer: polled in this order, tokio-postgres
+        // sends them in this order on the one connection.
+        let (taken, written) = tokio::join!(tx.batch_execute(savepoint), write_one(tx, write));
+        taken?;
+        match written {
             Err(err) if retryable(&err) => return Err(err),
             Err(err) => {
                 tx.batch_execute(
                     "ROLLBACK TO SAVEPOINT agent_write; RELEASE SAVEPOINT agent_write",
                 )
                 .await?;
+                released = true;
                 results.push(Err(err));
             }
             Ok(written) => {
-                tx.batch_execute("RELEASE SAVEPOINT agent_write").await?;
+                released = false;
                 results.push(Ok(written));
             }
         }
@@ -46,7 +60,7 @@ pub(super) async fn write_all(
 /// otherwise lock the same tasks in different orders as they go, and deadlock:
 /// PostgreSQL finds that only after a second and fails one batch, which then runs
 /// again. Locked up front in one order, the later batch waits for the earlier.
-async fn lock_tasks(tx: &Tx<'_>, writes: &[AgentWrite]) -> StoreResult<()> {
+async fn lock_tasks(tx: &impl Db, writes: &[AgentWrite]) -> StoreResult<()> {
     let mut keys: Vec<(&str, &str)> = writes
         .iter()
         .map(|write| match write {
@@ -82,7 +96,7 @@ async fn lock_tasks(tx: &Tx<'_>, writes: &[AgentWrite]) -> StoreResult<()> {
     Ok(())
 }
 
-async fn write_one(tx: &Tx<'_>, write: &AgentWrite) -> StoreResult<AgentWritten> {
+async fn write_one(tx: &impl Db, write: &AgentWrite) -> StoreResult<AgentWritten> {
     match write {
         AgentWrite::StepBegin {
             release_id,
@@ -201,7 +215,7 @@ async fn write_one(tx: &Tx<'_>, write: &AgentWrite) -> StoreResult<AgentWritten>
 /// The batch of the instance's task in the release, if that task is running
 /// (the task stays locked until the transaction ends).
 async fn running_batch(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     instance_id: &str,
     step: StepName,

@@ -3,7 +3,7 @@
 
 use super::convert::{millis, time};
 use super::failure::{delete_failed, insert_failed, named, not_found, refuse_if_used};
-use super::query::{self, Tx};
+use super::query::{self, Db};
 use crate::{AppRecord, StoreResult};
 use tokio_postgres::Row;
 
@@ -16,7 +16,7 @@ fn app(row: &Row) -> StoreResult<AppRecord> {
 }
 
 /// Fails with `NotFound` unless the application exists.
-pub(super) async fn require(tx: &Tx<'_>, name: &str) -> StoreResult<()> {
+pub(super) async fn require(tx: &impl Db, name: &str) -> StoreResult<()> {
     if query::exists(
         tx,
         "SELECT EXISTS (SELECT 1 FROM apps WHERE name = $1)",
@@ -30,7 +30,7 @@ pub(super) async fn require(tx: &Tx<'_>, name: &str) -> StoreResult<()> {
     }
 }
 
-pub(super) async fn create(tx: &Tx<'_>, app: &AppRecord) -> StoreResult<()> {
+pub(super) async fn create(tx: &impl Db, app: &AppRecord) -> StoreResult<()> {
     query::execute(
         tx,
         "INSERT INTO apps (name, description, created_at) VALUES ($1, $2, $3)",
@@ -41,7 +41,7 @@ pub(super) async fn create(tx: &Tx<'_>, app: &AppRecord) -> StoreResult<()> {
     Ok(())
 }
 
-pub(super) async fn list(tx: &Tx<'_>) -> StoreResult<Vec<AppRecord>> {
+pub(super) async fn list(tx: &impl Db) -> StoreResult<Vec<AppRecord>> {
     query::all(
         tx,
         "SELECT name, description, created_at FROM apps ORDER BY name",
@@ -53,7 +53,7 @@ pub(super) async fn list(tx: &Tx<'_>) -> StoreResult<Vec<AppRecord>> {
     .collect()
 }
 
-pub(super) async fn fetch(tx: &Tx<'_>, name: &str) -> StoreResult<AppRecord> {
+pub(super) async fn fetch(tx: &impl Db, name: &str) -> StoreResult<AppRecord> {
     let row = query::optional(
         tx,
         "SELECT name, description, created_at FROM apps WHERE name = $1",
@@ -67,7 +67,7 @@ pub(super) async fn fetch(tx: &Tx<'_>, name: &str) -> StoreResult<AppRecord> {
 /// Deletes an application that has no groups and no deployments. The row is
 /// locked first, so that a group or deployment created meanwhile by another
 /// transaction waits for this one (and then finds the application gone).
-pub(super) async fn delete(tx: &Tx<'_>, name: &str) -> StoreResult<()> {
+pub(super) async fn delete(tx: &impl Db, name: &str) -> StoreResult<()> {
     let locked = query::optional(
         tx,
         "SELECT 1 FROM apps WHERE name = $1 FOR UPDATE",
@@ -103,7 +103,7 @@ pub(super) async fn delete(tx: &Tx<'_>, name: &str) -> StoreResult<()> {
     Ok(())
 }
 
-async fn names_in(tx: &Tx<'_>, sql: &str, app: &str) -> StoreResult<Vec<String>> {
+async fn names_in(tx: &impl Db, sql: &str, app: &str) -> StoreResult<Vec<String>> {
     query::all(tx, sql, &[&app])
         .await?
         .iter()

@@ -5,7 +5,7 @@ use super::convert::{millis, time, unsigned};
 use super::failure::{
     delete_failed, insert_with_parent_failed, named, not_found, refuse_if_used, scoped,
 };
-use super::query::{self, Tx};
+use super::query::{self, Db};
 use super::{apps, registries, releases};
 use crate::{DeploymentRecord, StoreError, StoreResult};
 use tokio_postgres::Row;
@@ -83,7 +83,7 @@ fn deployment(row: &Row) -> StoreResult<DeploymentRecord> {
 }
 
 /// Fails with `NotFound` unless the application has this deployment.
-pub(super) async fn require(tx: &Tx<'_>, app: &str, name: &str) -> StoreResult<()> {
+pub(super) async fn require(tx: &impl Db, app: &str, name: &str) -> StoreResult<()> {
     let sql = "SELECT EXISTS (SELECT 1 FROM deployments WHERE app = $1 AND name = $2)";
     if query::exists(tx, sql, &[&app, &name]).await? {
         Ok(())
@@ -94,7 +94,7 @@ pub(super) async fn require(tx: &Tx<'_>, app: &str, name: &str) -> StoreResult<(
 
 /// Creates a deployment of an existing application, naming an existing registry
 /// if it has an image.
-pub(super) async fn create(tx: &Tx<'_>, d: &DeploymentRecord) -> StoreResult<()> {
+pub(super) async fn create(tx: &impl Db, d: &DeploymentRecord) -> StoreResult<()> {
     apps::require(tx, &d.app).await?;
     if let Some(image) = &d.image {
         registries::require(tx, &image.registry).await?;
@@ -140,7 +140,7 @@ pub(super) async fn create(tx: &Tx<'_>, d: &DeploymentRecord) -> StoreResult<()>
     Ok(())
 }
 
-pub(super) async fn list(tx: &Tx<'_>, app: &str) -> StoreResult<Vec<DeploymentRecord>> {
+pub(super) async fn list(tx: &impl Db, app: &str) -> StoreResult<Vec<DeploymentRecord>> {
     apps::require(tx, app).await?;
     let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE app = $1 ORDER BY name");
     query::all(tx, &sql, &[&app])
@@ -150,7 +150,7 @@ pub(super) async fn list(tx: &Tx<'_>, app: &str) -> StoreResult<Vec<DeploymentRe
         .collect()
 }
 
-pub(super) async fn fetch(tx: &Tx<'_>, app: &str, name: &str) -> StoreResult<DeploymentRecord> {
+pub(super) async fn fetch(tx: &impl Db, app: &str, name: &str) -> StoreResult<DeploymentRecord> {
     let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE app = $1 AND name = $2");
     match query::optional(tx, &sql, &[&app, &name]).await? {
         Some(row) => deployment(&row),
@@ -165,7 +165,7 @@ pub(super) async fn fetch(tx: &Tx<'_>, app: &str, name: &str) -> StoreResult<Dep
 /// Deletes a deployment that no group has as its current or previous one, and
 /// that no release (active or finished) names. The row is locked first, so that
 /// a release or group naming it created meanwhile waits for this transaction.
-pub(super) async fn delete(tx: &Tx<'_>, app: &str, name: &str) -> StoreResult<()> {
+pub(super) async fn delete(tx: &impl Db, app: &str, name: &str) -> StoreResult<()> {
     apps::require(tx, app).await?;
     let sql = "SELECT 1 FROM deployments WHERE app = $1 AND name = $2 FOR UPDATE";
     if query::optional(tx, sql, &[&app, &name]).await?.is_none() {

@@ -3,14 +3,14 @@
 
 use super::convert::unsigned;
 use super::failure::not_found;
-use super::query::{self, Tx};
+use super::query::{self, Db};
 use super::releases;
 use crate::{ExecRecord, ReleaseRecord, StoreError, StoreResult, TaskRecord, EXEC_KIND};
 
 /// Creates the release row and tasks (as `releases::create`, with its refusals)
 /// and the exec row.
 pub(super) async fn create(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release: &ReleaseRecord,
     exec: &ExecRecord,
     tasks: &[TaskRecord],
@@ -37,7 +37,7 @@ pub(super) async fn create(
 }
 
 /// An exec and its release row; `NotFound` (kind `exec`) when `id` is no exec.
-pub(super) async fn fetch(tx: &Tx<'_>, id: &str) -> StoreResult<(ReleaseRecord, ExecRecord)> {
+pub(super) async fn fetch(tx: &impl Db, id: &str) -> StoreResult<(ReleaseRecord, ExecRecord)> {
     let row = query::optional(
         tx,
         "SELECT script, timeout_secs, as_user FROM execs WHERE release_id = $1",

@@ -6,7 +6,7 @@ use super::failure::{
     counted, delete_failed, insert_with_parent_failed, named, not_found, refuse_if_used, scoped,
 };
 use super::instances::{instance, INSTANCE_COLUMNS, INSTANCE_COLUMN_COUNT};
-use super::query::{self, Tx};
+use super::query::{self, Db};
 use super::{apps, deployments, instances, releases};
 use crate::{GroupRecord, MemberRecord, StoreResult};
 use chrono::Utc;
@@ -27,7 +27,7 @@ fn group(row: &Row) -> StoreResult<GroupRecord> {
 
 /// Fails with `NotFound` naming the application if it is missing, and the group
 /// otherwise.
-pub(super) async fn require(tx: &Tx<'_>, app: &str, name: &str) -> StoreResult<()> {
+pub(super) async fn require(tx: &impl Db, app: &str, name: &str) -> StoreResult<()> {
     apps::require(tx, app).await?;
     let sql = "SELECT EXISTS (SELECT 1 FROM app_groups WHERE app = $1 AND name = $2)";
     if query::exists(tx, sql, &[&app, &name]).await? {
@@ -40,7 +40,7 @@ pub(super) async fn require(tx: &Tx<'_>, app: &str, name: &str) -> StoreResult<(
 /// As [`require`], and locks the group's row until the transaction ends: what a
 /// write that checks the group's members or releases first needs, so that
 /// another transaction cannot change them in between.
-pub(super) async fn lock(tx: &Tx<'_>, app: &str, name: &str) -> StoreResult<()> {
+pub(super) async fn lock(tx: &impl Db, app: &str, name: &str) -> StoreResult<()> {
     apps::require(tx, app).await?;
     let sql = "SELECT 1 FROM app_groups WHERE app = $1 AND name = $2 FOR UPDATE";
     if query::optional(tx, sql, &[&app, &name]).await?.is_some() {
@@ -53,7 +53,7 @@ pub(super) async fn lock(tx: &Tx<'_>, app: &str, name: &str) -> StoreResult<()> 
 /// As [`require`], and locks the group's row against other releases' creation
 /// until the transaction ends (members may still be added meanwhile): creates
 /// of releases of one group take turns.
-pub(super) async fn lock_for_release(tx: &Tx<'_>, app: &str, name: &str) -> StoreResult<()> {
+pub(super) async fn lock_for_release(tx: &impl Db, app: &str, name: &str) -> StoreResult<()> {
     apps::require(tx, app).await?;
     let sql = "SELECT 1 FROM app_groups WHERE app = $1 AND name = $2 FOR NO KEY UPDATE";
     if query::optional(tx, sql, &[&app, &name]).await?.is_some() {
@@ -65,7 +65,7 @@ pub(super) async fn lock_for_release(tx: &Tx<'_>, app: &str, name: &str) -> Stor
 
 /// Creates a group of an existing application. The current and previous
 /// deployments, when given, must be deployments of that application.
-pub(super) async fn create(tx: &Tx<'_>, group: &GroupRecord) -> StoreResult<()> {
+pub(super) async fn create(tx: &impl Db, group: &GroupRecord) -> StoreResult<()> {
     apps::require(tx, &group.app).await?;
     for deployment in [&group.current_deployment, &group.previous_deployment]
         .into_iter()
@@ -96,7 +96,7 @@ pub(super) async fn create(tx: &Tx<'_>, group: &GroupRecord) -> StoreResult<()> 
     Ok(())
 }
 
-pub(super) async fn list(tx: &Tx<'_>, app: &str) -> StoreResult<Vec<GroupRecord>> {
+pub(super) async fn list(tx: &impl Db, app: &str) -> StoreResult<Vec<GroupRecord>> {
     apps::require(tx, app).await?;
     let sql = format!("SELECT {GROUP_COLUMNS} FROM app_groups WHERE app = $1 ORDER BY name");
     query::all(tx, &sql, &[&app])
@@ -106,7 +106,7 @@ pub(super) async fn list(tx: &Tx<'_>, app: &str) -> StoreResult<Vec<GroupRecord>
         .collect()
 }
 
-pub(super) async fn fetch(tx: &Tx<'_>, app: &str, name: &str) -> StoreResult<GroupRecord> {
+pub(super) async fn fetch(tx: &impl Db, app: &str, name: &str) -> StoreResult<GroupRecord> {
     let sql = format!("SELECT {GROUP_COLUMNS} FROM app_groups WHERE app = $1 AND name = $2");
     match query::optional(tx, &sql, &[&app, &name]).await? {
         Some(row) => group(&row),
@@ -120,7 +120,7 @@ pub(super) async fn fetch(tx: &Tx<'_>, app: &str, name: &str) -> StoreResult<Gro
 
 /// Deletes a group that has no members and no releases (active or finished: a
 /// release keeps its group).
-pub(super) async fn delete(tx: &Tx<'_>, app: &str, name: &str) -> StoreResult<()> {
+pub(super) async fn delete(tx: &impl Db, app: &str, name: &str) -> StoreResult<()> {
     lock(tx, app, name).await?;
     let members: i64 = query::one(
         tx,
@@ -152,7 +152,7 @@ pub(super) async fn delete(tx: &Tx<'_>, app: &str, name: &str) -> StoreResult<()
 /// Adds instances to a group once every id is known to exist; members already in
 /// the group keep their row (and what they run) untouched.
 pub(super) async fn add_instances(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     app: &str,
     group: &str,
     ids: &[String],
@@ -175,7 +175,7 @@ pub(super) async fn add_instances(
 
 /// Removes instances from a group once every id is known to be a member.
 pub(super) async fn remove_instances(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     app: &str,
     group: &str,
     ids: &[String],
@@ -199,7 +199,11 @@ pub(super) async fn remove_instances(
 }
 
 /// The members of a group, ordered by instance name.
-pub(super) async fn members(tx: &Tx<'_>, app: &str, group: &str) -> StoreResult<Vec<MemberRecord>> {
+pub(super) async fn members(
+    tx: &impl Db,
+    app: &str,
+    group: &str,
+) -> StoreResult<Vec<MemberRecord>> {
     require(tx, app, group).await?;
     let sql = format!(
         "SELECT {INSTANCE_COLUMNS}, m.deployment, m.image_digest \
@@ -223,7 +227,7 @@ pub(super) async fn members(tx: &Tx<'_>, app: &str, group: &str) -> StoreResult<
 /// what was current becomes the previous one. Nothing changes when `deployment`
 /// is current already, so repeating the call is harmless.
 pub(super) async fn set_current_deployment(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     app: &str,
     group: &str,
     deployment: &str,

@@ -3,7 +3,7 @@
 
 use super::convert::{labels, labels_json, millis, optional_time, time};
 use super::failure::{already_exists, constraint, insert_failed, is_unique_violation, not_found};
-use super::query::{self, Tx};
+use super::query::{self, Db};
 use crate::{HeartbeatRecord, InstanceRecord, MembershipRecord, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
@@ -40,7 +40,7 @@ pub(super) fn instance(row: &Row) -> StoreResult<InstanceRecord> {
 /// Spends one use of a registration token, then inserts the instance; the caller's
 /// transaction makes the two one step, so a refused insert spends nothing.
 pub(super) async fn register(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     token_hash: &str,
     instance: &InstanceRecord,
     now: DateTime<Utc>,
@@ -54,7 +54,7 @@ pub(super) async fn register(
 /// Takes one use of the token with `hash` if it is unexpired and has one left.
 /// The condition sits in the UPDATE, which locks the row and re-checks it after
 /// a concurrent registration commits, so two can never both take the last use.
-async fn take_registration_use(tx: &Tx<'_>, hash: &str, now: DateTime<Utc>) -> StoreResult<()> {
+async fn take_registration_use(tx: &impl Db, hash: &str, now: DateTime<Utc>) -> StoreResult<()> {
     let taken = query::optional(
         tx,
         "UPDATE registration_tokens SET uses_left = uses_left - 1 \
@@ -82,7 +82,7 @@ async fn take_registration_use(tx: &Tx<'_>, hash: &str, now: DateTime<Utc>) -> S
 /// Inserts an instance after checking that its name and id are free, so that the
 /// error names which one is taken; a concurrent insert of the same name or id
 /// is told apart by the constraint that refused it.
-async fn insert(tx: &Tx<'_>, instance: &InstanceRecord) -> StoreResult<()> {
+async fn insert(tx: &impl Db, instance: &InstanceRecord) -> StoreResult<()> {
     if exists_where(tx, "name", &instance.name).await? {
         return Err(already_exists("instance name", &instance.name));
     }
@@ -126,13 +126,13 @@ async fn insert(tx: &Tx<'_>, instance: &InstanceRecord) -> StoreResult<()> {
 }
 
 /// Whether an instance has `value` in `column`, one of our own column names.
-async fn exists_where(tx: &Tx<'_>, column: &'static str, value: &str) -> StoreResult<bool> {
+async fn exists_where(tx: &impl Db, column: &'static str, value: &str) -> StoreResult<bool> {
     let sql = format!("SELECT EXISTS (SELECT 1 FROM instances WHERE {column} = $1)");
     Ok(query::exists(tx, &sql, &[&value]).await?)
 }
 
 /// Fails with `NotFound` unless an instance has this id.
-pub(super) async fn require(tx: &Tx<'_>, id: &str) -> StoreResult<()> {
+pub(super) async fn require(tx: &impl Db, id: &str) -> StoreResult<()> {
     if exists_where(tx, "id", id).await? {
         Ok(())
     } else {
@@ -141,7 +141,7 @@ pub(super) async fn require(tx: &Tx<'_>, id: &str) -> StoreResult<()> {
 }
 
 async fn find_where(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     column: &'static str,
     value: &str,
 ) -> StoreResult<Option<InstanceRecord>> {
@@ -153,7 +153,7 @@ async fn find_where(
         .transpose()
 }
 
-pub(super) async fn list(tx: &Tx<'_>) -> StoreResult<Vec<InstanceRecord>> {
+pub(super) async fn list(tx: &impl Db) -> StoreResult<Vec<InstanceRecord>> {
     let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances i ORDER BY i.name");
     query::all(tx, &sql, &[])
         .await?
@@ -162,7 +162,7 @@ pub(super) async fn list(tx: &Tx<'_>) -> StoreResult<Vec<InstanceRecord>> {
         .collect()
 }
 
-pub(super) async fn fetch(tx: &Tx<'_>, id_or_name: &str) -> StoreResult<InstanceRecord> {
+pub(super) async fn fetch(tx: &impl Db, id_or_name: &str) -> StoreResult<InstanceRecord> {
     if let Some(instance) = find_where(tx, "id", id_or_name).await? {
         return Ok(instance);
     }
@@ -171,7 +171,7 @@ pub(super) async fn fetch(tx: &Tx<'_>, id_or_name: &str) -> StoreResult<Instance
         .ok_or_else(|| not_found("instance", id_or_name))
 }
 
-pub(super) async fn by_credential(tx: &Tx<'_>, hash: &str) -> StoreResult<Option<InstanceRecord>> {
+pub(super) async fn by_credential(tx: &impl Db, hash: &str) -> StoreResult<Option<InstanceRecord>> {
     find_where(tx, "credential_hash", hash).await
 }
 
@@ -181,7 +181,7 @@ pub(super) async fn by_credential(tx: &Tx<'_>, hash: &str) -> StoreResult<Option
 /// several heartbeats here, the latest one (then the last sent) wins. Rows are
 /// locked in id order, so that two servers writing overlapping batches at once
 /// wait for each other instead of deadlocking.
-pub(super) async fn heartbeats(tx: &Tx<'_>, beats: &[HeartbeatRecord]) -> StoreResult<Vec<bool>> {
+pub(super) async fn heartbeats(tx: &impl Db, beats: &[HeartbeatRecord]) -> StoreResult<Vec<bool>> {
     if beats.is_empty() {
         return Ok(Vec::new());
     }
@@ -216,7 +216,7 @@ pub(super) async fn heartbeats(tx: &Tx<'_>, beats: &[HeartbeatRecord]) -> StoreR
 }
 
 pub(super) async fn heartbeat(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     id: &str,
     at: DateTime<Utc>,
     agent_version: &str,
@@ -237,7 +237,7 @@ pub(super) async fn heartbeat(
 
 /// Deletes an instance and its memberships (and records that it left its
 /// scaling group).
-pub(super) async fn delete(tx: &Tx<'_>, id: &str) -> StoreResult<()> {
+pub(super) async fn delete(tx: &impl Db, id: &str) -> StoreResult<()> {
     let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances i WHERE i.id = $1 FOR UPDATE");
     let found = query::optional(tx, &sql, &[&id])
         .await?
@@ -254,7 +254,7 @@ pub(super) async fn delete(tx: &Tx<'_>, id: &str) -> StoreResult<()> {
     Ok(())
 }
 
-pub(super) async fn memberships(tx: &Tx<'_>, id: &str) -> StoreResult<Vec<MembershipRecord>> {
+pub(super) async fn memberships(tx: &impl Db, id: &str) -> StoreResult<Vec<MembershipRecord>> {
     require(tx, id).await?;
     query::all(
         tx,
@@ -277,7 +277,7 @@ pub(super) async fn memberships(tx: &Tx<'_>, id: &str) -> StoreResult<Vec<Member
 
 /// Records what the agent reported about the host's Docker Engine.
 pub(super) async fn set_docker(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     id: &str,
     version: Option<&str>,
     error: Option<&str>,

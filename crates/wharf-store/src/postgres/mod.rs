@@ -10,8 +10,9 @@
 //! newest row version, and unique indexes are the backstop. Nothing is kept in
 //! the process between calls, so several processes may share the database. A
 //! transaction that loses a serialization conflict or a deadlock is rolled back
-//! whole and run again (a few times). Reads run in a REPEATABLE READ, READ ONLY
-//! transaction: one snapshot per call. One submodule per table family holds the
+//! whole and run again (a few times). Reads of several statements run in a
+//! REPEATABLE READ, READ ONLY transaction (one snapshot per call); a read of one
+//! statement runs on its own, without BEGIN and COMMIT. One submodule per table family holds the
 //! SQL; `store.rs` implements the trait over them.
 
 mod agent_writes;
@@ -200,6 +201,17 @@ macro_rules! read_tx {
     };
 }
 
+/// Runs `$body` on a pooled connection outside any transaction, binding the
+/// connection to `$client`: for a read of one statement, which is a snapshot of
+/// its own, without the two round trips of BEGIN and COMMIT.
+macro_rules! read_one {
+    ($store:expr, |$client:ident| $body:expr) => {{
+        let $client = $store.client().await?;
+        Ok::<_, $crate::StoreError>($body)
+    }};
+}
+
 use in_transaction;
+use read_one;
 use read_tx;
 use write_tx;

@@ -3,7 +3,7 @@
 
 use super::convert::{millis, time};
 use super::failure::{delete_failed, insert_failed, named, not_found, refuse_if_used, scoped};
-use super::query::{self, Tx};
+use super::query::{self, Db};
 use crate::{RegistryRecord, StoreResult};
 use tokio_postgres::Row;
 
@@ -24,7 +24,7 @@ fn registry(row: &Row) -> StoreResult<RegistryRecord> {
 }
 
 /// Fails with `NotFound` unless the registry exists.
-pub(super) async fn require(tx: &Tx<'_>, name: &str) -> StoreResult<()> {
+pub(super) async fn require(tx: &impl Db, name: &str) -> StoreResult<()> {
     let sql = "SELECT EXISTS (SELECT 1 FROM registries WHERE name = $1)";
     if query::exists(tx, sql, &[&name]).await? {
         Ok(())
@@ -33,7 +33,7 @@ pub(super) async fn require(tx: &Tx<'_>, name: &str) -> StoreResult<()> {
     }
 }
 
-pub(super) async fn create(tx: &Tx<'_>, registry: &RegistryRecord) -> StoreResult<()> {
+pub(super) async fn create(tx: &impl Db, registry: &RegistryRecord) -> StoreResult<()> {
     query::execute(
         tx,
         "INSERT INTO registries (name, endpoint, private_endpoint, username, password_sealed, \
@@ -53,7 +53,7 @@ pub(super) async fn create(tx: &Tx<'_>, registry: &RegistryRecord) -> StoreResul
     Ok(())
 }
 
-pub(super) async fn list(tx: &Tx<'_>) -> StoreResult<Vec<RegistryRecord>> {
+pub(super) async fn list(tx: &impl Db) -> StoreResult<Vec<RegistryRecord>> {
     let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries ORDER BY name");
     query::all(tx, &sql, &[])
         .await?
@@ -62,7 +62,7 @@ pub(super) async fn list(tx: &Tx<'_>) -> StoreResult<Vec<RegistryRecord>> {
         .collect()
 }
 
-pub(super) async fn fetch(tx: &Tx<'_>, name: &str) -> StoreResult<RegistryRecord> {
+pub(super) async fn fetch(tx: &impl Db, name: &str) -> StoreResult<RegistryRecord> {
     let sql = format!("SELECT {REGISTRY_COLUMNS} FROM registries WHERE name = $1");
     let row = query::optional(tx, &sql, &[&name])
         .await?
@@ -72,7 +72,7 @@ pub(super) async fn fetch(tx: &Tx<'_>, name: &str) -> StoreResult<RegistryRecord
 
 /// Deletes a registry that no deployment names; the row is locked first, so a
 /// deployment naming it created meanwhile waits and then finds it gone.
-pub(super) async fn delete(tx: &Tx<'_>, name: &str) -> StoreResult<()> {
+pub(super) async fn delete(tx: &impl Db, name: &str) -> StoreResult<()> {
     let sql = "SELECT 1 FROM registries WHERE name = $1 FOR UPDATE";
     if query::optional(tx, sql, &[&name]).await?.is_none() {
         return Err(not_found("registry", name));

@@ -5,7 +5,7 @@
 
 use super::convert::{millis, optional_time, time, unsigned};
 use super::failure::{already_exists, insert_failed, not_found, scoped};
-use super::query::{self, Tx};
+use super::query::{self, Db};
 use super::{apps, deployments, groups, tasks};
 use crate::{ReleaseRecord, StoreError, StoreResult, TaskRecord, EXEC_KIND};
 use chrono::{DateTime, Utc};
@@ -53,7 +53,7 @@ fn release(row: &Row) -> StoreResult<ReleaseRecord> {
 }
 
 /// Fails with `NotFound` unless a release has this id.
-pub(super) async fn require(tx: &Tx<'_>, id: &str) -> StoreResult<()> {
+pub(super) async fn require(tx: &impl Db, id: &str) -> StoreResult<()> {
     let sql = "SELECT EXISTS (SELECT 1 FROM releases WHERE id = $1)";
     if query::exists(tx, sql, &[&id]).await? {
         Ok(())
@@ -63,7 +63,7 @@ pub(super) async fn require(tx: &Tx<'_>, id: &str) -> StoreResult<()> {
 }
 
 /// Refuses with `ActiveRelease` if the group has a release that is not terminal.
-async fn refuse_if_active(tx: &Tx<'_>, app: &str, group: &str) -> StoreResult<()> {
+async fn refuse_if_active(tx: &impl Db, app: &str, group: &str) -> StoreResult<()> {
     let sql = format!(
         "SELECT id FROM releases WHERE app = $1 AND group_name = $2 AND state IN {ACTIVE_STATES} \
          ORDER BY created_at, id LIMIT 1"
@@ -83,7 +83,7 @@ async fn refuse_if_active(tx: &Tx<'_>, app: &str, group: &str) -> StoreResult<()
 /// another) take turns, and the second finds the first one's release active
 /// rather than failing on the unique index.
 pub(super) async fn create(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release: &ReleaseRecord,
     release_tasks: &[TaskRecord],
 ) -> StoreResult<()> {
@@ -143,7 +143,7 @@ pub(super) async fn create(
     tasks::insert_all(tx, release_tasks).await
 }
 
-pub(super) async fn fetch(tx: &Tx<'_>, id: &str) -> StoreResult<ReleaseRecord> {
+pub(super) async fn fetch(tx: &impl Db, id: &str) -> StoreResult<ReleaseRecord> {
     let sql = format!("SELECT {RELEASE_COLUMNS} FROM releases WHERE id = $1");
     let row = query::optional(tx, &sql, &[&id])
         .await?
@@ -152,7 +152,7 @@ pub(super) async fn fetch(tx: &Tx<'_>, id: &str) -> StoreResult<ReleaseRecord> {
 }
 
 /// As [`fetch`], and locks the row until the transaction ends.
-async fn fetch_for_update(tx: &Tx<'_>, id: &str) -> StoreResult<ReleaseRecord> {
+async fn fetch_for_update(tx: &impl Db, id: &str) -> StoreResult<ReleaseRecord> {
     let sql = format!("SELECT {RELEASE_COLUMNS} FROM releases WHERE id = $1 FOR NO KEY UPDATE");
     let row = query::optional(tx, &sql, &[&id])
         .await?
@@ -163,7 +163,7 @@ async fn fetch_for_update(tx: &Tx<'_>, id: &str) -> StoreResult<ReleaseRecord> {
 /// Releases, newest first (ties by id), of one application and, within it, one
 /// group when they are given; only execs with `execs`, else none of them.
 pub(super) async fn list(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     app: Option<&str>,
     group: Option<&str>,
     limit: u32,
@@ -188,7 +188,7 @@ pub(super) async fn list(
 }
 
 /// Releases that are not terminal, oldest first.
-pub(super) async fn list_active(tx: &Tx<'_>) -> StoreResult<Vec<ReleaseRecord>> {
+pub(super) async fn list_active(tx: &impl Db) -> StoreResult<Vec<ReleaseRecord>> {
     let sql = format!(
         "SELECT {RELEASE_COLUMNS} FROM releases WHERE state IN {ACTIVE_STATES} \
          ORDER BY created_at, id"
@@ -204,7 +204,7 @@ pub(super) async fn list_active(tx: &Tx<'_>) -> StoreResult<Vec<ReleaseRecord>> 
 /// in `from`. Entering Running sets `started_at` unless it is set, entering a
 /// terminal state sets `finished_at`, and a message replaces the one stored.
 pub(super) async fn transition(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     id: &str,
     from: &[ReleaseState],
     to: ReleaseState,
@@ -245,7 +245,7 @@ pub(super) async fn transition(
 
 /// `continue`: Paused -> Running, raising `continued_through` (never lowering
 /// it). `Ok(false)` when the release is not paused.
-pub(super) async fn resume(tx: &Tx<'_>, id: &str, continued_through: u32) -> StoreResult<bool> {
+pub(super) async fn resume(tx: &impl Db, id: &str, continued_through: u32) -> StoreResult<bool> {
     require(tx, id).await?;
     let moved = query::execute(
         tx,
@@ -260,7 +260,7 @@ pub(super) async fn resume(tx: &Tx<'_>, id: &str, continued_through: u32) -> Sto
 /// The ids of the releases that name a group (`deployment` None) or a deployment,
 /// newest first: what keeps it from being deleted.
 pub(super) async fn naming(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     app: &str,
     group: Option<&str>,
     deployment: Option<&str>,

@@ -5,7 +5,7 @@
 
 use super::convert::{millis, optional_time, time, unsigned};
 use super::failure::{already_exists, delete_failed, insert_with_parent_failed, not_found};
-use super::query::{self, Tx};
+use super::query::{self, Db};
 use super::{groups, instances};
 use crate::{
     HookRunRecord, InstanceRecord, ScalingActivityRecord, ScalingGroupRecord, ScalingHeldRecord,
@@ -52,7 +52,7 @@ fn scaling_group(row: &Row) -> StoreResult<ScalingGroupRecord> {
     })
 }
 
-pub(super) async fn create(tx: &Tx<'_>, record: &ScalingGroupRecord) -> StoreResult<()> {
+pub(super) async fn create(tx: &impl Db, record: &ScalingGroupRecord) -> StoreResult<()> {
     groups::require(tx, &record.app, &record.group).await?;
     if find(tx, &record.name, Lock::None).await?.is_some() {
         return Err(already_exists("scaling group", &record.name));
@@ -92,7 +92,7 @@ pub(super) async fn create(tx: &Tx<'_>, record: &ScalingGroupRecord) -> StoreRes
     Ok(())
 }
 
-async fn find(tx: &Tx<'_>, name: &str, lock: Lock) -> StoreResult<Option<ScalingGroupRecord>> {
+async fn find(tx: &impl Db, name: &str, lock: Lock) -> StoreResult<Option<ScalingGroupRecord>> {
     let locking = match lock {
         Lock::None => "",
         Lock::Share => " FOR SHARE",
@@ -106,17 +106,17 @@ async fn find(tx: &Tx<'_>, name: &str, lock: Lock) -> StoreResult<Option<Scaling
         .transpose()
 }
 
-async fn fetch_locked(tx: &Tx<'_>, name: &str, lock: Lock) -> StoreResult<ScalingGroupRecord> {
+async fn fetch_locked(tx: &impl Db, name: &str, lock: Lock) -> StoreResult<ScalingGroupRecord> {
     find(tx, name, lock)
         .await?
         .ok_or_else(|| not_found("scaling group", name))
 }
 
-pub(super) async fn fetch(tx: &Tx<'_>, name: &str) -> StoreResult<ScalingGroupRecord> {
+pub(super) async fn fetch(tx: &impl Db, name: &str) -> StoreResult<ScalingGroupRecord> {
     fetch_locked(tx, name, Lock::None).await
 }
 
-pub(super) async fn list(tx: &Tx<'_>) -> StoreResult<Vec<ScalingGroupRecord>> {
+pub(super) async fn list(tx: &impl Db) -> StoreResult<Vec<ScalingGroupRecord>> {
     let sql = format!("SELECT {COLUMNS} FROM scaling_groups ORDER BY name");
     query::all(tx, &sql, &[])
         .await?
@@ -125,7 +125,7 @@ pub(super) async fn list(tx: &Tx<'_>) -> StoreResult<Vec<ScalingGroupRecord>> {
         .collect()
 }
 
-pub(super) async fn delete(tx: &Tx<'_>, name: &str) -> StoreResult<()> {
+pub(super) async fn delete(tx: &impl Db, name: &str) -> StoreResult<()> {
     // FOR UPDATE also holds off registrations (their held rows' foreign keys).
     let sql = format!("SELECT {COLUMNS} FROM scaling_groups WHERE name = $1 FOR UPDATE");
     let record = query::optional(tx, &sql, &[&name])
@@ -166,7 +166,7 @@ pub(super) async fn delete(tx: &Tx<'_>, name: &str) -> StoreResult<()> {
 }
 
 async fn activity(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     scaling_group: &str,
     instance: (&str, &str),
     kind: &str,
@@ -183,7 +183,7 @@ async fn activity(
 }
 
 async fn add_member(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     record: &ScalingGroupRecord,
     instance_id: &str,
     at: DateTime<Utc>,
@@ -201,7 +201,7 @@ async fn add_member(
 /// Registers `instance` and joins or holds it; the caller runs this in one
 /// transaction, so a refused registration leaves nothing behind.
 pub(super) async fn register(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     token_hash: &str,
     instance: &InstanceRecord,
     now: DateTime<Utc>,
@@ -234,7 +234,7 @@ pub(super) async fn register(
 
 /// Records that a deleted instance left its scaling group (if that still exists).
 pub(super) async fn leave(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     instance: &InstanceRecord,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
@@ -254,7 +254,7 @@ pub(super) async fn leave(
 }
 
 pub(super) async fn suspend(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     name: &str,
     release: &str,
     now: DateTime<Utc>,
@@ -286,7 +286,7 @@ pub(super) async fn suspend(
 }
 
 pub(super) async fn resume(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     name: &str,
     release: &str,
     now: DateTime<Utc>,
@@ -323,7 +323,7 @@ pub(super) async fn resume(
     Ok(true)
 }
 
-pub(super) async fn held(tx: &Tx<'_>, name: &str) -> StoreResult<Vec<ScalingHeldRecord>> {
+pub(super) async fn held(tx: &impl Db, name: &str) -> StoreResult<Vec<ScalingHeldRecord>> {
     fetch(tx, name).await?;
     query::all(
         tx,
@@ -344,7 +344,7 @@ pub(super) async fn held(tx: &Tx<'_>, name: &str) -> StoreResult<Vec<ScalingHeld
     .collect()
 }
 
-pub(super) async fn caught_up(tx: &Tx<'_>, name: &str, ids: &[String]) -> StoreResult<()> {
+pub(super) async fn caught_up(tx: &impl Db, name: &str, ids: &[String]) -> StoreResult<()> {
     fetch(tx, name).await?;
     query::execute(
         tx,
@@ -357,7 +357,7 @@ pub(super) async fn caught_up(tx: &Tx<'_>, name: &str, ids: &[String]) -> StoreR
 }
 
 pub(super) async fn hook_record(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     name: &str,
     run: &HookRunRecord,
     retry_at: Option<DateTime<Utc>>,
@@ -438,7 +438,7 @@ pub(super) async fn hook_record(
 }
 
 pub(super) async fn hook_runs(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     name: &str,
     limit: u32,
 ) -> StoreResult<Vec<HookRunRecord>> {
@@ -478,7 +478,7 @@ pub(super) async fn hook_runs(
 }
 
 pub(super) async fn activities(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     name: &str,
     limit: u32,
 ) -> StoreResult<Vec<ScalingActivityRecord>> {

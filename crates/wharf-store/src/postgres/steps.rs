@@ -5,7 +5,7 @@
 
 use super::convert::{millis, optional_time, time, unsigned};
 use super::failure::not_found;
-use super::query::{self, Params, Tx};
+use super::query::{self, Db, Params};
 use super::{releases, tasks};
 use crate::sqlite::steps::{keep_tail, ordinal};
 use crate::{StepRecord, StepState, StoreError, StoreResult};
@@ -59,7 +59,7 @@ fn stored_count(count: u64) -> i64 {
 
 /// The state of a step, if it has begun.
 pub(super) async fn state_of(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     instance_id: &str,
     step: StepName,
@@ -88,7 +88,7 @@ pub(super) async fn state_of(
 /// the insert, so that the server cannot end the task while a step begins on it
 /// (its `task_fail` waits, then fails the step too).
 pub(super) async fn begin(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     instance_id: &str,
     step: StepName,
@@ -155,7 +155,7 @@ pub(super) async fn begin(
 /// written back, so that two reports of one step never lose each other's bytes.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn append_output(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     instance_id: &str,
     step: StepName,
@@ -209,7 +209,7 @@ pub(super) async fn append_output(
 
 /// Fails the task's running step, if it has one, with `reason`.
 pub(super) async fn fail_running(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     instance_id: &str,
     reason: &str,
@@ -234,7 +234,7 @@ pub(super) async fn fail_running(
 /// Ends a running step; `Ok(false)` if it had ended, `NotFound` if it never began.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn finish(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     instance_id: &str,
     step: StepName,
@@ -279,7 +279,7 @@ pub(super) async fn finish(
 /// The steps of a release, optionally of one instance, by instance name and then
 /// in run order.
 pub(super) async fn list(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     instance_id: Option<&str>,
     with_output: bool,
@@ -304,7 +304,7 @@ pub(super) async fn list(
 /// Every step of a release without its output, grouped by instance and in run
 /// order within an instance.
 pub(super) async fn list_by_instance(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
 ) -> StoreResult<Vec<StepRecord>> {
     without_output(
@@ -317,7 +317,7 @@ pub(super) async fn list_by_instance(
 
 /// The steps of one instance in a release without their output, in run order.
 pub(super) async fn list_of_instance(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     instance_id: &str,
 ) -> StoreResult<Vec<StepRecord>> {
@@ -330,7 +330,7 @@ pub(super) async fn list_of_instance(
 }
 
 async fn without_output(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     filter: &str,
     params: Params<'_>,
 ) -> StoreResult<Vec<StepRecord>> {

@@ -2,7 +2,7 @@
 //! read, see `mod.rs`) over the table modules.
 
 use super::{agent_writes, apps, deployments, execs, groups, instances, registries, releases};
-use super::{in_transaction, read_tx, write_tx};
+use super::{in_transaction, read_one, read_tx, write_tx};
 use super::{scaling, steps, tasks, tokens, PostgresStore};
 use crate::{
     AgentWrite, AgentWritten, ApiTokenRecord, AppRecord, BatchFilter, BatchSummary,
@@ -24,11 +24,11 @@ impl Store for PostgresStore {
     }
 
     async fn api_token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiTokenRecord>> {
-        read_tx!(self, |tx| tokens::api_by_hash(&tx, hash).await?)
+        read_one!(self, |client| tokens::api_by_hash(&client, hash).await?)
     }
 
     async fn api_token_count(&self) -> StoreResult<u64> {
-        read_tx!(self, |tx| tokens::api_count(&tx).await?)
+        read_one!(self, |client| tokens::api_count(&client).await?)
     }
 
     async fn registration_token_create(&self, token: &RegistrationTokenRecord) -> StoreResult<()> {
@@ -36,7 +36,7 @@ impl Store for PostgresStore {
     }
 
     async fn registration_token_list(&self) -> StoreResult<Vec<RegistrationTokenRecord>> {
-        read_tx!(self, |tx| tokens::registration_list(&tx).await?)
+        read_one!(self, |client| tokens::registration_list(&client).await?)
     }
 
     async fn registration_token_delete(&self, id: &str) -> StoreResult<()> {
@@ -56,15 +56,16 @@ impl Store for PostgresStore {
     }
 
     async fn instance_list(&self) -> StoreResult<Vec<InstanceRecord>> {
-        read_tx!(self, |tx| instances::list(&tx).await?)
+        read_one!(self, |client| instances::list(&client).await?)
     }
 
     async fn instance_fetch(&self, id_or_name: &str) -> StoreResult<InstanceRecord> {
-        read_tx!(self, |tx| instances::fetch(&tx, id_or_name).await?)
+        read_one!(self, |client| instances::fetch(&client, id_or_name).await?)
     }
 
     async fn instance_by_credential(&self, hash: &str) -> StoreResult<Option<InstanceRecord>> {
-        read_tx!(self, |tx| instances::by_credential(&tx, hash).await?)
+        read_one!(self, |client| instances::by_credential(&client, hash)
+            .await?)
     }
 
     async fn instance_heartbeat(
@@ -111,11 +112,11 @@ impl Store for PostgresStore {
     }
 
     async fn app_list(&self) -> StoreResult<Vec<AppRecord>> {
-        read_tx!(self, |tx| apps::list(&tx).await?)
+        read_one!(self, |client| apps::list(&client).await?)
     }
 
     async fn app_fetch(&self, name: &str) -> StoreResult<AppRecord> {
-        read_tx!(self, |tx| apps::fetch(&tx, name).await?)
+        read_one!(self, |client| apps::fetch(&client, name).await?)
     }
 
     async fn app_delete(&self, name: &str) -> StoreResult<()> {
@@ -162,11 +163,11 @@ impl Store for PostgresStore {
     }
 
     async fn registry_list(&self) -> StoreResult<Vec<RegistryRecord>> {
-        read_tx!(self, |tx| registries::list(&tx).await?)
+        read_one!(self, |client| registries::list(&client).await?)
     }
 
     async fn registry_fetch(&self, name: &str) -> StoreResult<RegistryRecord> {
-        read_tx!(self, |tx| registries::fetch(&tx, name).await?)
+        read_one!(self, |client| registries::fetch(&client, name).await?)
     }
 
     async fn registry_delete(&self, name: &str) -> StoreResult<()> {
@@ -198,7 +199,7 @@ impl Store for PostgresStore {
     }
 
     async fn release_fetch(&self, id: &str) -> StoreResult<ReleaseRecord> {
-        read_tx!(self, |tx| releases::fetch(&tx, id).await?)
+        read_one!(self, |client| releases::fetch(&client, id).await?)
     }
 
     async fn release_list(
@@ -235,7 +236,7 @@ impl Store for PostgresStore {
     }
 
     async fn release_list_active(&self) -> StoreResult<Vec<ReleaseRecord>> {
-        read_tx!(self, |tx| releases::list_active(&tx).await?)
+        read_one!(self, |client| releases::list_active(&client).await?)
     }
 
     async fn release_transition(
@@ -341,9 +342,14 @@ impl Store for PostgresStore {
     }
 
     async fn task_poll_look(&self, instance_id: &str) -> StoreResult<PollLook> {
-        read_tx!(self, |tx| PollLook {
-            running: tasks::list_running_for_instance(&tx, instance_id).await?,
-            next: tasks::next_dispatched(&tx, instance_id).await?,
+        // Both reads go out together (tokio-postgres pipelines them on the
+        // connection), in one snapshot.
+        read_tx!(self, |tx| {
+            let (running, next) = tokio::try_join!(
+                tasks::list_running_for_instance(&tx, instance_id),
+                tasks::next_dispatched(&tx, instance_id)
+            )?;
+            PollLook { running, next }
         })
     }
 
@@ -367,8 +373,8 @@ impl Store for PostgresStore {
     }
 
     async fn task_count_open_in_batch(&self, release_id: &str, batch: u32) -> StoreResult<u32> {
-        read_tx!(self, |tx| tasks::count_open_in_batch(
-            &tx, release_id, batch
+        read_one!(self, |client| tasks::count_open_in_batch(
+            &client, release_id, batch
         )
         .await?)
     }
@@ -387,7 +393,8 @@ impl Store for PostgresStore {
     }
 
     async fn task_next_dispatched(&self, instance_id: &str) -> StoreResult<Option<String>> {
-        read_tx!(self, |tx| tasks::next_dispatched(&tx, instance_id).await?)
+        read_one!(self, |client| tasks::next_dispatched(&client, instance_id)
+            .await?)
     }
 
     async fn task_claim(
@@ -404,16 +411,20 @@ impl Store for PostgresStore {
         &self,
         instance_id: &str,
     ) -> StoreResult<Vec<TaskRecord>> {
-        read_tx!(self, |tx| tasks::list_running_for_instance(
-            &tx,
+        read_one!(self, |client| tasks::list_running_for_instance(
+            &client,
             instance_id
         )
         .await?)
     }
 
     async fn task_fetch(&self, release_id: &str, instance_id: &str) -> StoreResult<TaskRecord> {
-        read_tx!(self, |tx| tasks::fetch(&tx, release_id, instance_id)
-            .await?)
+        read_one!(self, |client| tasks::fetch(
+            &client,
+            release_id,
+            instance_id
+        )
+        .await?)
     }
 
     async fn task_finish(
@@ -588,11 +599,11 @@ impl Store for PostgresStore {
     }
 
     async fn scaling_group_list(&self) -> StoreResult<Vec<ScalingGroupRecord>> {
-        read_tx!(self, |tx| scaling::list(&tx).await?)
+        read_one!(self, |client| scaling::list(&client).await?)
     }
 
     async fn scaling_group_fetch(&self, name: &str) -> StoreResult<ScalingGroupRecord> {
-        read_tx!(self, |tx| scaling::fetch(&tx, name).await?)
+        read_one!(self, |client| scaling::fetch(&client, name).await?)
     }
 
     async fn scaling_group_delete(&self, name: &str) -> StoreResult<()> {

@@ -7,7 +7,7 @@
 
 use super::convert::{millis, optional_time, unsigned};
 use super::failure::{already_exists, is_unique_violation, not_found};
-use super::query::{self, Tx};
+use super::query::{self, Db};
 use super::releases;
 use crate::{BatchSummary, LiveTask, StoreError, StoreResult, TaskRecord, TaskState};
 use chrono::{DateTime, Utc};
@@ -56,7 +56,7 @@ pub(super) fn name(release_id: &str, instance_id: &str) -> String {
 }
 
 /// Fails with `NotFound` unless the release has a task for the instance.
-async fn require(tx: &Tx<'_>, release_id: &str, instance_id: &str) -> StoreResult<()> {
+async fn require(tx: &impl Db, release_id: &str, instance_id: &str) -> StoreResult<()> {
     let sql =
         "SELECT EXISTS (SELECT 1 FROM release_tasks WHERE release_id = $1 AND instance_id = $2)";
     if query::exists(tx, sql, &[&release_id, &instance_id]).await? {
@@ -68,7 +68,7 @@ async fn require(tx: &Tx<'_>, release_id: &str, instance_id: &str) -> StoreResul
 
 /// Inserts the tasks of a release being created (by `releases::create`, which
 /// has checked the release), in one statement however many there are.
-pub(super) async fn insert_all(tx: &Tx<'_>, tasks: &[TaskRecord]) -> StoreResult<()> {
+pub(super) async fn insert_all(tx: &impl Db, tasks: &[TaskRecord]) -> StoreResult<()> {
     if tasks.is_empty() {
         return Ok(());
     }
@@ -126,7 +126,7 @@ pub(super) async fn insert_all(tx: &Tx<'_>, tasks: &[TaskRecord]) -> StoreResult
 }
 
 /// The tasks of a release, by batch then instance name.
-pub(super) async fn list(tx: &Tx<'_>, release_id: &str) -> StoreResult<Vec<TaskRecord>> {
+pub(super) async fn list(tx: &impl Db, release_id: &str) -> StoreResult<Vec<TaskRecord>> {
     releases::require(tx, release_id).await?;
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM release_tasks t WHERE t.release_id = $1 \
@@ -141,7 +141,7 @@ pub(super) async fn list(tx: &Tx<'_>, release_id: &str) -> StoreResult<Vec<TaskR
 
 /// The tasks of some batches of a release, in [`list`]'s order.
 pub(super) async fn list_of_batches(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     batches: &[u32],
 ) -> StoreResult<Vec<TaskRecord>> {
@@ -161,7 +161,7 @@ pub(super) async fn list_of_batches(
 /// How each batch of a release stands: the counts the triggers keep, one row
 /// per batch that has tasks.
 pub(super) async fn batch_summaries(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
 ) -> StoreResult<Vec<BatchSummary>> {
     releases::require(tx, release_id).await?;
@@ -198,7 +198,7 @@ pub(super) async fn batch_summaries(
 
 /// The release's dispatched and running tasks with their instances' last
 /// heartbeats.
-pub(super) async fn list_live(tx: &Tx<'_>, release_id: &str) -> StoreResult<Vec<LiveTask>> {
+pub(super) async fn list_live(tx: &impl Db, release_id: &str) -> StoreResult<Vec<LiveTask>> {
     releases::require(tx, release_id).await?;
     let sql = format!(
         "SELECT {TASK_COLUMNS}, i.id IS NOT NULL AS instance_exists, i.last_heartbeat_at \
@@ -222,7 +222,7 @@ pub(super) async fn list_live(tx: &Tx<'_>, release_id: &str) -> StoreResult<Vec<
 
 /// How many tasks of the batch have not ended, from the kept counts.
 pub(super) async fn count_open_in_batch(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     batch: u32,
 ) -> StoreResult<u32> {
@@ -241,7 +241,7 @@ pub(super) async fn count_open_in_batch(
 /// until the transaction ends: what a step report needs to know of it before it
 /// writes, so that the server cannot end the task in between (its write waits).
 pub(super) async fn state_and_batch(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     instance_id: &str,
 ) -> StoreResult<(TaskState, u32)> {
@@ -259,7 +259,7 @@ pub(super) async fn state_and_batch(
 }
 
 pub(super) async fn fetch(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     instance_id: &str,
 ) -> StoreResult<TaskRecord> {
@@ -277,7 +277,7 @@ pub(super) async fn fetch(
 /// a concurrent pause or cancel). Returns the instance ids dispatched, in the
 /// order of [`list`]. The statement trigger moves the batch's counts once.
 pub(super) async fn dispatch_batch(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     batch: u32,
     now: DateTime<Utc>,
@@ -307,7 +307,10 @@ pub(super) async fn dispatch_batch(
 }
 
 /// The release of the instance's oldest dispatched task of a running release.
-pub(super) async fn next_dispatched(tx: &Tx<'_>, instance_id: &str) -> StoreResult<Option<String>> {
+pub(super) async fn next_dispatched(
+    tx: &impl Db,
+    instance_id: &str,
+) -> StoreResult<Option<String>> {
     query::optional(
         tx,
         "SELECT t.release_id FROM release_tasks t JOIN releases r ON r.id = t.release_id \
@@ -325,7 +328,7 @@ pub(super) async fn next_dispatched(tx: &Tx<'_>, instance_id: &str) -> StoreResu
 /// and the step's row, replacing any, as SQLite's trigger does). `Ok(false)` when
 /// the task was not dispatched or its release is not running.
 pub(super) async fn claim(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     instance_id: &str,
     now: DateTime<Utc>,
@@ -358,7 +361,7 @@ pub(super) async fn claim(
 
 /// The instance's running tasks, oldest start first.
 pub(super) async fn list_running_for_instance(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     instance_id: &str,
 ) -> StoreResult<Vec<TaskRecord>> {
     let sql = format!(
@@ -377,7 +380,7 @@ pub(super) async fn list_running_for_instance(
 /// records the release's deployment and the task's digest.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn finish(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     instance_id: &str,
     state: TaskState,
@@ -432,7 +435,7 @@ pub(super) async fn finish(
 
 /// Pending and dispatched tasks of a release -> cancelled; returns how many.
 pub(super) async fn cancel_unstarted(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     message: &str,
     now: DateTime<Utc>,
@@ -449,7 +452,7 @@ pub(super) async fn cancel_unstarted(
 
 /// Records the digest the pull step reported, on a task under way only.
 pub(super) async fn set_digest(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     release_id: &str,
     instance_id: &str,
     digest: &str,

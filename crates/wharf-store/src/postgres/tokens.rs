@@ -3,7 +3,7 @@
 
 use super::convert::{millis, time, unsigned};
 use super::failure::{insert_failed, not_found};
-use super::query::{self, Tx};
+use super::query::{self, Db};
 use crate::{ApiTokenRecord, RegistrationTokenRecord, StoreResult};
 use tokio_postgres::Row;
 
@@ -16,7 +16,7 @@ fn api_token(row: &Row) -> StoreResult<ApiTokenRecord> {
     })
 }
 
-pub(super) async fn api_create(tx: &Tx<'_>, token: &ApiTokenRecord) -> StoreResult<()> {
+pub(super) async fn api_create(tx: &impl Db, token: &ApiTokenRecord) -> StoreResult<()> {
     query::execute(
         tx,
         "INSERT INTO api_tokens (id, hash, role, created_at) VALUES ($1, $2, $3, $4)",
@@ -32,7 +32,7 @@ pub(super) async fn api_create(tx: &Tx<'_>, token: &ApiTokenRecord) -> StoreResu
     Ok(())
 }
 
-pub(super) async fn api_by_hash(tx: &Tx<'_>, hash: &str) -> StoreResult<Option<ApiTokenRecord>> {
+pub(super) async fn api_by_hash(tx: &impl Db, hash: &str) -> StoreResult<Option<ApiTokenRecord>> {
     query::optional(
         tx,
         "SELECT id, hash, role, created_at FROM api_tokens WHERE hash = $1",
@@ -44,7 +44,7 @@ pub(super) async fn api_by_hash(tx: &Tx<'_>, hash: &str) -> StoreResult<Option<A
     .transpose()
 }
 
-pub(super) async fn api_count(tx: &Tx<'_>) -> StoreResult<u64> {
+pub(super) async fn api_count(tx: &impl Db) -> StoreResult<u64> {
     let count: i64 = query::one(tx, "SELECT COUNT(*) FROM api_tokens", &[])
         .await?
         .try_get(0)?;
@@ -64,7 +64,7 @@ fn registration_token(row: &Row) -> StoreResult<RegistrationTokenRecord> {
 }
 
 pub(super) async fn registration_create(
-    tx: &Tx<'_>,
+    tx: &impl Db,
     token: &RegistrationTokenRecord,
 ) -> StoreResult<()> {
     query::execute(
@@ -85,7 +85,7 @@ pub(super) async fn registration_create(
     Ok(())
 }
 
-pub(super) async fn registration_list(tx: &Tx<'_>) -> StoreResult<Vec<RegistrationTokenRecord>> {
+pub(super) async fn registration_list(tx: &impl Db) -> StoreResult<Vec<RegistrationTokenRecord>> {
     query::all(
         tx,
         "SELECT id, hash, created_at, expires_at, uses, uses_left FROM registration_tokens \
@@ -98,7 +98,7 @@ pub(super) async fn registration_list(tx: &Tx<'_>) -> StoreResult<Vec<Registrati
     .collect()
 }
 
-pub(super) async fn registration_delete(tx: &Tx<'_>, id: &str) -> StoreResult<()> {
+pub(super) async fn registration_delete(tx: &impl Db, id: &str) -> StoreResult<()> {
     let deleted =
         query::execute(tx, "DELETE FROM registration_tokens WHERE id = $1", &[&id]).await?;
     if deleted == 0 {
