@@ -240,6 +240,19 @@ pub(super) async fn count_open_in_batch(
 /// The state and batch of the instance's task in the release, locking the task
 /// until the transaction ends: what a step report needs to know of it before it
 /// writes, so that the server cannot end the task in between (its write waits).
+/// A task's state and batch as stored, read back.
+pub(super) fn parse_state_and_batch(
+    release_id: &str,
+    instance_id: &str,
+    state: &str,
+    batch: i64,
+) -> StoreResult<(TaskState, u32)> {
+    Ok((
+        parse_state(release_id, instance_id, state)?,
+        unsigned("release_tasks.batch", batch)?,
+    ))
+}
+
 pub(super) async fn state_and_batch(
     tx: &impl Db,
     release_id: &str,
