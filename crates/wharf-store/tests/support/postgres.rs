@@ -77,7 +77,17 @@ fn start() -> Result<Server, String> {
          create databases on"
             .to_owned()
     })?;
-    let dir = std::env::temp_dir().join(format!(
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+    // As root the server runs as `postgres`, which must reach the directory: a
+    // TMPDIR inside root's home would not do, /tmp does.
+    let parent = if root {
+        PathBuf::from("/tmp")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = parent.join(format!(
         "wharf-pg-{}-{}",
         std::process::id(),
         std::time::SystemTime::now()
@@ -86,9 +96,6 @@ fn start() -> Result<Server, String> {
             .unwrap_or(0)
     ));
     std::fs::create_dir(&dir).map_err(|err| format!("creating {}: {err}", dir.display()))?;
-    let root = std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false);
     if root {
         run(Command::new("chown").arg("postgres:postgres").arg(&dir))?;
     }
