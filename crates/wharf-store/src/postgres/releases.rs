@@ -4,7 +4,7 @@
 //! after a restart without doing it twice, and two servers cannot both move it.
 
 use super::convert::{millis, optional_time, time, unsigned};
-use super::failure::{already_exists, insert_failed, not_found, scoped};
+use super::failure::{already_exists, insert_with_parent_failed, not_found, scoped};
 use super::query::{self, Db};
 use super::{apps, deployments, groups, tasks};
 use crate::{ReleaseRecord, StoreError, StoreResult, TaskRecord, EXEC_KIND};
@@ -139,7 +139,15 @@ pub(super) async fn create(
         ],
     )
     .await
-    .map_err(|err| insert_failed(err, "release", &r.id))?;
+    // The group is locked and releases are never deleted, so a foreign key
+    // that fails here is the deployment's, deleted since it was checked.
+    .map_err(|err| {
+        insert_with_parent_failed(
+            err,
+            ("release", &r.id),
+            Some(("deployment", &scoped(&r.app, &r.deployment))),
+        )
+    })?;
     tasks::insert_all(tx, release_tasks).await
 }
 
