@@ -1,5 +1,5 @@
-//! Wharf's control plane as a library: [`bind`] opens the store in a data
-//! directory, makes sure an admin token exists and binds a listener;
+//! Wharf's control plane as a library: [`bind`] opens the store (SQLite in the
+//! data directory, or the PostgreSQL database of [`ServerConfig::database`]), makes sure an admin token exists and binds a listener;
 //! [`BoundServer::serve`] answers the HTTP API, the agent protocol, `/healthz` and
 //! `/metrics` until the shutdown future completes. Tests run the real server on
 //! port 0; [`router`] gives handler tests the same routes without a network.
@@ -35,13 +35,28 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket};
-use wharf_store::{ApiTokenRecord, SqliteStore, Store};
+use wharf_store::{ApiTokenRecord, PostgresStore, SqliteStore, Store};
 
 /// Where and how to run the server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// The PostgreSQL database to keep the store in; `None` keeps it in SQLite,
+    /// `DATA_DIR/wharf.db`. The data directory still holds the secret key and
+    /// the admin token.
+    pub database: Option<DatabaseUrl>,
+}
+
+/// A PostgreSQL connection URL (`postgres://user:password@host:port/db`). It may
+/// hold a password, so its `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(..)")
+    }
 }
 
 /// Why the server could not start or stopped.
@@ -59,6 +74,10 @@ pub enum ServerError {
         #[source]
         source: wharf_store::StoreError,
     },
+    /// The PostgreSQL database could not be opened; the URL is not repeated,
+    /// since it may hold a password.
+    #[error("cannot open the PostgreSQL database")]
+    Database(#[source] wharf_store::StoreError),
     #[error("cannot use the secret key at {path}")]
     SecretKey {
         path: PathBuf,
@@ -103,20 +122,29 @@ pub async fn bind_with(
         path: data_dir.clone(),
         source,
     })?;
-    let db_path = data_dir.join("wharf.db");
-    let store = SqliteStore::open(&db_path)
-        .await
-        .map_err(|source| ServerError::Store {
-            path: db_path.clone(),
-            source,
-        })?;
+    let store: Arc<dyn Store> =
+        match &config.database {
+            Some(DatabaseUrl(url)) => Arc::new(
+                PostgresStore::connect(url)
+                    .await
+                    .map_err(ServerError::Database)?,
+            ),
+            None => {
+                let db_path = data_dir.join("wharf.db");
+                Arc::new(SqliteStore::open(&db_path).await.map_err(|source| {
+                    ServerError::Store {
+                        path: db_path.clone(),
+                        source,
+                    }
+                })?)
+            }
+        };
     let key_path = data_dir.join("secret.key");
     let secret_box =
         SecretBox::load_or_create(&key_path).map_err(|source| ServerError::SecretKey {
             path: key_path.clone(),
             source,
         })?;
-    let store: Arc<dyn Store> = Arc::new(store);
     let admin_token_path = data_dir.join("admin.token");
     let admin_token_created = ensure_admin_token(store.as_ref(), &admin_token_path).await?;
     let listener = listen(config.listen).map_err(|source| ServerError::Bind {

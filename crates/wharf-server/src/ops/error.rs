@@ -113,6 +113,7 @@ impl From<StoreError> for OpError {
                 message: (*why).to_owned(),
             },
             StoreError::Backend(_)
+            | StoreError::Postgres(_)
             | StoreError::Unavailable(_)
             | StoreError::Corrupt(_)
             | StoreError::Closed

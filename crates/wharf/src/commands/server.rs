@@ -46,6 +46,17 @@ pub struct ServerArgs {
     /// filter such as warn,wharf_server=debug [default: RUST_LOG, else info].
     #[arg(long, env = "WHARF_LOG_LEVEL", value_name = "LEVEL", value_parser = server_config::parse_log_level)]
     pub log_level: Option<String>,
+    /// Keep the store in this PostgreSQL database (postgres://USER:PASSWORD@HOST:PORT/DB)
+    /// instead of SQLite in the data directory. Prefer WHARF_DATABASE_URL (or the
+    /// configuration file) for a URL with a password: command lines are visible to
+    /// other users.
+    #[arg(
+        long,
+        env = "WHARF_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database: Option<String>,
     /// How often agents send heartbeats (for tests; default 10s).
     #[arg(long, hide = true, env = "WHARF_HEARTBEAT_INTERVAL", value_name = "DURATION", value_parser = super::parse_duration)]
     pub heartbeat_interval: Option<std::time::Duration>,
