@@ -84,6 +84,20 @@ pub enum ServerError {
         #[source]
         source: secrets::SecretKeyError,
     },
+    #[error(
+        "the store holds registry passwords sealed with a key, but {path} is missing; \
+         restore the secret.key that was backed up with the database (a new key cannot \
+         open them)"
+    )]
+    SecretKeyMissing { path: PathBuf },
+    #[error(
+        "{path} does not open the registry passwords sealed in the store (registry \
+         {registry:?}): it is not the key they were sealed with; restore the secret.key \
+         that was backed up with the database"
+    )]
+    SecretKeyMismatch { path: PathBuf, registry: String },
+    #[error("cannot read the store's sealed values")]
+    SealedValues(#[source] wharf_store::StoreError),
     #[error("cannot create the admin token")]
     AdminToken(#[source] wharf_store::StoreError),
     #[error("cannot listen on {addr}")]
@@ -139,12 +153,11 @@ pub async fn bind_with(
                 })?)
             }
         };
+    if config.database.is_none() {
+        keep_database_files_private(&data_dir);
+    }
     let key_path = data_dir.join("secret.key");
-    let secret_box =
-        SecretBox::load_or_create(&key_path).map_err(|source| ServerError::SecretKey {
-            path: key_path.clone(),
-            source,
-        })?;
+    let secret_box = open_secret_key(store.as_ref(), &key_path).await?;
     let admin_token_path = data_dir.join("admin.token");
     let admin_token_created = ensure_admin_token(store.as_ref(), &admin_token_path).await?;
     let listener = listen(config.listen).map_err(|source| ServerError::Bind {
@@ -163,6 +176,61 @@ pub async fn bind_with(
         admin_token_created,
         limits: None,
     })
+}
+
+/// Loads the key that seals registry passwords, creating it on first start. A
+/// store that already holds sealed values refuses a missing key (a new one would
+/// be made and could open none of them: every pull of those registries would
+/// fail later, far from the cause) and a key that does not open them.
+async fn open_secret_key(store: &dyn Store, key_path: &Path) -> Result<SecretBox, ServerError> {
+    let sealed = store
+        .registry_list()
+        .await
+        .map_err(ServerError::SealedValues)?
+        .into_iter()
+        .find_map(|registry| {
+            registry
+                .password_sealed
+                .map(|sealed| (registry.name, sealed))
+        });
+    if sealed.is_some() && !key_path.exists() {
+        return Err(ServerError::SecretKeyMissing {
+            path: key_path.to_path_buf(),
+        });
+    }
+    let secret_box =
+        SecretBox::load_or_create(key_path).map_err(|source| ServerError::SecretKey {
+            path: key_path.to_path_buf(),
+            source,
+        })?;
+    if let Some((registry, sealed)) = sealed {
+        if secret_box.open(&sealed).is_err() {
+            return Err(ServerError::SecretKeyMismatch {
+                path: key_path.to_path_buf(),
+                registry,
+            });
+        }
+    }
+    Ok(secret_box)
+}
+
+/// The data directory 0700 and the SQLite files in it 0600, whatever the umask
+/// made them (SQLite creates its files as the umask says, and its -wal and -shm
+/// files with the database file's mode). Best effort: a directory owned by
+/// someone else is left as it is, and says so in the log.
+fn keep_database_files_private(data_dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let private = |path: &Path, mode: u32| {
+        if let Err(err) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            if err.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %err, "cannot make it private");
+            }
+        }
+    };
+    private(data_dir, 0o700);
+    for name in ["wharf.db", "wharf.db-wal", "wharf.db-shm"] {
+        private(&data_dir.join(name), 0o600);
+    }
 }
 
 /// How many connections may wait to be accepted (the kernel caps it at
