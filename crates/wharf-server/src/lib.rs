@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+pub mod backup;
 mod console;
 mod engine;
 mod error;

@@ -11,6 +11,7 @@
 
 mod agent_writes;
 mod apps;
+pub mod backup;
 mod checkpoint;
 pub(crate) mod convert;
 mod deployments;

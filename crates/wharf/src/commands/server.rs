@@ -27,6 +27,9 @@ variable or configuration file, a refused address); 1 when the server cannot sta
 #[derive(clap::Args)]
 #[command(after_help = SERVER_HELP)]
 pub struct ServerArgs {
+    /// Back up or restore instead of serving.
+    #[command(subcommand)]
+    pub action: Option<super::server_backup::ServerAction>,
     /// A TOML configuration file holding any of these settings.
     #[arg(long, env = "WHARF_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -66,7 +69,10 @@ pub struct ServerArgs {
     pub offline_after: Option<std::time::Duration>,
 }
 
-pub async fn cmd_server(ctx: &CommandContext, args: ServerArgs) -> Result<(), CommandError> {
+pub async fn cmd_server(ctx: &CommandContext, mut args: ServerArgs) -> Result<(), CommandError> {
+    if let Some(action) = args.action.take() {
+        return super::server_backup::run(ctx, action);
+    }
     let file = match &args.config {
         Some(path) => server_config::load_file(path)?,
         None => server_config::FileConfig::default(),
