@@ -9,5 +9,6 @@ pub mod ids;
 pub mod names;
 pub mod registry;
 pub mod release;
+pub mod script_check;
 
 pub use error::ValidationError;

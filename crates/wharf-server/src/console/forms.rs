@@ -324,6 +324,7 @@ fn deployment_body(form: &FormData) -> Result<DeploymentCreate, ApiError> {
             script_secs: number(form, "timeouts.script")?,
             verify_secs: number(form, "timeouts.verify")?,
         }),
+        strict: form.checked("strict"),
     })
 }
 

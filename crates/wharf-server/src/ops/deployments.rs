@@ -73,8 +73,12 @@ pub async fn create(
     body: DeploymentCreate,
 ) -> OpResult<Deployment> {
     caller.require(Role::Deployer, Some(&app))?;
+    let strict = body.strict;
     let spec = spec_from(body)?;
     spec.validate()?;
+    let warnings =
+        super::script_checks::check(spec.kind, &spec.start_script, &spec.stop_script, strict)
+            .await?;
     state.store.app_fetch(&app).await?;
     let registry = registry_for(state, &spec).await?;
     let record = DeploymentRecord {
@@ -90,7 +94,9 @@ pub async fn create(
         created_at: chrono::Utc::now(),
     };
     state.store.deployment_create(&record).await?;
-    Ok(views::deployment(record, registry.as_ref()))
+    let mut view = views::deployment(record, registry.as_ref());
+    view.warnings = warnings;
+    Ok(view)
 }
 
 /// The deployments of `app` with their registry addresses.

@@ -19,6 +19,7 @@ pub mod instances;
 pub mod registries;
 pub mod releases;
 pub mod scaling;
+pub mod script_checks;
 pub mod tokens;
 pub mod work;
 
