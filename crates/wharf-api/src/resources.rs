@@ -160,6 +160,25 @@ pub struct RegistryCreate {
     pub insecure: bool,
 }
 
+/// `PATCH /api/v1/registries/{name}`: what to change; what is absent stays.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RegistryUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// An empty string removes the private endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_endpoint: Option<String>,
+    /// Given with `password` (new credentials), or alone to keep none: not alone
+    /// on a registry that has a password. A password alone keeps the username.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Stored encrypted; never returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+}
+
 /// A registry as the API shows it: the password is never returned, only whether
 /// one is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

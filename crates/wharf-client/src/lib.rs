@@ -20,7 +20,8 @@ use std::time::Duration;
 use wharf_api::{
     App, AppCreate, Deployment, DeploymentCreate, ErrorBody, Exec, ExecCreate, Group, GroupCreate,
     GroupInstances, Health, Instance, RegistrationToken, RegistrationTokenCreate, Registry,
-    RegistryCreate, Release, ReleaseCreate, ScalingGroup, ScalingGroupCreate, StepLog, API_PREFIX,
+    RegistryCreate, RegistryUpdate, Release, ReleaseCreate, ScalingGroup, ScalingGroupCreate,
+    StepLog, API_PREFIX,
 };
 
 /// The result of every client call.
@@ -330,6 +331,18 @@ impl Client {
 
     pub async fn registry_delete(&self, name: &str) -> ClientResult<()> {
         self.delete(registry_path(name)?).await
+    }
+
+    /// Changes a registry's endpoints, credentials or `insecure` flag.
+    pub async fn registry_update(
+        &self,
+        name: &str,
+        body: &RegistryUpdate,
+    ) -> ClientResult<Registry> {
+        let (url, response) = self
+            .send(Method::PATCH, registry_path(name)?, Some(body))
+            .await?;
+        self.decode(&url, response).await
     }
 
     // ------------------------------------------------------------ deployments

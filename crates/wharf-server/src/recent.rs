@@ -58,4 +58,9 @@ impl<V: Clone> RecentMap<V> {
     pub fn remove(&self, key: &str) {
         self.lock().remove(key);
     }
+
+    /// Forgets every entry.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
 }

@@ -141,6 +141,10 @@ pub trait Store: Send + Sync + 'static {
     async fn registry_fetch(&self, name: &str) -> StoreResult<RegistryRecord>;
     /// Refused with `InUse` while a deployment names the registry.
     async fn registry_delete(&self, name: &str) -> StoreResult<()>;
+    /// Replaces the registry named `registry.name`'s endpoints, credentials and
+    /// `insecure` flag (its name and creation time stay); `NotFound` if none is
+    /// named so.
+    async fn registry_update(&self, registry: &RegistryRecord) -> StoreResult<()>;
 
     // ------------------------------------------------------------ deployments
 

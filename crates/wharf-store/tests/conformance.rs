@@ -55,6 +55,7 @@ macro_rules! conformance {
             removing_instances_is_all_or_nothing,
             a_group_with_members_is_not_deleted,
             registries_round_trip_and_are_unique,
+            a_registry_is_updated_in_place_keeping_its_name_and_creation,
             a_registry_in_use_is_not_deleted,
             deployments_round_trip_exactly,
             deployments_need_their_application_and_registry,
@@ -1273,6 +1274,44 @@ pub mod suite {
             "docker-hub",
         );
         assert_eq!(store.registry_list().await.unwrap(), vec![full]);
+    }
+
+    pub async fn a_registry_is_updated_in_place_keeping_its_name_and_creation(
+        backend: &dyn Backend,
+    ) {
+        let store = backend.open().await;
+        let before = registry("main");
+        store.registry_create(&before).await.unwrap();
+        store.app_create(&app("shop")).await.unwrap();
+        store
+            .deployment_create(&image_deployment("shop", "v1", "main"))
+            .await
+            .unwrap();
+        // A registry in use is updated all the same: a rotated password must
+        // reach the deployments that name it.
+        let after = RegistryRecord {
+            endpoint: "mirror.example:5443".into(),
+            private_endpoint: None,
+            username: Some("rotated".into()),
+            password_sealed: Some(b"sealed-2".to_vec()),
+            insecure: !before.insecure,
+            created_at: at(999_999),
+            ..before.clone()
+        };
+        store.registry_update(&after).await.unwrap();
+        assert_eq!(
+            store.registry_fetch("main").await.unwrap(),
+            RegistryRecord {
+                created_at: before.created_at,
+                ..after.clone()
+            }
+        );
+        let missing = RegistryRecord {
+            name: "nope".into(),
+            ..after
+        };
+        expect_not_found(store.registry_update(&missing).await, "registry", "nope");
+        assert_eq!(store.registry_list().await.unwrap().len(), 1);
     }
 
     pub async fn a_registry_in_use_is_not_deleted(backend: &dyn Backend) {

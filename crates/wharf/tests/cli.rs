@@ -52,6 +52,8 @@ fn usage_errors_exit_2() {
         &["app", "list", "--bogus"],
         &["app", "create"],
         &["app", "frobnicate"],
+        &["registry", "update", "main"],
+        &["registry", "update", "main", "--insecure", "--secure"],
         &["group", "show", "web"],
         &["group", "add-instances", "web", "prod"],
         &[

@@ -60,7 +60,9 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
         )
         .route(
             "/registries/{name}",
-            get(registries::show).delete(registries::delete),
+            get(registries::show)
+                .delete(registries::delete)
+                .patch(registries::update),
         )
         .route(
             "/apps/{app}/deployments",

@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
         api::apps::create, api::apps::list, api::apps::show, api::apps::delete,
         api::groups::create, api::groups::list, api::groups::show, api::groups::delete,
         api::groups::add_instances, api::groups::remove_instances,
-        api::registries::create, api::registries::list, api::registries::show, api::registries::delete,
+        api::registries::create, api::registries::list, api::registries::show, api::registries::delete, api::registries::update,
         api::deployments::create, api::deployments::list, api::deployments::show, api::deployments::delete,
         api::releases::create, api::releases::rollback, api::releases::list, api::releases::show,
         api::releases::continue_release, api::releases::cancel, api::releases::logs,

@@ -8,7 +8,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use wharf_api::{ErrorBody, Registry, RegistryCreate};
+use wharf_api::{ErrorBody, Registry, RegistryCreate, RegistryUpdate};
 
 #[utoipa::path(post, path = "/api/v1/registries", request_body = RegistryCreate,
     responses((status = 201, body = Registry), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
@@ -46,4 +46,17 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     ops::registries::delete(&state, &caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(patch, path = "/api/v1/registries/{name}", params(("name" = String, Path)), request_body = RegistryUpdate,
+    responses((status = 200, body = Registry), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn update(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<RegistryUpdate>,
+) -> ApiResult<Json<Registry>> {
+    Ok(Json(
+        ops::registries::update(&state, &caller, &name, body).await?,
+    ))
 }

@@ -96,3 +96,25 @@ pub(super) async fn delete(tx: &impl Db, name: &str) -> StoreResult<()> {
         .map_err(|err| delete_failed(err, "registry", name))?;
     Ok(())
 }
+
+/// Replaces a registry's endpoints, credentials and `insecure` flag.
+pub(super) async fn update(tx: &impl Db, registry: &RegistryRecord) -> StoreResult<()> {
+    let changed = query::execute(
+        tx,
+        "UPDATE registries SET endpoint = $1, private_endpoint = $2, username = $3, \
+         password_sealed = $4, insecure = $5 WHERE name = $6",
+        &[
+            &registry.endpoint,
+            &registry.private_endpoint,
+            &registry.username,
+            &registry.password_sealed,
+            &registry.insecure,
+            &registry.name,
+        ],
+    )
+    .await?;
+    if changed == 0 {
+        return Err(not_found("registry", &registry.name));
+    }
+    Ok(())
+}

@@ -174,6 +174,10 @@ impl Store for PostgresStore {
         write_tx!(self, |tx| registries::delete(&tx, name).await?)
     }
 
+    async fn registry_update(&self, registry: &RegistryRecord) -> StoreResult<()> {
+        write_tx!(self, |tx| registries::update(&tx, registry).await?)
+    }
+
     async fn deployment_create(&self, deployment: &DeploymentRecord) -> StoreResult<()> {
         write_tx!(self, |tx| deployments::create(&tx, deployment).await?)
     }

@@ -416,6 +416,12 @@ impl Store for SqliteStore {
         self.write(move |tx| registries::delete(tx, &name)).await
     }
 
+    async fn registry_update(&self, registry: &RegistryRecord) -> StoreResult<()> {
+        let registry = registry.clone();
+        self.write(move |tx| registries::update(tx, &registry))
+            .await
+    }
+
     async fn deployment_create(&self, deployment: &DeploymentRecord) -> StoreResult<()> {
         let deployment = deployment.clone();
         self.write(move |tx| deployments::create(tx, &deployment))

@@ -119,3 +119,24 @@ pub(super) fn delete(conn: &Connection, name: &str) -> StoreResult<()> {
         .map_err(|err| delete_failed(err, "registry", name))?;
     Ok(())
 }
+
+/// Replaces a registry's endpoints, credentials and `insecure` flag.
+pub(super) fn update(conn: &Connection, registry: &RegistryRecord) -> StoreResult<()> {
+    let changed = query::execute(
+        conn,
+        "UPDATE registries SET endpoint = ?, private_endpoint = ?, username = ?, \
+         password_sealed = ?, insecure = ? WHERE name = ?",
+        params![
+            registry.endpoint,
+            registry.private_endpoint,
+            registry.username,
+            registry.password_sealed,
+            i64::from(registry.insecure),
+            registry.name,
+        ],
+    )?;
+    if changed == 0 {
+        return Err(not_found("registry", &registry.name));
+    }
+    Ok(())
+}

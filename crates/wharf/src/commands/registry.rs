@@ -7,7 +7,7 @@ use crate::output::{clean, or_dash, time, yes_no, Fields, Table};
 use anyhow::Context as _;
 use clap::Subcommand;
 use std::io::Read;
-use wharf_api::{Registry, RegistryCreate};
+use wharf_api::{Registry, RegistryCreate, RegistryUpdate};
 use wharf_domain::registry::MAX_PASSWORD_LEN;
 
 #[derive(Subcommand)]
@@ -20,6 +20,36 @@ pub enum RegistryCommand {
     Show(RegistryRef),
     /// Delete a registry.
     Delete(RegistryRef),
+    /// Change a registry's endpoints, credentials or plain-HTTP flag (a rotated
+    /// password, a moved registry). Every release's next pull uses what is stored
+    /// then, running releases' included.
+    Update(RegistryUpdateArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RegistryUpdateArgs {
+    /// The registry's name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// HOST[:PORT] the hosts pull from.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub endpoint: Option<String>,
+    /// HOST[:PORT] on the hosts' private network; '' removes it.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub private_endpoint: Option<String>,
+    /// A new user name; the password then comes from --password-stdin.
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read a new password from standard input (one trailing newline is
+    /// removed); without --username the registry's user name stays.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Pull over plain HTTP from now on.
+    #[arg(long, conflicts_with = "secure")]
+    pub insecure: bool,
+    /// Pull over HTTPS from now on.
+    #[arg(long)]
+    pub secure: bool,
 }
 
 #[derive(clap::Args)]
@@ -73,6 +103,31 @@ pub async fn cmd_registry(
                 insecure: args.insecure,
             };
             let registry = client.registry_create(&body).await?;
+            ctx.ui.print(&registry, render_registry)
+        }
+        RegistryCommand::Update(args) => {
+            let password = if args.password_stdin {
+                Some(read_password(std::io::stdin().lock())?)
+            } else {
+                None
+            };
+            let body = RegistryUpdate {
+                endpoint: args.endpoint,
+                private_endpoint: args.private_endpoint,
+                username: args.username,
+                password,
+                insecure: match (args.insecure, args.secure) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
+            };
+            if body == RegistryUpdate::default() {
+                return Err(CommandError::usage(
+                    "nothing to update: give --endpoint, --private-endpoint, --username, --password-stdin, --insecure or --secure",
+                ));
+            }
+            let registry = ctx.client()?.registry_update(&args.name, &body).await?;
             ctx.ui.print(&registry, render_registry)
         }
         RegistryCommand::List => {
