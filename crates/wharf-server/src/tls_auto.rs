@@ -137,9 +137,12 @@ fn make_ca(now: OffsetDateTime) -> Result<(String, KeyPair), TlsError> {
     let mut params = CertificateParams::new(Vec::<String>::new())
         .map_err(|err| TlsError::Generate(err.to_string()))?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "Wharf private CA");
+    // A name of its own, so that two servers' CAs are told apart by name too.
+    let tag: [u8; 4] = rand::random();
+    params.distinguished_name.push(
+        DnType::CommonName,
+        format!("Wharf private CA {}", hex::encode(tag)),
+    );
     params
         .distinguished_name
         .push(DnType::OrganizationName, "Wharf");

@@ -18,7 +18,11 @@ pub async fn cmd_login(ctx: &CommandContext, _args: LoginArgs) -> Result<(), Com
         ));
     };
     config::check_transport(server, ctx.insecure_http())?;
-    let client = Client::new(server, Some(token.to_owned()))?;
+    let trust = ctx.ca_trust()?;
+    let client = Client::builder(server)
+        .token(token)
+        .trust(trust.clone().unwrap_or_default())
+        .build()?;
     // Listing applications needs a valid token and changes nothing.
     client.app_list().await?;
 
@@ -28,6 +32,14 @@ pub async fn cmd_login(ctx: &CommandContext, _args: LoginArgs) -> Result<(), Com
         &SavedLogin {
             server: client.base_url().to_owned(),
             token: token.to_owned(),
+            ca_cert: trust
+                .as_ref()
+                .and_then(|trust| trust.pem())
+                .map(|pem| String::from_utf8_lossy(pem).into_owned()),
+            ca_cert_file: trust
+                .as_ref()
+                .and_then(|trust| trust.source())
+                .map(str::to_owned),
         },
     )?;
     let summary = serde_json::json!({
