@@ -25,6 +25,11 @@ impl Server {
     /// Starts `wharf server --listen 127.0.0.1:0 --data-dir DIR ARGS...` and waits
     /// for its address line.
     fn start(data_dir: &Path, args: &[&str]) -> Server {
+        Self::start_on("127.0.0.1:0", data_dir, args)
+    }
+
+    /// [`Server::start`] listening on `listen`.
+    fn start_on(listen: &str, data_dir: &Path, args: &[&str]) -> Server {
         let log = data_dir.with_extension("log");
         let mut command = Command::new(BIN);
         for (key, _) in std::env::vars_os() {
@@ -33,7 +38,7 @@ impl Server {
             }
         }
         let mut child = command
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["server", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(["--heartbeat-interval", "1s", "--offline-after", "5s"])
             .args(args)
@@ -411,6 +416,17 @@ fn bad_tls_input_is_refused_with_its_exit_code() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 
+    // The same conflict from the configuration file.
+    let file = dir.path().join("server.toml");
+    std::fs::write(
+        &file,
+        format!("tls = \"auto\"\ntls-cert = {cert:?}\ntls-key = {key:?}\n"),
+    )
+    .unwrap();
+    let (code, stderr) = refused_start(&data, &["--config", &path(file)]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not both"), "{stderr}");
+
     // Bad files: exit 1, naming the file and the problem, and no key bytes.
     let key_text = std::fs::read_to_string(&key).unwrap();
     let key_body: String = key_text
@@ -482,4 +498,27 @@ fn bad_tls_input_is_refused_with_its_exit_code() {
         stderr.contains("expired.pem") && stderr.contains("expired on") && stderr.contains("2021"),
         "{stderr}"
     );
+}
+
+#[test]
+fn with_tls_a_non_loopback_address_needs_no_insecure_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Refused without TLS ...
+    let run = run(
+        dir.path(),
+        &[
+            "server",
+            "--listen",
+            "0.0.0.0:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("without TLS"), "{}", run.stderr);
+    // ... served with it, and no clear-text warning.
+    let server = Server::start_on("0.0.0.0:0", &data, &["--tls", "auto"]);
+    assert!(server.url.starts_with("https://0.0.0.0:"), "{}", server.url);
+    assert!(!server.log().contains("clear text"), "{}", server.log());
 }
