@@ -106,6 +106,22 @@ impl ServerTrust {
         }
     }
 
+    /// The SHA-256 of the (first) CA certificate's DER, as `sha256:` and hex: what
+    /// `wharf server --tls auto` prints at start, for comparing. `None` for the web
+    /// PKI.
+    pub fn fingerprint(&self) -> Option<String> {
+        use rustls_pki_types::pem::PemObject as _;
+        use sha2::Digest as _;
+        let pem = self.pem()?;
+        let first = rustls_pki_types::CertificateDer::pem_slice_iter(pem)
+            .next()?
+            .ok()?;
+        Some(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(first.as_ref()))
+        ))
+    }
+
     /// Sets `builder`'s roots: unchanged for the web PKI; only the CA otherwise.
     pub fn apply(
         &self,

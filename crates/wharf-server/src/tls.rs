@@ -21,6 +21,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// How long a client may take to complete the TLS handshake after connecting.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A certificate that expires within this long is served with a warning.
+const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Why a certificate or key could not be used. Every message names the file; none
 /// carries any of the key's bytes.
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +166,15 @@ fn load_certified_key(
     provider: &CryptoProvider,
 ) -> Result<Arc<CertifiedKey>, TlsError> {
     let chain = read_certificates(&files.cert)?;
-    check_validity(&files.cert, &chain[0], SystemTime::now())?;
+    let now = SystemTime::now();
+    check_validity(&files.cert, &chain[0], now)?;
+    // Still valid, but not for long: say so while there is time to renew.
+    if check_validity(&files.cert, &chain[0], now + EXPIRY_WARNING).is_err() {
+        tracing::warn!(
+            cert = %files.cert.display(),
+            "the TLS certificate expires within 30 days; renew it and send SIGHUP"
+        );
+    }
     let key = read_private_key(&files.key)?;
     let certified = CertifiedKey::from_der(chain, key, provider).map_err(|err| match err {
         rustls::Error::InconsistentKeys(_) => TlsError::Mismatch {

@@ -151,6 +151,25 @@ async fn api_over_https_and_reload_switches_the_certificate() {
         .map(|response| response.status().is_success())
         .map_or(true, |ok| !ok));
 
+    // A client that connects and never starts the handshake holds no accept: others
+    // are served meanwhile, and the server drops it after the handshake timeout.
+    let addr = server.url.replace("https://localhost", "127.0.0.1");
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(
+        list_apps(&client_trusting(&first_ca.pem), &server)
+            .await
+            .unwrap(),
+        200
+    );
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(
+        wharf_server::tls::HANDSHAKE_TIMEOUT + Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut silent, &mut buf),
+    )
+    .await
+    .expect("the server closes a connection that never shakes hands");
+    assert_eq!(read.unwrap_or(0), 0);
+
     // A renewed certificate from another CA, then the reload SIGHUP calls.
     let second_ca = make_ca("second CA");
     let (chain_pem, key_pem) = make_leaf(&second_ca, -3600, 86_400);

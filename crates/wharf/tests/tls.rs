@@ -212,6 +212,13 @@ fn tls_auto_serves_https_that_the_cli_and_the_agent_trust_with_ca_cert() {
         ],
     );
     assert_eq!(login.code, 0, "{}", login.stderr);
+    assert!(
+        login
+            .stdout
+            .contains(&format!("trusting only the CA {fingerprint}")),
+        "{}",
+        login.stdout
+    );
     let listed = run(&config, &["app", "list"]);
     assert_eq!(listed.code, 0, "{}", listed.stderr);
 
