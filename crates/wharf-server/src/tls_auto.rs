@@ -98,7 +98,8 @@ pub fn ensure(data_dir: &Path, names: &[String]) -> Result<AutoTls, TlsError> {
             detail: err.to_string(),
         })?;
 
-    let server_issued = ca_created || needs_issue(&files.cert, names, now);
+    let server_issued =
+        ca_created || needs_issue(&files.cert, names, now) || !issued_by(&files.cert, &ca_der[0]);
     if server_issued {
         let key = KeyPair::generate().map_err(|err| TlsError::Generate(err.to_string()))?;
         let mut params = CertificateParams::new(Vec::<String>::new())
@@ -213,6 +214,12 @@ fn needs_issue(path: &Path, names: &[String], now: OffsetDateTime) -> bool {
     present != wanted
 }
 
+/// Whether the chain in `path` carries `ca` after the leaf, as [`ensure`] writes it:
+/// not so when the CA files were replaced since.
+fn issued_by(path: &Path, ca: &rustls_pki_types::CertificateDer<'_>) -> bool {
+    read_certificates(path).is_ok_and(|chain| chain.get(1) == Some(ca))
+}
+
 fn read_text(path: &Path, what: &'static str) -> Result<String, TlsError> {
     std::fs::read_to_string(path).map_err(|source| TlsError::Read {
         what,
@@ -226,4 +233,41 @@ fn write(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ca_is_reused_and_the_server_certificate_follows_the_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = vec!["localhost".to_owned(), "10.1.2.3".to_owned()];
+        let first = ensure(dir.path(), &names).unwrap();
+        assert!(first.ca_created && first.server_issued);
+        let server_pem = std::fs::read(&first.files.cert).unwrap();
+
+        let again = ensure(dir.path(), &names).unwrap();
+        assert!(!again.ca_created && !again.server_issued);
+        assert_eq!(again.ca_fingerprint, first.ca_fingerprint);
+        assert_eq!(std::fs::read(&again.files.cert).unwrap(), server_pem);
+
+        let more = vec!["localhost".to_owned(), "wharf.example".to_owned()];
+        let renamed = ensure(dir.path(), &more).unwrap();
+        assert!(!renamed.ca_created && renamed.server_issued);
+        assert_eq!(renamed.ca_fingerprint, first.ca_fingerprint);
+        assert!(!needs_issue(
+            &renamed.files.cert,
+            &more,
+            OffsetDateTime::now_utc()
+        ));
+        // Within 30 days of its notAfter, it is issued again.
+        assert!(needs_issue(
+            &renamed.files.cert,
+            &more,
+            OffsetDateTime::now_utc() + SERVER_VALIDITY - Duration::days(10)
+        ));
+        // The files serve.
+        crate::tls::ServerTls::from_files(renamed.files).unwrap();
+    }
 }
