@@ -4,10 +4,11 @@
 # image is built from it, since no image can be pulled), Chromium and chromedriver
 # (the console's browser tests), debootstrap (the fleet tests' host image),
 # the shellcheck linter (for the packaging scripts), cargo-deb (scripts/package.sh),
-# and checks that a Docker Engine answers.
+# PostgreSQL (the store's tests start a private server of it), and checks that a
+# Docker Engine answers.
 set -euo pipefail
 
-packages=(docker-registry busybox-static apache2-utils curl ca-certificates chromium chromium-driver debootstrap shellcheck)
+packages=(docker-registry busybox-static apache2-utils curl ca-certificates chromium chromium-driver debootstrap shellcheck postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -41,6 +41,7 @@ async fn start_server_at(listen: SocketAddr, data_dir: &Path) -> TestServer {
     let bound = wharf_server::bind(wharf_server::ServerConfig {
         listen,
         data_dir: data_dir.to_owned(),
+        database: None,
     })
     .await
     .expect("server binds");

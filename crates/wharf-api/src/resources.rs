@@ -236,6 +236,9 @@ pub struct DeploymentCreate {
     pub verify: Option<VerifyCheck>,
     #[serde(default)]
     pub timeouts: Option<TimeoutsInput>,
+    /// Refuse the deployment if a script check warns (not only on a syntax error).
+    #[serde(default)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -253,6 +256,10 @@ pub struct Deployment {
     pub verify: Option<VerifyCheck>,
     pub timeouts: Timeouts,
     pub created_at: DateTime<Utc>,
+    /// What the script checks found when the deployment was created (only in the
+    /// answer to its creation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 // ---------------------------------------------------------------- misc

@@ -198,9 +198,199 @@ impl StepName {
     }
 }
 
+/// What a release row is: the four kinds share the release machinery (tasks,
+/// batches, the driver, step reports) and differ where the kind is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReleaseKind {
+    /// A deployment published on an operator's request.
+    Release,
+    /// The group's previous deployment, published by `release rollback` or
+    /// automatically after a failed release.
+    Rollback,
+    /// Brings instances that joined a group through a scaling group up to the
+    /// group's current deployment.
+    CatchUp,
+    /// A group exec: an operator's script on the instances, no deployment.
+    Exec,
+}
+
+impl ReleaseKind {
+    pub const ALL: [ReleaseKind; 4] = [Self::Release, Self::Rollback, Self::CatchUp, Self::Exec];
+
+    /// The kind as stored and shown (`kind` of a release).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Release => "release",
+            Self::Rollback => "rollback",
+            Self::CatchUp => "catch-up",
+            Self::Exec => "exec",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == value)
+    }
+
+    /// Whether it publishes a deployment (and so records it on the group and its
+    /// instances when it succeeds); only an exec does not.
+    pub fn publishes(self) -> bool {
+        self != Self::Exec
+    }
+
+    /// Whether a failing instance counts against the release: an exec reports per
+    /// host and never stops for one.
+    pub fn stops_on_failures(self) -> bool {
+        self != Self::Exec
+    }
+
+    /// Whether it takes its group's scaling lease before it starts: catch-ups run
+    /// while the lease is being given back, and execs change no deployment.
+    pub fn takes_scaling_lease(self) -> bool {
+        matches!(self, Self::Release | Self::Rollback)
+    }
+}
+
+/// How a task ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskEnd {
+    Succeeded,
+    Failed,
+}
+
+impl StepName {
+    /// Whether an agent may say it begins this step: every step but fetch, which
+    /// the server records itself when the agent takes the work.
+    pub fn begun_by_agent(self) -> bool {
+        self != Self::Fetch
+    }
+
+    /// Whether this step can be the last of a task's plan: every deployment plan
+    /// ends with start or verify, an exec's with exec. Only these steps can end a
+    /// task well, so the plan need not be looked at for the others.
+    pub fn may_end_task(self) -> bool {
+        matches!(self, Self::Start | Self::Verify | Self::Exec)
+    }
+
+    /// The step after `self` in `plan`, if any.
+    pub fn next_in(self, plan: &[StepName]) -> Option<StepName> {
+        let at = plan.iter().position(|s| *s == self)?;
+        plan.get(at + 1).copied()
+    }
+}
+
+/// Whether a step's end ends its task, and how: a failed step fails the task; the
+/// last planned step (`last_planned`) succeeding ends it well; any other success
+/// leaves the task running.
+pub fn task_end(step: StepName, succeeded: bool, last_planned: StepName) -> Option<TaskEnd> {
+    if !succeeded {
+        return Some(TaskEnd::Failed);
+    }
+    (step.may_end_task() && step == last_planned).then_some(TaskEnd::Succeeded)
+}
+
+/// Why a step may not begin together with the end of another (`then_begin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BeginRefused {
+    /// The step that ends is the one said to begin.
+    SameStep,
+    /// The step that ends failed: nothing runs after a failed step.
+    AfterFailure,
+    /// The step that ends is the last of its task.
+    AfterLast,
+    /// The step is fetch, which the server records itself.
+    NotByAgent,
+}
+
+/// Checks a step's end that also begins `next`: only a step that succeeded without
+/// ending its task is followed by another, never by itself or by fetch.
+pub fn check_then_begin(
+    ending: StepName,
+    succeeded: bool,
+    ends_task: bool,
+    next: StepName,
+) -> Result<(), BeginRefused> {
+    if !next.begun_by_agent() {
+        Err(BeginRefused::NotByAgent)
+    } else if next == ending {
+        Err(BeginRefused::SameStep)
+    } else if !succeeded {
+        Err(BeginRefused::AfterFailure)
+    } else if ends_task {
+        Err(BeginRefused::AfterLast)
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn release_kinds_keep_their_stored_names() {
+        for kind in ReleaseKind::ALL {
+            assert_eq!(ReleaseKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ReleaseKind::CatchUp.as_str(), "catch-up");
+        assert_eq!(ReleaseKind::Exec.as_str(), "exec");
+        assert_eq!(ReleaseKind::parse("deploy"), None);
+        assert!(!ReleaseKind::Exec.publishes());
+        assert!(!ReleaseKind::Exec.stops_on_failures());
+        assert!(ReleaseKind::Rollback.takes_scaling_lease());
+        assert!(!ReleaseKind::CatchUp.takes_scaling_lease());
+        assert!(!ReleaseKind::Exec.takes_scaling_lease());
+    }
+
+    #[test]
+    fn only_the_last_planned_step_ends_a_task_well_and_any_failure_fails_it() {
+        use StepName::*;
+        let plan = StepName::plan(true, true);
+        let last = *plan.last().unwrap();
+        assert_eq!(task_end(Verify, true, last), Some(TaskEnd::Succeeded));
+        assert_eq!(task_end(Start, true, last), None);
+        assert_eq!(task_end(Start, true, Start), Some(TaskEnd::Succeeded));
+        assert_eq!(task_end(Exec, true, Exec), Some(TaskEnd::Succeeded));
+        for step in StepName::ALL {
+            assert_eq!(task_end(step, false, last), Some(TaskEnd::Failed));
+        }
+        // A step that can never be last does not end a task even if named last.
+        assert_eq!(task_end(Pull, true, Pull), None);
+    }
+
+    #[test]
+    fn steps_follow_their_plan() {
+        use StepName::*;
+        let plan = StepName::plan(true, false);
+        assert_eq!(Fetch.next_in(&plan), Some(Prepare));
+        assert_eq!(Pull.next_in(&plan), Some(Stop));
+        assert_eq!(Start.next_in(&plan), None);
+        assert_eq!(Verify.next_in(&plan), None);
+        assert_eq!(Fetch.next_in(&StepName::exec_plan()), Some(Exec));
+        assert!(!Fetch.begun_by_agent());
+        assert!(Exec.begun_by_agent());
+    }
+
+    #[test]
+    fn a_step_begins_with_an_end_only_after_a_success_that_leaves_the_task_running() {
+        use StepName::*;
+        assert_eq!(check_then_begin(Pull, true, false, Stop), Ok(()));
+        assert_eq!(
+            check_then_begin(Pull, true, false, Pull),
+            Err(BeginRefused::SameStep)
+        );
+        assert_eq!(
+            check_then_begin(Pull, false, true, Stop),
+            Err(BeginRefused::AfterFailure)
+        );
+        assert_eq!(
+            check_then_begin(Start, true, true, Verify),
+            Err(BeginRefused::AfterLast)
+        );
+        assert_eq!(
+            check_then_begin(Prepare, true, false, Fetch),
+            Err(BeginRefused::NotByAgent)
+        );
+    }
 
     #[test]
     fn batches_differ_by_at_most_one_larger_first() {

@@ -1,24 +1,20 @@
-//! Bearer-token authentication for `/api/v1/` (API tokens) and `/agent/v1/` (agent
-//! credentials). Only hashes are compared; the presented secret is never logged.
-//! A secret the store refused is refused again without asking it, and an address
-//! with too many failures is refused before the store is asked (overload.rs).
+//! Bearer-token authentication for `/api/v1/` (API tokens, giving a
+//! [`Caller`]) and `/agent/v1/` (agent credentials, giving an [`Agent`]). Only
+//! hashes are compared; the presented secret is never logged. A secret the store
+//! refused is refused again without asking it, and an address with too many
+//! failures is refused before the store is asked (overload.rs).
 
 use crate::error::ApiError;
-use crate::overload::{peer_ip, Secret};
+use crate::ops::{Caller, Role};
+use crate::overload::{peer_ip, Refusal, Secret};
 use crate::secrets::hash_token;
 use crate::state::AppState;
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use wharf_store::InstanceRecord;
-
-/// Proof that the request carried a valid API token.
-#[derive(Debug, Clone)]
-pub struct Admin {
-    #[allow(dead_code)]
-    pub token_id: String,
-}
 
 /// The instance whose agent credential the request carried (shared with the
 /// credential cache: every agent request has one).
@@ -44,7 +40,34 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-impl<S> FromRequestParts<S> for Admin
+/// The address the request came from, when the server was given it (a router
+/// served without a network, as in handler tests, has none).
+pub fn source(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// The request's source address as an extractor (`None` without a socket).
+pub struct Source(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Source(source(parts)))
+    }
+}
+
+/// The role a stored token has. Every token is an admin token so far; a role this
+/// server does not know gives the weakest.
+pub fn role_of(stored: &str) -> Role {
+    Role::parse(stored).unwrap_or(Role::Viewer)
+}
+
+/// A request with a valid API token: its caller.
+impl<S> FromRequestParts<S> for Caller
 where
     AppState: FromRef<S>,
     S: Send + Sync,
@@ -63,17 +86,16 @@ where
             }
         };
         let hash = hash_token(token);
-        let refusal = || ApiError::unauthorized("the token is not valid");
-        state
-            .guard
-            .before_lookup(Secret::ApiToken, ip, &hash, refusal)?;
+        state.guard.before_lookup(Secret::ApiToken, ip, &hash)?;
         match state.store.api_token_by_hash(&hash).await? {
-            Some(record) => Ok(Admin {
-                token_id: record.id,
-            }),
+            Some(record) => Ok(Caller::api_token(
+                record.id,
+                role_of(&record.role),
+                source(parts),
+            )),
             None => {
                 state.guard.refused(Secret::ApiToken, ip, &hash);
-                Err(refusal())
+                Err(Refusal::Rejected(Secret::ApiToken).into())
             }
         }
     }
@@ -100,12 +122,9 @@ where
         if let Some(instance) = state.agent_credentials.get(&hash) {
             return Ok(Agent(instance));
         }
-        let refusal = || {
-            ApiError::unauthorized("the agent credential is not valid (was the instance deleted?)")
-        };
         state
             .guard
-            .before_lookup(Secret::AgentCredential, ip, &hash, refusal)?;
+            .before_lookup(Secret::AgentCredential, ip, &hash)?;
         match state.store.instance_by_credential(&hash).await? {
             Some(instance) => {
                 let instance = Arc::new(instance);
@@ -114,7 +133,7 @@ where
             }
             None => {
                 state.guard.refused(Secret::AgentCredential, ip, &hash);
-                Err(refusal())
+                Err(Refusal::Rejected(Secret::AgentCredential).into())
             }
         }
     }

@@ -1,7 +1,9 @@
 //! The API's error type and its one rendering: a status and
 //! `{"error": {"code", "message", "field"}}`. Handlers return `ApiError`; nothing
-//! else writes an error body.
+//! else writes an error body. The service layer's [`OpError`] becomes one here.
 
+use crate::ops::OpError;
+use crate::overload::{Refusal, Secret};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -81,40 +83,58 @@ impl ApiError {
 
 impl From<ValidationError> for ApiError {
     fn from(err: ValidationError) -> Self {
-        let message = format!("{}: {}", err.field, err.message);
-        Self::invalid(err.field, message)
+        OpError::from(err).into()
+    }
+}
+
+/// The answer to a secret refused before the store was asked, as the store's
+/// refusal of it is answered.
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Rejected(Secret::ApiToken) => Self::unauthorized("the token is not valid"),
+            Refusal::Rejected(Secret::AgentCredential) => {
+                Self::unauthorized("the agent credential is not valid (was the instance deleted?)")
+            }
+            Refusal::Rejected(Secret::RegistrationToken) => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "registration_refused",
+                "the registration token is not valid",
+            ),
+            Refusal::TooMany { what, retry_after } => {
+                let secs = retry_after.as_secs().max(1);
+                Self::too_many_requests(
+                    format!("too many {what} from this address; try again in {secs} s"),
+                    u32::try_from(secs).unwrap_or(u32::MAX),
+                )
+            }
+        }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        if let Some(why) = err.transient_reason() {
-            tracing::warn!(error = ?err, "the store cannot take a call now");
-            return Self::unavailable(format!(
-                "the server cannot take this request now: {why}; try again shortly"
-            ));
-        }
-        match &err {
-            StoreError::NotFound { .. } => Self::not_found(err.to_string()),
-            StoreError::AlreadyExists { .. } => {
-                Self::new(StatusCode::CONFLICT, "already_exists", err.to_string())
+        OpError::from(err).into()
+    }
+}
+
+/// The one mapping of the service layer's errors to statuses and codes.
+impl From<OpError> for ApiError {
+    fn from(err: OpError) -> Self {
+        match err {
+            OpError::NotFound { what } => Self::not_found(what),
+            OpError::Conflict { kind, message } => {
+                Self::new(StatusCode::CONFLICT, kind.code(), message)
             }
-            StoreError::InUse { .. } => Self::new(StatusCode::CONFLICT, "in_use", err.to_string()),
-            StoreError::ActiveRelease { .. } => {
-                Self::new(StatusCode::CONFLICT, "active_release", err.to_string())
+            OpError::Invalid { field, message } => Self::invalid(field, message),
+            OpError::RegistrationRefused { message } => {
+                Self::new(StatusCode::UNAUTHORIZED, "registration_refused", message)
             }
-            StoreError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", err.to_string()),
-            StoreError::RegistrationRefused(why) => {
-                Self::new(StatusCode::UNAUTHORIZED, "registration_refused", *why)
+            err @ OpError::Forbidden { .. } => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", err.to_string())
             }
-            StoreError::Backend(_)
-            | StoreError::Unavailable(_)
-            | StoreError::Corrupt(_)
-            | StoreError::Closed
-            | StoreError::Panicked => {
-                tracing::error!(error = ?err, "store failure");
-                Self::internal()
-            }
+            OpError::Unavailable => Self::internal(),
+            err @ OpError::TryLater { .. } => Self::unavailable(err.to_string()),
         }
     }
 }
@@ -139,3 +159,90 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{Conflict, Role};
+
+    #[test]
+    fn operation_errors_keep_the_api_statuses_codes_and_messages() {
+        let err = ApiError::from(StoreError::NotFound {
+            kind: "application",
+            name: "shop".into(),
+        });
+        assert_eq!(err.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            ("not_found", "application \"shop\" not found")
+        );
+
+        let err = ApiError::from(StoreError::ActiveRelease {
+            group: "shop/web".into(),
+            release: "r-1".into(),
+        });
+        assert_eq!(
+            (err.status, err.code),
+            (StatusCode::CONFLICT, "active_release")
+        );
+
+        let err = ApiError::from(StoreError::RegistrationRefused("the token has expired"));
+        assert_eq!(err.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            ("registration_refused", "the token has expired")
+        );
+
+        let err = ApiError::from(OpError::conflict(
+            Conflict::NotPaused,
+            "release r-1 is running, not paused",
+        ));
+        assert_eq!((err.status, err.code), (StatusCode::CONFLICT, "not_paused"));
+
+        let err = ApiError::from(OpError::invalid("ttl_secs", "ttl_secs: too long"));
+        assert_eq!(
+            (err.status, err.code),
+            (StatusCode::BAD_REQUEST, "invalid_field")
+        );
+        assert_eq!(err.field.as_deref(), Some("ttl_secs"));
+
+        let err = ApiError::from(OpError::Forbidden {
+            needs: Role::Operator,
+        });
+        assert_eq!((err.status, err.code), (StatusCode::FORBIDDEN, "forbidden"));
+        assert!(err.message.contains("operator"), "{}", err.message);
+
+        let err = ApiError::from(StoreError::Panicked);
+        assert_eq!(
+            (err.status, err.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+
+        // What may pass is "not now", with a time to come back.
+        let err = ApiError::from(StoreError::Closed);
+        assert_eq!(
+            (err.status, err.code, err.retry_after),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(2))
+        );
+        let err = ApiError::from(StoreError::Unavailable("too many calls".into()));
+        assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(err.message.contains("too many calls"), "{}", err.message);
+    }
+
+    #[test]
+    fn every_conflict_kind_has_its_own_code() {
+        let kinds = [
+            Conflict::AlreadyExists,
+            Conflict::InUse,
+            Conflict::ActiveRelease,
+            Conflict::Raced,
+            Conflict::EmptyGroup,
+            Conflict::NothingToRollBack,
+            Conflict::NotPaused,
+            Conflict::AlreadyFinished,
+        ];
+        let codes: std::collections::BTreeSet<&str> = kinds.iter().map(|k| k.code()).collect();
+        assert_eq!(codes.len(), kinds.len());
+        assert!(codes.contains("conflict") && codes.contains("empty_group"));
+    }
+}

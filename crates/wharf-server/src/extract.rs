@@ -7,6 +7,10 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 
+/// The largest request body accepted. Deployments carry two scripts of at most
+/// 64 KiB each; JSON escaping can grow them, so the limit leaves room.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
 /// `axum::Json` with API-shaped rejections.
 #[derive(Debug, FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
@@ -33,7 +37,7 @@ impl From<JsonRejection> for ApiError {
             }
             "body_too_large" => format!(
                 "the body is larger than the limit of {} bytes",
-                crate::api::MAX_BODY_BYTES
+                MAX_BODY_BYTES
             ),
             _ => rejection.body_text(),
         };

@@ -65,18 +65,6 @@ impl BatchFailed {
     }
 }
 
-impl From<BatchFailed> for crate::error::ApiError {
-    /// 503 when the store may take the write later, else 500.
-    fn from(failed: BatchFailed) -> Self {
-        match failed.transient {
-            Some(why) => Self::unavailable(format!(
-                "the server cannot take this request now: {why}; try again shortly"
-            )),
-            None => Self::internal(),
-        }
-    }
-}
-
 type Waiter<W> = oneshot::Sender<Result<<W as BatchWrite>::Output, BatchFailed>>;
 
 struct Queue<W: BatchWrite> {

@@ -1,25 +1,29 @@
-//! Wharf's control plane as a library: [`bind`] opens the store in a data
-//! directory, makes sure an admin token exists and binds a listener;
+//! Wharf's control plane as a library: [`bind`] opens the store (SQLite in the
+//! data directory, or the PostgreSQL database of [`ServerConfig::database`]), makes sure an admin token exists and binds a listener;
 //! [`BoundServer::serve`] answers the HTTP API, the agent protocol, `/healthz` and
 //! `/metrics` until the shutdown future completes. Tests run the real server on
 //! port 0; [`router`] gives handler tests the same routes without a network.
 
 mod api;
 mod auth;
+pub mod backup;
 mod console;
 mod engine;
 mod error;
 mod extract;
 mod group_commit;
 mod metrics;
-mod openapi;
+mod notify;
+mod ops;
 mod overload;
+mod recent;
 mod release_views;
 mod secrets;
 mod serve;
 mod state;
 pub mod tls;
 pub mod tls_auto;
+mod view_cache;
 mod views;
 
 pub use error::ApiError;
@@ -34,13 +38,28 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket};
-use wharf_store::{ApiTokenRecord, SqliteStore, Store};
+use wharf_store::{ApiTokenRecord, PostgresStore, SqliteStore, Store};
 
 /// Where and how to run the server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// The PostgreSQL database to keep the store in; `None` keeps it in SQLite,
+    /// `DATA_DIR/wharf.db`. The data directory still holds the secret key and
+    /// the admin token.
+    pub database: Option<DatabaseUrl>,
+}
+
+/// A PostgreSQL connection URL (`postgres://user:password@host:port/db`). It may
+/// hold a password, so its `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(..)")
+    }
 }
 
 /// Why the server could not start or stopped.
@@ -58,12 +77,30 @@ pub enum ServerError {
         #[source]
         source: wharf_store::StoreError,
     },
+    /// The PostgreSQL database could not be opened; the URL is not repeated,
+    /// since it may hold a password.
+    #[error("cannot open the PostgreSQL database")]
+    Database(#[source] wharf_store::StoreError),
     #[error("cannot use the secret key at {path}")]
     SecretKey {
         path: PathBuf,
         #[source]
         source: secrets::SecretKeyError,
     },
+    #[error(
+        "the store holds registry passwords sealed with a key, but {path} is missing; \
+         restore the secret.key that was backed up with the database (a new key cannot \
+         open them)"
+    )]
+    SecretKeyMissing { path: PathBuf },
+    #[error(
+        "{path} does not open the registry passwords sealed in the store (registry \
+         {registry:?}): it is not the key they were sealed with; restore the secret.key \
+         that was backed up with the database"
+    )]
+    SecretKeyMismatch { path: PathBuf, registry: String },
+    #[error("cannot read the store's sealed values")]
+    SealedValues(#[source] wharf_store::StoreError),
     #[error("cannot create the admin token")]
     AdminToken(#[source] wharf_store::StoreError),
     #[error("cannot listen on {addr}")]
@@ -104,20 +141,28 @@ pub async fn bind_with(
         path: data_dir.clone(),
         source,
     })?;
-    let db_path = data_dir.join("wharf.db");
-    let store = SqliteStore::open(&db_path)
-        .await
-        .map_err(|source| ServerError::Store {
-            path: db_path.clone(),
-            source,
-        })?;
+    let store: Arc<dyn Store> =
+        match &config.database {
+            Some(DatabaseUrl(url)) => Arc::new(
+                PostgresStore::connect(url)
+                    .await
+                    .map_err(ServerError::Database)?,
+            ),
+            None => {
+                let db_path = data_dir.join("wharf.db");
+                Arc::new(SqliteStore::open(&db_path).await.map_err(|source| {
+                    ServerError::Store {
+                        path: db_path.clone(),
+                        source,
+                    }
+                })?)
+            }
+        };
+    if config.database.is_none() {
+        keep_database_files_private(&data_dir);
+    }
     let key_path = data_dir.join("secret.key");
-    let secret_box =
-        SecretBox::load_or_create(&key_path).map_err(|source| ServerError::SecretKey {
-            path: key_path.clone(),
-            source,
-        })?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let secret_box = open_secret_key(store.as_ref(), &key_path).await?;
     let admin_token_path = data_dir.join("admin.token");
     let admin_token_created = ensure_admin_token(store.as_ref(), &admin_token_path).await?;
     let listener = listen(config.listen).map_err(|source| ServerError::Bind {
@@ -137,6 +182,61 @@ pub async fn bind_with(
         limits: None,
         tls: None,
     })
+}
+
+/// Loads the key that seals registry passwords, creating it on first start. A
+/// store that already holds sealed values refuses a missing key (a new one would
+/// be made and could open none of them: every pull of those registries would
+/// fail later, far from the cause) and a key that does not open them.
+async fn open_secret_key(store: &dyn Store, key_path: &Path) -> Result<SecretBox, ServerError> {
+    let sealed = store
+        .registry_list()
+        .await
+        .map_err(ServerError::SealedValues)?
+        .into_iter()
+        .find_map(|registry| {
+            registry
+                .password_sealed
+                .map(|sealed| (registry.name, sealed))
+        });
+    if sealed.is_some() && !key_path.exists() {
+        return Err(ServerError::SecretKeyMissing {
+            path: key_path.to_path_buf(),
+        });
+    }
+    let secret_box =
+        SecretBox::load_or_create(key_path).map_err(|source| ServerError::SecretKey {
+            path: key_path.to_path_buf(),
+            source,
+        })?;
+    if let Some((registry, sealed)) = sealed {
+        if secret_box.open(&sealed).is_err() {
+            return Err(ServerError::SecretKeyMismatch {
+                path: key_path.to_path_buf(),
+                registry,
+            });
+        }
+    }
+    Ok(secret_box)
+}
+
+/// The data directory 0700 and the SQLite files in it 0600, whatever the umask
+/// made them (SQLite creates its files as the umask says, and its -wal and -shm
+/// files with the database file's mode). Best effort: a directory owned by
+/// someone else is left as it is, and says so in the log.
+fn keep_database_files_private(data_dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let private = |path: &Path, mode: u32| {
+        if let Err(err) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            if err.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %err, "cannot make it private");
+            }
+        }
+    };
+    private(data_dir, 0o700);
+    for name in ["wharf.db", "wharf.db-wal", "wharf.db-shm"] {
+        private(&data_dir.join(name), 0o600);
+    }
 }
 
 /// How many connections may wait to be accepted (the kernel caps it at
@@ -221,13 +321,12 @@ impl BoundServer {
     }
 }
 
-/// Every route of the server over the given state.
+/// Every route of the server over the given state: the API's, with the web
+/// console's merged in.
 pub fn router(state: AppState) -> Router {
     let in_flight = state.guard.in_flight.clone();
-    api::router(state).layer(axum::middleware::from_fn_with_state(
-        in_flight,
-        overload::shed,
-    ))
+    api::router(state, console::routes())
+        .layer(axum::middleware::from_fn_with_state(in_flight, api::shed))
 }
 
 /// Creates the admin token when the store has none. The file is written before the

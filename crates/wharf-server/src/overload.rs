@@ -9,12 +9,9 @@
 //! slowed; a client that keeps presenting secrets the store does not know is the
 //! one to stop.
 
-use crate::error::ApiError;
-use crate::state::RecentMap;
-use axum::extract::{ConnectInfo, Request, State};
+use crate::recent::RecentMap;
+use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -28,8 +25,8 @@ use tokio::sync::Semaphore;
 /// rather than queueing without bound.
 pub const MAX_IN_FLIGHT: usize = 8192;
 
-/// The path of agents' long polls, which [`shed`] does not count.
-const LONG_POLL_PATH: &str = "/agent/v1/work";
+/// The path of agents' long polls, which the in-flight bound does not count.
+pub const LONG_POLL_PATH: &str = "/agent/v1/work";
 
 /// Failures an address may have in one [`FAILURE_WINDOW`] before it is refused.
 pub const MAX_FAILURES: u32 = 30;
@@ -41,21 +38,6 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const REJECTED_KEPT_FOR: Duration = Duration::from_secs(300);
 /// The most addresses tracked; past it the oldest windows are forgotten.
 const MAX_TRACKED: usize = 100_000;
-
-/// Answers 503 with `Retry-After` when [`MAX_IN_FLIGHT`] requests are under
-/// way already.
-pub async fn shed(State(slots): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
-    if request.uri().path() == LONG_POLL_PATH {
-        return next.run(request).await;
-    }
-    match slots.try_acquire() {
-        Ok(_slot) => next.run(request).await,
-        Err(_) => ApiError::unavailable(
-            "the server is handling too many requests at once; try again shortly",
-        )
-        .into_response(),
-    }
-}
 
 /// The client's address, as the connection gave it.
 pub fn peer_ip(parts: &Parts) -> Option<IpAddr> {
@@ -101,23 +83,18 @@ impl FailureBudget {
         self.windows.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// 429 if `ip` used up its failures in the current window.
-    pub fn check(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
+    /// Refused if `ip` used up its failures in the current window.
+    pub fn check(&self, ip: Option<IpAddr>) -> Result<(), Refusal> {
         let Some(ip) = ip else { return Ok(()) };
         let windows = self.lock();
         match windows.get(&ip) {
             Some((started, failures))
                 if *failures >= self.max && started.elapsed() < self.window =>
             {
-                let wait = self.window.saturating_sub(started.elapsed());
-                Err(ApiError::too_many_requests(
-                    format!(
-                        "too many {} from this address; try again in {} s",
-                        self.what,
-                        wait.as_secs().max(1)
-                    ),
-                    u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX),
-                ))
+                Err(Refusal::TooMany {
+                    what: self.what,
+                    retry_after: self.window.saturating_sub(started.elapsed()),
+                })
             }
             _ => Ok(()),
         }
@@ -162,6 +139,18 @@ impl Secret {
     }
 }
 
+/// Why a secret was refused before the store was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The store refused this secret (of this kind) recently.
+    Rejected(Secret),
+    /// The address used up its failures; it may try again after `retry_after`.
+    TooMany {
+        what: &'static str,
+        retry_after: Duration,
+    },
+}
+
 /// What stands between unauthenticated requests and the store.
 pub struct Guard {
     /// Failed API and agent authentications per address.
@@ -192,19 +181,17 @@ impl Default for Guard {
 impl Guard {
     /// Before the store is asked about the secret whose hash is `hash`: refuses
     /// it at once if the store refused it recently (counting a failure), or if
-    /// the address used up its failures. `refusal` is the answer for a refused
-    /// secret, as the store's refusal would be.
+    /// the address used up its failures.
     pub fn before_lookup(
         &self,
         secret: Secret,
         ip: Option<IpAddr>,
         hash: &str,
-        refusal: impl FnOnce() -> ApiError,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Refusal> {
         let budget = self.budget(secret);
         if self.rejected.get(&secret.key(hash)).is_some() {
             budget.record(ip);
-            return Err(refusal());
+            return Err(Refusal::Rejected(secret));
         }
         budget.check(ip)
     }
@@ -240,8 +227,10 @@ mod tests {
             budget.record(ip(2));
         }
         let refused = budget.check(ip(2)).unwrap_err();
-        assert_eq!(refused.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
-        assert!(refused.retry_after.is_some_and(|s| (1..=60).contains(&s)));
+        assert!(
+            matches!(refused, Refusal::TooMany { retry_after, .. } if retry_after <= Duration::from_secs(60)),
+            "{refused:?}"
+        );
         assert!(
             budget.check(ip(1)).is_ok(),
             "another address is not refused"
@@ -261,15 +250,14 @@ mod tests {
     #[test]
     fn a_refused_secret_is_refused_again_without_the_store() {
         let guard = Guard::default();
-        let refusal = || ApiError::unauthorized("no");
         let api = Secret::ApiToken;
-        assert!(guard.before_lookup(api, ip(2), "h1", refusal).is_ok());
+        assert!(guard.before_lookup(api, ip(2), "h1").is_ok());
         guard.refused(api, ip(2), "h1");
-        let again = guard.before_lookup(api, ip(3), "h1", refusal).unwrap_err();
-        assert_eq!(again.status, axum::http::StatusCode::UNAUTHORIZED);
-        assert!(guard.before_lookup(api, ip(3), "h2", refusal).is_ok());
+        let again = guard.before_lookup(api, ip(3), "h1").unwrap_err();
+        assert_eq!(again, Refusal::Rejected(api));
+        assert!(guard.before_lookup(api, ip(3), "h2").is_ok());
         // Refused as an agent credential says nothing of it as an API token.
         guard.refused(Secret::AgentCredential, ip(4), "h3");
-        assert!(guard.before_lookup(api, ip(4), "h3", refusal).is_ok());
+        assert!(guard.before_lookup(api, ip(4), "h3").is_ok());
     }
 }

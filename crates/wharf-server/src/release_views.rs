@@ -27,150 +27,59 @@
 //! ([`release_created`]), so the reads that follow its creation do not build it
 //! beside its first batch.
 
-use crate::engine::actions;
-use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::view_cache::{fitting, keep, BuiltBatch, BuiltView, InstancePart, Kept, Parts};
 use crate::views;
 use axum::body::Bytes;
 use std::collections::HashMap;
-use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wharf_domain::release::ReleaseState;
 use wharf_store::{
-    BatchFilter, BatchSummary, ReleasePart, StepFilter, StepRecord, StepState, TaskRecord,
-    TaskState,
+    BatchFilter, BatchSummary, ReleasePart, ReleaseRecord, StepFilter, StepRecord, StepState,
+    StoreError, TaskRecord, TaskState,
 };
+
+/// Why a release's view could not be read: the store failed (or has no such
+/// release), or the view could not be built (logged where it happened).
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a release view could not be built")]
+    Build,
+}
+
+type ViewResult<T> = Result<T, ViewError>;
+
+/// The automatic rollback of `release`, if it failed and has one.
+pub async fn rolled_back_by(
+    state: &AppState,
+    release: &ReleaseRecord,
+) -> Result<Option<String>, StoreError> {
+    if !release.rollback_on_failure {
+        return Ok(None);
+    }
+    // The automatic rollback of a failed release is created right after it fails,
+    // so it is among the group's newest releases.
+    Ok(state
+        .store
+        .release_list(Some(&release.app), Some(&release.group), 50)
+        .await?
+        .into_iter()
+        .find(|r| r.rollback_of.as_deref() == Some(release.id.as_str()))
+        .map(|r| r.id))
+}
 
 /// From how many instances a release's view is kept.
 pub const LARGE_RELEASE_INSTANCES: u32 = 1000;
 /// How old a kept view may be before a read starts building a new one.
 pub const REFRESH_AFTER: Duration = Duration::from_millis(1000);
-/// More large releases than are ever read at once; past it the cache starts over.
-/// A kept release of 10,000 instances holds about 20 MB (its JSON and its parts).
-const MAX_KEPT: usize = 16;
-
-struct Kept {
-    /// When the build that made it started, before it read the store.
-    built_at: Instant,
-    /// Which build made it: builds are numbered as they start, so a higher number
-    /// read the store later.
-    generation: u64,
-    /// The release's state when the view was built.
-    state: String,
-    view: Arc<BuiltView>,
-    /// Whether a background build is under way.
-    refreshing: bool,
-}
-
-/// A built view: its JSON, and what the next build of the release may reuse.
-struct BuiltView {
-    json: Bytes,
-    /// The release's batches, in order.
-    batches: Vec<BuiltBatch>,
-}
-
-/// One batch of a built view.
-struct BuiltBatch {
-    /// How the batch stood when its tasks were read; `None` if it has none.
-    summary: Option<BatchSummary>,
-    /// Where the batch's JSON object is in the view's JSON.
-    range: Range<usize>,
-    /// Its instances' parts.
-    parts: Arc<Parts>,
-    /// Whether every part is settled (see [`InstancePart::settled`]).
-    settled: bool,
-}
-
-impl BuiltBatch {
-    /// Whether the batch's JSON is still that of the batch, which stands as
-    /// `now`: its tasks stand as they did when it was built, and each of them
-    /// was pending or had ended with no step running. Such a task moves only by
-    /// changing state (every statement that changes a pending or ended task
-    /// sets its state), which changes its batch's counts; an ended task's steps
-    /// no longer change, nor do a pending task's (it has none running).
-    fn still_fits(&self, now: &BatchSummary) -> bool {
-        self.settled && self.summary.as_ref() == Some(now)
-    }
-}
-
-impl BuiltView {
-    fn instances(&self) -> usize {
-        self.batches.iter().map(|b| b.parts.len()).sum()
-    }
-
-    /// Whether the build must read the tasks of the batch that stands as `now`.
-    fn must_read(&self, now: &BatchSummary) -> bool {
-        !self
-            .batches
-            .get(now.batch as usize)
-            .is_some_and(|b| b.still_fits(now))
-    }
-}
-
-/// The instances' parts of a built batch, by instance id.
-type Parts = HashMap<String, Arc<InstancePart>>;
-
-/// One instance's part of a built view: its JSON, and what it was built from.
-struct InstancePart {
-    task: TaskRecord,
-    json: Box<[u8]>,
-    /// Whether the instance's steps cannot change while its task stays as it is:
-    /// the task is pending (a step begins only on a running task, which changes
-    /// the task), or ended with no step running (only a running step changes).
-    settled: bool,
-}
-
-/// The part of `previous` that is still the view of `task`'s instance: one made
-/// from this very task, and settled.
-fn fitting<'a>(
-    previous: Option<&'a BuiltView>,
-    task: &TaskRecord,
-) -> Option<&'a Arc<InstancePart>> {
-    previous?
-        .batches
-        .get(task.batch as usize)?
-        .parts
-        .get(&task.instance_id)
-        .filter(|part| part.settled && part.task == *task)
-}
-
-/// The kept views, by release id.
-#[derive(Clone, Default)]
-pub struct ReleaseViews {
-    kept: Arc<Mutex<HashMap<String, Kept>>>,
-    /// Held while a view of a large release is built: reads that need a new view
-    /// wait for the build under way and then use it, instead of each building one.
-    building: Arc<tokio::sync::Mutex<()>>,
-    /// Builds started so far: the next build's generation.
-    builds: Arc<AtomicU64>,
-}
-
-impl ReleaseViews {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
-        self.kept.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Keeps `new` as the view of release `id`, unless a build that read the store
-/// later was kept already: builds may overlap (a read that finds nothing kept
-/// builds without waiting), and the slower, older one must not replace the
-/// newer one.
-fn keep(kept: &mut HashMap<String, Kept>, id: &str, new: Kept) {
-    if kept.get(id).is_some_and(|k| k.generation > new.generation) {
-        return;
-    }
-    if kept.len() >= MAX_KEPT && !kept.contains_key(id) {
-        kept.clear();
-    }
-    kept.insert(id.to_owned(), new);
-}
-
 /// The full view of a release as JSON; see the module's comment for when it is
 /// a kept copy. `current` is the release's state as its version was just read
 /// ([`Version::state`]): a kept copy of another state is not served.
-pub async fn release_json(state: &AppState, id: &str, current: ReleaseState) -> ApiResult<Bytes> {
+pub async fn release_json(state: &AppState, id: &str, current: ReleaseState) -> ViewResult<Bytes> {
     let kept = state
         .release_views
         .lock()
@@ -241,7 +150,7 @@ pub async fn release_created(state: &AppState, id: &str, instances: usize) {
 /// still fits of the kept copy is reused: the batches that did not move are
 /// copied, and of the others only the instances whose tasks changed or may have
 /// changed steps are read and encoded again.
-async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
+async fn build(state: &AppState, id: &str) -> ViewResult<Bytes> {
     let started = Instant::now();
     let generation = state.release_views.builds.fetch_add(1, Ordering::Relaxed);
     let previous = state.release_views.lock().get(id).map(|k| k.view.clone());
@@ -254,7 +163,7 @@ async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
         )
         .await?;
     let read = started.elapsed();
-    let rolled_back_by = actions::rolled_back_by(state, &part.release).await?;
+    let rolled_back_by = rolled_back_by(state, &part.release).await?;
     let release_state = part.release.state;
     // Encoding a large release takes tens of milliseconds of CPU: on a blocking
     // thread, so that the runtime's workers go on answering agents meanwhile
@@ -265,7 +174,7 @@ async fn build(state: &AppState, id: &str) -> ApiResult<Bytes> {
             .await
             .map_err(|err| {
                 tracing::error!(release = id, error = %err, "encoding a release view panicked");
-                ApiError::internal()
+                ViewError::Build
             })?;
     let assembled = assembled.map_err(|err| encode_failed(id, &err))?;
     Ok(keep_built(
@@ -321,9 +230,9 @@ fn keep_built(
     json
 }
 
-fn encode_failed(id: &str, err: &AssembleError) -> ApiError {
+fn encode_failed(id: &str, err: &AssembleError) -> ViewError {
     tracing::error!(release = id, error = %err, "a release view could not be encoded");
-    ApiError::internal()
+    ViewError::Build
 }
 
 /// Picks the batches whose tasks a build must read: those `previous` has no
@@ -339,7 +248,7 @@ fn steps_wanted(previous: Option<Arc<BuiltView>>) -> StepFilter {
 }
 
 /// The JSON of a release's view (what `serde_json` makes of
-/// [`actions::release_view`]'s answer) from `part`, read with the filters of
+/// [`crate::ops::releases::view`]'s answer) from `part`, read with the filters of
 /// [`batches_wanted`] and [`steps_wanted`] for `previous`; with what the next
 /// build may reuse and how many instances were encoded anew.
 fn assemble(
@@ -499,7 +408,7 @@ pub struct Version {
 }
 
 /// The release's version, read now.
-pub async fn release_version(state: &AppState, id: &str) -> ApiResult<Version> {
+pub async fn release_version(state: &AppState, id: &str) -> ViewResult<Version> {
     use sha2::{Digest as _, Sha256};
     let record = state.store.release_fetch(id).await?;
     let batches = state.store.task_batch_summaries(id).await?;
@@ -533,7 +442,7 @@ pub async fn wait_for_change(
     id: &str,
     after: &str,
     wait_secs: u64,
-) -> ApiResult<Version> {
+) -> ViewResult<Version> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs.min(MAX_WAIT_SECS));
     let mut version = release_version(state, id).await?;
     let every = if version.instances >= LARGE_RELEASE_INSTANCES {
@@ -552,401 +461,4 @@ pub async fn wait_for_change(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::{DateTime, TimeZone as _, Utc};
-    use wharf_domain::release::{PauseMode, StepName};
-    use wharf_store::ReleaseRecord;
-
-    fn at(secs: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
-    }
-
-    fn release(state: ReleaseState) -> ReleaseRecord {
-        ReleaseRecord {
-            id: "r-1".into(),
-            app: "shop".into(),
-            group: "prod".into(),
-            deployment: "v2".into(),
-            state,
-            pause: PauseMode::Auto,
-            batch_count: 2,
-            batch_interval_secs: 0,
-            max_failures: 0,
-            rollback_on_failure: true,
-            kind: "release".into(),
-            rollback_of: None,
-            continued_through: 0,
-            created_at: at(0),
-            started_at: Some(at(1)),
-            finished_at: None,
-            message: None,
-        }
-    }
-
-    fn task(n: u32, batch: u32, state: TaskState) -> TaskRecord {
-        TaskRecord {
-            release_id: "r-1".into(),
-            instance_id: format!("i-{n:016x}"),
-            instance_name: format!("web-\"{n}\""),
-            batch,
-            state,
-            dispatched_at: (state != TaskState::Pending).then(|| at(2)),
-            started_at: None,
-            finished_at: None,
-            deadline: None,
-            image_digest: None,
-            message: None,
-        }
-    }
-
-    fn step(task: &TaskRecord, step: StepName, state: StepState) -> StepRecord {
-        StepRecord {
-            release_id: "r-1".into(),
-            instance_id: task.instance_id.clone(),
-            step,
-            state,
-            started_at: at(3),
-            finished_at: (state != StepState::Running).then(|| at(4)),
-            exit_code: (state != StepState::Running).then_some(0),
-            output: String::new(),
-            dropped_bytes: 7,
-            message: None,
-        }
-    }
-
-    /// The whole release as a read of everything encodes it.
-    fn whole(release: &ReleaseRecord, tasks: &[TaskRecord], steps: &[StepRecord]) -> Vec<u8> {
-        let mut view = views::release(release.clone(), tasks, Some(steps));
-        view.rolled_back_by = Some("r-2".into());
-        serde_json::to_vec(&view).unwrap()
-    }
-
-    /// How each batch of `tasks` stands, as the store counts it.
-    fn summaries(tasks: &[TaskRecord]) -> Vec<BatchSummary> {
-        let mut batches: Vec<BatchSummary> = Vec::new();
-        for task in tasks {
-            if !batches.iter().any(|b| b.batch == task.batch) {
-                batches.push(BatchSummary {
-                    batch: task.batch,
-                    ..Default::default()
-                });
-            }
-            let b = batches.iter_mut().find(|b| b.batch == task.batch).unwrap();
-            match task.state {
-                TaskState::Pending => b.pending += 1,
-                TaskState::Dispatched => b.dispatched += 1,
-                TaskState::Running => b.running += 1,
-                TaskState::Succeeded => b.succeeded += 1,
-                TaskState::Failed => b.failed += 1,
-                TaskState::Cancelled => b.cancelled += 1,
-            }
-            b.last_finished_at = b.last_finished_at.max(task.finished_at);
-        }
-        batches.sort_by_key(|b| b.batch);
-        batches
-    }
-
-    /// What the store answers to a build that has `previous`: the tasks of the
-    /// batches and the steps of the tasks that the build's filters pick.
-    fn detail_for(
-        release: &ReleaseRecord,
-        tasks: &[TaskRecord],
-        steps: &[StepRecord],
-        previous: Option<&BuiltView>,
-    ) -> ReleasePart {
-        let previous = previous.map(|p| {
-            Arc::new(BuiltView {
-                json: p.json.clone(),
-                batches: p
-                    .batches
-                    .iter()
-                    .map(|b| BuiltBatch {
-                        summary: b.summary.clone(),
-                        range: b.range.clone(),
-                        parts: b.parts.clone(),
-                        settled: b.settled,
-                    })
-                    .collect(),
-            })
-        });
-        let batches = summaries(tasks);
-        let batch_wanted = batches_wanted(previous.clone());
-        let picked: Vec<u32> = batches
-            .iter()
-            .filter(|b| batch_wanted(b))
-            .map(|b| b.batch)
-            .collect();
-        let tasks: Vec<TaskRecord> = tasks
-            .iter()
-            .filter(|t| picked.contains(&t.batch))
-            .cloned()
-            .collect();
-        let step_wanted = steps_wanted(previous);
-        let steps = steps
-            .iter()
-            .filter(|s| {
-                tasks
-                    .iter()
-                    .find(|t| t.instance_id == s.instance_id)
-                    .is_some_and(&step_wanted)
-            })
-            .cloned()
-            .collect();
-        ReleasePart {
-            release: release.clone(),
-            batches,
-            tasks,
-            steps,
-        }
-    }
-
-    /// A build of `tasks` and `steps` after `previous`: the store's answer to its
-    /// filters, assembled.
-    fn build_of(
-        release: &ReleaseRecord,
-        tasks: &[TaskRecord],
-        steps: &[StepRecord],
-        previous: Option<&BuiltView>,
-    ) -> Assembled {
-        assemble(
-            detail_for(release, tasks, steps, previous),
-            Some("r-2".into()),
-            previous,
-        )
-        .unwrap()
-    }
-
-    /// The batches (0-based) of the tasks a build read, one entry per task.
-    fn batches_read(part: &ReleasePart) -> Vec<u32> {
-        part.tasks.iter().map(|t| t.batch).collect()
-    }
-
-    fn text(json: &[u8]) -> String {
-        String::from_utf8(json.to_vec()).unwrap()
-    }
-
-    #[test]
-    fn a_first_build_is_the_whole_view() {
-        let r = release(ReleaseState::Running);
-        let tasks = vec![
-            task(1, 0, TaskState::Running),
-            task(2, 0, TaskState::Succeeded),
-            task(3, 1, TaskState::Pending),
-        ];
-        let steps = vec![
-            step(&tasks[0], StepName::Fetch, StepState::Succeeded),
-            step(&tasks[0], StepName::Stop, StepState::Running),
-            step(&tasks[1], StepName::Fetch, StepState::Succeeded),
-        ];
-        let Assembled { view, encoded } = build_of(&r, &tasks, &steps, None);
-        assert_eq!(text(&view.json), text(&whole(&r, &tasks, &steps)));
-        assert_eq!((view.instances(), encoded), (3, 3));
-        // Each batch's range is its object in the view.
-        let first = &view.json[view.batches[0].range.clone()];
-        assert!(first.starts_with(b"{\"number\":1,") && first.ends_with(b"]}"));
-        assert!(view.json[view.batches[1].range.clone()].starts_with(b"{\"number\":2,"));
-    }
-
-    #[test]
-    fn a_later_build_reencodes_only_what_may_have_changed_and_is_the_whole_view() {
-        let r = release(ReleaseState::Running);
-        let before = vec![
-            task(1, 0, TaskState::Running),   // goes on running: encoded again
-            task(2, 0, TaskState::Succeeded), // unchanged and ended: reused
-            task(3, 0, TaskState::Failed),    // ended with a step running: encoded again
-            task(4, 1, TaskState::Pending),   // unchanged and pending: reused
-            task(5, 1, TaskState::Pending),   // dispatched since: encoded again
-        ];
-        let steps_before = vec![
-            step(&before[0], StepName::Fetch, StepState::Running),
-            step(&before[1], StepName::Fetch, StepState::Succeeded),
-            step(&before[1], StepName::Start, StepState::Succeeded),
-            step(&before[2], StepName::Stop, StepState::Running),
-        ];
-        let first = build_of(&r, &before, &steps_before, None);
-
-        let mut after = before.clone();
-        after[4].state = TaskState::Dispatched;
-        after[4].dispatched_at = Some(at(9));
-        let mut steps_after = steps_before.clone();
-        steps_after[0].state = StepState::Succeeded;
-        steps_after[0].finished_at = Some(at(8));
-        steps_after[3].dropped_bytes = 99;
-        steps_after.push(step(&after[0], StepName::Start, StepState::Running));
-        // Both batches moved (or may have): both are read.
-        let part = detail_for(&r, &after, &steps_after, Some(&first.view));
-        assert_eq!(part.tasks.len(), 5);
-        let Assembled { view, encoded } = build_of(&r, &after, &steps_after, Some(&first.view));
-        assert_eq!(text(&view.json), text(&whole(&r, &after, &steps_after)));
-        assert_eq!((view.instances(), encoded), (5, 3));
-    }
-
-    #[test]
-    fn a_batch_that_did_not_move_is_copied_without_reading_its_tasks() {
-        let mut r = release(ReleaseState::Running);
-        r.batch_count = 3;
-        let mut ended = task(1, 0, TaskState::Succeeded);
-        ended.finished_at = Some(at(5));
-        let before = vec![
-            ended.clone(),                  // batch 1: over
-            task(2, 0, TaskState::Failed),  // batch 1: over
-            task(3, 1, TaskState::Running), // batch 2: under way
-            task(4, 1, TaskState::Running), // batch 2: under way, stays as it is
-            task(5, 2, TaskState::Pending), // batch 3: not started
-        ];
-        let steps_before = vec![
-            step(&before[0], StepName::Start, StepState::Succeeded),
-            step(&before[1], StepName::Start, StepState::Failed),
-            step(&before[2], StepName::Start, StepState::Running),
-            step(&before[3], StepName::Start, StepState::Running),
-        ];
-        let first = build_of(&r, &before, &steps_before, None);
-
-        // Instance 3 ends; batches 1 and 3 stand as they did.
-        let mut after = before.clone();
-        after[2].state = TaskState::Succeeded;
-        after[2].finished_at = Some(at(9));
-        let mut steps_after = steps_before.clone();
-        steps_after[2].state = StepState::Succeeded;
-        steps_after[2].finished_at = Some(at(9));
-        assert_eq!(
-            batches_read(&detail_for(&r, &after, &steps_after, Some(&first.view))),
-            [1, 1],
-            "only the batch that moved is read"
-        );
-        let second = build_of(&r, &after, &steps_after, Some(&first.view));
-        assert_eq!(
-            text(&second.view.json),
-            text(&whole(&r, &after, &steps_after))
-        );
-        // Instance 4 still runs, so its step is read and encoded again.
-        assert_eq!(second.encoded, 2);
-
-        // A batch whose counts stand as they did but that has a task under way is
-        // read again: its steps may have moved.
-        let mut steps_later = steps_after.clone();
-        steps_later[3].state = StepState::Succeeded;
-        steps_later[3].finished_at = Some(at(10));
-        steps_later.push(step(&after[3], StepName::Verify, StepState::Running));
-        assert_eq!(
-            batches_read(&detail_for(&r, &after, &steps_later, Some(&second.view))),
-            [1, 1]
-        );
-        let third = build_of(&r, &after, &steps_later, Some(&second.view));
-        assert_eq!(
-            text(&third.view.json),
-            text(&whole(&r, &after, &steps_later))
-        );
-
-        // The release ends once batch 3 was cancelled: it and batch 2 are read;
-        // batch 1 is still copied.
-        let mut last = after.clone();
-        last[3].state = TaskState::Succeeded;
-        last[3].finished_at = Some(at(11));
-        last[4].state = TaskState::Cancelled;
-        last[4].finished_at = Some(at(11));
-        let mut r_end = r.clone();
-        r_end.state = ReleaseState::Cancelled;
-        let mut steps_last = steps_later.clone();
-        steps_last[4].state = StepState::Succeeded;
-        steps_last[4].finished_at = Some(at(11));
-        assert_eq!(
-            batches_read(&detail_for(&r_end, &last, &steps_last, Some(&third.view))),
-            [1, 1, 2]
-        );
-        let fourth = build_of(&r_end, &last, &steps_last, Some(&third.view));
-        assert_eq!(
-            text(&fourth.view.json),
-            text(&whole(&r_end, &last, &steps_last))
-        );
-    }
-
-    #[test]
-    fn a_batch_of_ended_tasks_with_a_step_still_running_is_read_again() {
-        // The driver ends a task and closes its running step in two writes: in
-        // between, a batch's counts no longer move but a step of it still does.
-        let mut r = release(ReleaseState::Running);
-        r.batch_count = 3;
-        let mut failed = task(1, 0, TaskState::Failed);
-        failed.finished_at = Some(at(5));
-        let tasks = vec![failed, task(2, 2, TaskState::Pending)];
-        let steps_before = vec![step(&tasks[0], StepName::Stop, StepState::Running)];
-        let first = build_of(&r, &tasks, &steps_before, None);
-        let mut steps_after = steps_before.clone();
-        steps_after[0].state = StepState::Failed;
-        steps_after[0].finished_at = Some(at(6));
-        assert_eq!(
-            batches_read(&detail_for(&r, &tasks, &steps_after, Some(&first.view))),
-            [0],
-            "batch 1 is read, batch 3 copied"
-        );
-        let second = build_of(&r, &tasks, &steps_after, Some(&first.view));
-        assert_eq!(
-            text(&second.view.json),
-            text(&whole(&r, &tasks, &steps_after))
-        );
-        // Batch 2 has no task: it is a batch with no instances in every build.
-        let empty = &second.view.json[second.view.batches[1].range.clone()];
-        assert!(empty.starts_with(b"{\"number\":2,") && empty.ends_with(b"\"instances\":[]}"));
-    }
-
-    #[test]
-    fn a_kept_view_is_replaced_only_by_a_later_build() {
-        let kept_of = |generation: u64, json: &'static str| Kept {
-            built_at: Instant::now(),
-            generation,
-            state: "running".into(),
-            view: Arc::new(BuiltView {
-                json: Bytes::from_static(json.as_bytes()),
-                batches: Vec::new(),
-            }),
-            refreshing: false,
-        };
-        let mut kept = HashMap::new();
-        keep(&mut kept, "r-1", kept_of(5, "five"));
-        keep(&mut kept, "r-1", kept_of(3, "three"));
-        assert_eq!(kept["r-1"].view.json, "five");
-        keep(&mut kept, "r-1", kept_of(8, "eight"));
-        assert_eq!(kept["r-1"].view.json, "eight");
-    }
-
-    #[test]
-    fn a_release_that_changes_state_but_not_its_instances_reads_no_task() {
-        let mut pending = release(ReleaseState::Pending);
-        pending.started_at = None;
-        let tasks = vec![
-            task(1, 0, TaskState::Pending),
-            task(2, 0, TaskState::Pending),
-            task(3, 1, TaskState::Pending),
-        ];
-        let built = build_of(&pending, &tasks, &[], None);
-        let running = release(ReleaseState::Running);
-        assert!(detail_for(&running, &tasks, &[], Some(&built.view))
-            .tasks
-            .is_empty());
-        let started = build_of(&running, &tasks, &[], Some(&built.view));
-        assert_eq!(
-            text(&started.view.json),
-            text(&whole(&running, &tasks, &[]))
-        );
-        assert_eq!(started.encoded, 0);
-
-        // Once a task moved, its batch is read and the view shows it.
-        let mut moved = tasks.clone();
-        moved[1] = task(2, 0, TaskState::Dispatched);
-        let part = detail_for(&running, &moved, &[], Some(&started.view));
-        assert_eq!(part.tasks.len(), 2);
-        let later = build_of(&running, &moved, &[], Some(&started.view));
-        assert_eq!(text(&later.view.json), text(&whole(&running, &moved, &[])));
-    }
-
-    #[test]
-    fn a_release_of_no_batches_is_the_whole_view() {
-        let mut r = release(ReleaseState::Cancelled);
-        r.batch_count = 0;
-        let built = build_of(&r, &[], &[], None);
-        assert_eq!(built.view.json, whole(&r, &[], &[]));
-        assert_eq!(built.view.instances(), 0);
-    }
-}
+mod tests;

@@ -1,14 +1,13 @@
 //! The state every handler shares.
 
-use crate::engine::{DispatchFirst, Wakeups};
 use crate::group_commit::GroupCommit;
 use crate::metrics::Metrics;
+use crate::notify::{DispatchFirst, Wakeups};
+pub use crate::recent::RecentMap;
 use crate::secrets::SecretBox;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use std::time::Instant;
 use wharf_api::WorkAssignment;
 use wharf_store::{AgentWrite, HeartbeatRecord, InstanceRecord, Store};
 
@@ -210,7 +209,7 @@ pub struct Shared {
     /// another server sharing the store).
     pub agent_credentials: RecentMap<Arc<InstanceRecord>>,
     /// The JSON of large releases' views, kept for a moment.
-    pub release_views: crate::release_views::ReleaseViews,
+    pub release_views: crate::view_cache::ReleaseViews,
     /// Failure budgets, refused secrets and the in-flight bound (overload.rs).
     pub guard: crate::overload::Guard,
 }
@@ -254,61 +253,6 @@ impl Shared {
             offline_after: self.liveness.offline_after,
             heard_since: self.hearing.since(),
         }
-    }
-}
-
-/// A map whose entries are used for a while after they were put in (`fresh_for`),
-/// then ignored until put in again: what the server keeps in memory of what the
-/// store holds, so that thousands of agents' requests do not each read it. At
-/// `max` entries the stale ones are dropped, and if that is not enough, all.
-#[derive(Clone)]
-pub struct RecentMap<V> {
-    entries: Arc<Mutex<HashMap<String, (Instant, V)>>>,
-    fresh_for: Duration,
-    max: usize,
-}
-
-impl<V: Clone> RecentMap<V> {
-    pub fn new(fresh_for: Duration, max: usize) -> Self {
-        Self {
-            entries: Arc::default(),
-            fresh_for,
-            max,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, V)>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The entry for `key`, if it is still fresh.
-    pub fn get(&self, key: &str) -> Option<V> {
-        self.lock()
-            .get(key)
-            .filter(|(at, _)| at.elapsed() < self.fresh_for)
-            .map(|(_, value)| value.clone())
-    }
-
-    pub fn insert(&self, key: &str, value: V) {
-        let mut map = self.lock();
-        if map.len() >= self.max && !map.contains_key(key) {
-            map.retain(|_, (at, _)| at.elapsed() < self.fresh_for);
-            if map.len() >= self.max {
-                map.clear();
-            }
-        }
-        map.insert(key.to_owned(), (Instant::now(), value));
-    }
-
-    /// Replaces the value of an entry that exists, keeping its age.
-    pub fn update(&self, key: &str, value: V) {
-        if let Some((_, kept)) = self.lock().get_mut(key) {
-            *kept = value;
-        }
-    }
-
-    pub fn remove(&self, key: &str) {
-        self.lock().remove(key);
     }
 }
 

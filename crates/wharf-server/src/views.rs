@@ -160,6 +160,7 @@ pub fn deployment(record: DeploymentRecord, registry: Option<&RegistryRecord>) -
             verify_secs: record.timeouts.verify_secs,
         },
         created_at: record.created_at,
+        warnings: Vec::new(),
     }
 }
 

@@ -38,6 +38,7 @@ impl Server {
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.to_path_buf(),
+            database: None,
         };
         let bound = bind_with(config, Liveness::default()).await.unwrap();
         let url = format!("http://{}", bound.local_addr());

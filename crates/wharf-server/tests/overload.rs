@@ -516,6 +516,7 @@ async fn a_corrupt_database_refuses_to_start_naming_the_file_and_the_damage() {
     let config = wharf_server::ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.clone(),
+        database: None,
     };
     let err = match wharf_server::bind(config).await {
         Ok(_) => panic!("a server started on a file that is not a database"),
@@ -556,6 +557,7 @@ async fn a_corrupt_database_refuses_to_start_naming_the_file_and_the_damage() {
     let config = wharf_server::ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.clone(),
+        database: None,
     };
     let err = match wharf_server::bind(config).await {
         Ok(_) => panic!("a server started on a damaged database"),

@@ -74,6 +74,7 @@ async fn start(data_dir: &Path, tls: ServerTls) -> Running {
     let bound = bind(ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
+        database: None,
     })
     .await
     .unwrap()

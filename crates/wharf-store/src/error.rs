@@ -32,9 +32,13 @@ pub enum StoreError {
     Panicked,
     #[error("the database failed")]
     Backend(#[source] rusqlite::Error),
-    /// The store cannot take the call now but may soon: too many calls wait for
-    /// it already, or the database cannot be written (disk full, locked by
-    /// another process). Nothing of the call was done.
+    /// A PostgreSQL statement or connection failed.
+    #[error("the database failed")]
+    Postgres(#[source] tokio_postgres::Error),
+    /// The store cannot take the call now but may soon; nothing of the call was
+    /// done. SQLite: too many calls wait for it already. PostgreSQL: no
+    /// connection could be had (the server is unreachable, refused the
+    /// credentials, or every connection of the pool stayed busy too long).
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
     #[error("stored data is corrupt: {0}")]
@@ -66,13 +70,41 @@ impl StoreError {
                 };
                 Some(why.to_owned())
             }
+            StoreError::Postgres(err) => postgres_transient(err).map(str::to_owned),
             _ => None,
         }
+    }
+}
+
+/// Why a PostgreSQL failure may pass, if it may: the connection was lost, or
+/// the server is short of resources (disk full among them), shutting down or
+/// not yet accepting connections (SQLSTATE classes 08 and 53, and 57P0x).
+fn postgres_transient(err: &tokio_postgres::Error) -> Option<&'static str> {
+    if err.is_closed() {
+        return Some("the connection to the database was lost");
+    }
+    let code = err.code()?.code();
+    if code == "53100" {
+        Some("the disk holding the database is full")
+    } else if code.starts_with("08") {
+        Some("the connection to the database failed")
+    } else if code.starts_with("53") {
+        Some("the database is short of resources")
+    } else if code.starts_with("57P") {
+        Some("the database is shutting down or starting")
+    } else {
+        None
     }
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
         StoreError::Backend(err)
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(err)
     }
 }

@@ -1,13 +1,15 @@
-//! Wharf's persistent state behind one trait, [`Store`], and its backends. Only the
-//! server uses this crate. Each backend owns its migrations, so a new backend (such
-//! as PostgreSQL) can be added without touching callers; every backend must pass the
-//! conformance suite in `tests/conformance.rs`.
+//! Wharf's persistent state behind one trait, [`Store`], and its backends: SQLite
+//! (embedded, the default) and PostgreSQL (for several server processes on one
+//! database). Only the server uses this crate. Each backend owns its migrations;
+//! every backend must pass the conformance suite in `tests/conformance.rs`.
 
 pub mod error;
+pub mod postgres;
 pub mod records;
 pub mod sqlite;
 
 pub use error::StoreError;
+pub use postgres::PostgresStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
 

@@ -1,12 +1,16 @@
 //! The store conformance suite: what every [`Store`] backend must do, written
 //! against the trait alone. Each check in `suite` takes a [`Backend`] (a paired
 //! check takes two, to compare a call with its equivalent calls); a backend
-//! runs the whole suite with one `conformance!` line, as SQLite does at the end
-//! of this file, so a new backend (PostgreSQL) proves itself by the same checks.
+//! runs the whole suite with one `conformance!` line, as SQLite and PostgreSQL
+//! do at the end of this file (PostgreSQL on a real server: see
+//! `support/postgres.rs`), so both prove themselves by the same checks.
 
 use async_trait::async_trait;
 use std::sync::Arc;
 use wharf_store::Store;
+
+#[path = "support/postgres.rs"]
+mod pg_server;
 
 /// A database under test. It owns the database and opens stores on it; opening
 /// again closes the store opened before, so that a check can show what survives
@@ -5353,6 +5357,288 @@ mod sqlite {
                 .unwrap();
             assert!(dir.path().join("wharf.db-wal").exists());
             store.close().await;
+        }
+    }
+}
+
+mod postgres {
+    use super::*;
+    use tokio::sync::Mutex;
+    use wharf_store::PostgresStore;
+
+    /// A fresh database on the tests' PostgreSQL server; opening again closes
+    /// the store opened before and connects anew.
+    pub struct PostgresBackend {
+        url: String,
+        opened: Mutex<Option<PostgresStore>>,
+    }
+
+    impl PostgresBackend {
+        pub async fn new() -> Self {
+            PostgresBackend {
+                url: crate::pg_server::fresh_database().await,
+                opened: Mutex::new(None),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Backend for PostgresBackend {
+        async fn open(&self) -> Arc<dyn Store> {
+            let mut opened = self.opened.lock().await;
+            if let Some(previous) = opened.take() {
+                previous.close().await;
+            }
+            let store = PostgresStore::connect(&self.url)
+                .await
+                .expect("the database opens");
+            *opened = Some(store.clone());
+            Arc::new(store)
+        }
+    }
+
+    conformance!(PostgresBackend::new().await);
+
+    /// Checks of what only a server shared by several processes shows: refusals
+    /// at connect, migrations, and writes from two stores (two servers) at once.
+    mod server {
+        use super::*;
+        use crate::fixtures::*;
+        use wharf_domain::release::{ReleaseState, StepName};
+        use wharf_store::{AgentWrite, InstanceRecord, StoreError, TaskState};
+
+        /// `url` with its user replaced by `user` (and no password).
+        fn with_user(url: &str, user: &str) -> String {
+            let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+            let rest = rest.split_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{user}@{rest}")
+        }
+
+        fn expect_unavailable(result: Result<PostgresStore, StoreError>, says: &str) {
+            match result {
+                Err(StoreError::Unavailable(message)) => {
+                    assert!(message.contains(says), "{message:?} does not say {says:?}")
+                }
+                other => panic!("expected Unavailable({says:?}), got {other:?}"),
+            }
+        }
+
+        #[tokio::test]
+        async fn bad_urls_unreachable_servers_and_unknown_roles_are_refused() {
+            let url = crate::pg_server::fresh_database().await;
+            expect_unavailable(
+                PostgresStore::connect("postgres://u:secret@host:notaport/db").await,
+                "invalid value for option `port`",
+            );
+            expect_unavailable(
+                PostgresStore::connect("postgres://u:secret@127.0.0.1:1/db").await,
+                "error connecting to server",
+            );
+            expect_unavailable(
+                PostgresStore::connect(&with_user(&url, "no_such_role")).await,
+                "no_such_role",
+            );
+            expect_unavailable(
+                PostgresStore::connect(&crate::pg_server::with_database(&url, "no_such_db")).await,
+                "no_such_db",
+            );
+            // None of the refusals shows the password.
+            let refused = PostgresStore::connect("postgres://u:secret@127.0.0.1:1/db")
+                .await
+                .expect_err("refused");
+            assert!(!format!("{refused} {refused:?}").contains("secret"));
+        }
+
+        #[tokio::test]
+        async fn a_database_of_a_newer_schema_is_refused() {
+            let url = crate::pg_server::fresh_database().await;
+            let store = PostgresStore::connect(&url).await.expect("migrated");
+            store.app_create(&app("shop")).await.unwrap();
+            store.close().await;
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .execute(
+                    "INSERT INTO wharf_migrations (version, description, checksum) \
+                     VALUES (9999, 'from the future', '\\x00')",
+                    &[],
+                )
+                .await
+                .unwrap();
+            match PostgresStore::connect(&url).await {
+                Err(StoreError::Corrupt(message)) => {
+                    assert!(message.contains("newer Wharf"), "{message}");
+                    assert!(message.contains("9999"), "{message}");
+                }
+                other => panic!("expected Corrupt, got {other:?}"),
+            }
+        }
+
+        #[tokio::test]
+        async fn servers_starting_together_migrate_once() {
+            let url = crate::pg_server::fresh_database().await;
+            let starts: Vec<_> = (0..4)
+                .map(|_| {
+                    let url = url.clone();
+                    tokio::spawn(async move { PostgresStore::connect(&url).await })
+                })
+                .collect();
+            let mut stores = Vec::new();
+            for start in starts {
+                stores.push(start.await.unwrap().expect("every server starts"));
+            }
+            stores[0].app_create(&app("shop")).await.unwrap();
+            assert_eq!(stores[3].app_list().await.unwrap(), vec![app("shop")]);
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            let applied: i64 = client
+                .query_one("SELECT COUNT(*) FROM wharf_migrations", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(applied, 1);
+        }
+
+        /// Two stores on one database, as two servers have.
+        async fn two_servers() -> (Arc<dyn Store>, Arc<dyn Store>) {
+            let url = crate::pg_server::fresh_database().await;
+            let one = PostgresStore::connect(&url).await.expect("first server");
+            let two = PostgresStore::connect(&url).await.expect("second server");
+            (Arc::new(one), Arc::new(two))
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn two_servers_claim_and_end_each_task_once() {
+            let (one, two) = two_servers().await;
+            let instances = shop(&*one).await;
+            let release = release(1, "shop", "prod", "v1");
+            let targets: Vec<_> = instances.iter().map(|i| (i, 0)).collect();
+            create(&*one, &release, &targets).await;
+            shift(
+                &*two,
+                &release.id,
+                ReleaseState::Pending,
+                ReleaseState::Running,
+                at(1),
+            )
+            .await;
+            two.task_dispatch_batch(&release.id, 0, at(1), at(600))
+                .await
+                .unwrap();
+            // Every task claimed by both servers at once: one claim each wins.
+            let mut claims = Vec::new();
+            for instance in &instances {
+                for store in [&one, &two] {
+                    let store = Arc::clone(store);
+                    let (id, instance) = (release.id.clone(), instance.id.clone());
+                    claims.push(tokio::spawn(async move {
+                        store.task_claim(&id, &instance, at(2)).await
+                    }));
+                }
+            }
+            let mut won = 0;
+            for claim in claims {
+                if claim.await.unwrap().expect("a claim answers") {
+                    won += 1;
+                }
+            }
+            assert_eq!(won, instances.len());
+            // Both servers end every task at once (its agent's report reached
+            // both): each task ends once, and the counts move once.
+            let mut ends = Vec::new();
+            for instance in &instances {
+                for store in [&one, &two] {
+                    let store = Arc::clone(store);
+                    let (id, instance) = (release.id.clone(), instance.id.clone());
+                    ends.push(tokio::spawn(async move {
+                        store
+                            .task_finish(&id, &instance, TaskState::Succeeded, None, None, at(3))
+                            .await
+                    }));
+                }
+            }
+            let mut ended = 0;
+            for end in ends {
+                if end.await.unwrap().expect("an end answers") {
+                    ended += 1;
+                }
+            }
+            assert_eq!(ended, instances.len());
+            let batches = one.task_batch_summaries(&release.id).await.unwrap();
+            assert_eq!(batches.len(), 1);
+            assert_eq!(batches[0].succeeded, 3);
+            assert_eq!(batches[0].open(), 0);
+            assert_eq!(batches[0].total(), 3);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn group_commits_of_two_servers_land_together() {
+            let (one, two) = two_servers().await;
+            let instances = shop(&*one).await;
+            let release = release(1, "shop", "prod", "v1");
+            let targets: Vec<_> = instances.iter().map(|i| (i, 0)).collect();
+            create(&*one, &release, &targets).await;
+            run_batch(&*one, &release.id, 0, &[], at(1)).await;
+            // Each server's batch begins `prepare` on every instance (the first
+            // begin of a task claims it) and sends output after it, the two
+            // servers going through the instances in opposite orders.
+            let writes = |reverse: bool| {
+                let mut order: Vec<&InstanceRecord> = instances.iter().collect();
+                if reverse {
+                    order.reverse();
+                }
+                order
+                    .into_iter()
+                    .flat_map(|instance| {
+                        [
+                            AgentWrite::StepBegin {
+                                release_id: release.id.clone(),
+                                instance_id: instance.id.clone(),
+                                step: StepName::Prepare,
+                                now: at(2),
+                            },
+                            AgentWrite::StepOutput {
+                                release_id: release.id.clone(),
+                                instance_id: instance.id.clone(),
+                                step: StepName::Prepare,
+                                chunk: "line\n".to_owned(),
+                                dropped: 0,
+                                keep_bytes: 1024,
+                                offset: None,
+                            },
+                        ]
+                    })
+                    .collect::<Vec<AgentWrite>>()
+            };
+            let (first, second) = tokio::join!(
+                one.agent_writes(writes(false)),
+                two.agent_writes(writes(true))
+            );
+            for answers in [first.expect("one's batch"), second.expect("two's batch")] {
+                assert_eq!(answers.len(), 6);
+                for answer in answers {
+                    answer.expect("every write lands");
+                }
+            }
+            for instance in &instances {
+                let task = one.task_fetch(&release.id, &instance.id).await.unwrap();
+                assert_eq!(task.state, TaskState::Running);
+                let steps = two
+                    .step_list(&release.id, Some(&instance.id))
+                    .await
+                    .unwrap();
+                let names: Vec<StepName> = steps.iter().map(|s| s.step).collect();
+                assert_eq!(names, vec![StepName::Fetch, StepName::Prepare]);
+                // Both servers' output landed, neither over the other.
+                assert_eq!(steps[1].output, "line\nline\n");
+            }
+            let batches = two.task_batch_summaries(&release.id).await.unwrap();
+            assert_eq!(batches[0].running, 3);
+            assert_eq!(batches[0].dispatched, 0);
         }
     }
 }

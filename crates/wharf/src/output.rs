@@ -42,6 +42,11 @@ impl Ui {
         }
     }
 
+    /// Whether results are printed for people (tables), not as JSON.
+    pub fn is_table(&self) -> bool {
+        self.format == OutputFormat::Table
+    }
+
     /// Prints `value` as pretty JSON on stdout, whatever the format.
     pub fn json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), CommandError> {
         let text = serde_json::to_string_pretty(value)

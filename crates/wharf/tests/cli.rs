@@ -267,6 +267,31 @@ fn an_unreachable_server_exits_1() {
 }
 
 #[test]
+fn a_bad_or_unreachable_database_stops_the_server_with_exit_1() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let data_dir = data_dir.to_str().expect("a UTF-8 path");
+    let server = ["server", "--listen", "127.0.0.1:0", "--data-dir", data_dir];
+    let bad_url = "postgres://wharf:hunter2@db:notaport/wharf";
+    let run = Cli::new()
+        .run(&[&server[..], &["--database", bad_url]].concat())
+        .code(1)
+        .error_mentions(&["cannot open the PostgreSQL database", "port"]);
+    assert!(!run.stderr.contains("hunter2"), "{run:#?}");
+    // Nothing listens on a port just freed; the URL comes from the environment.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let unreachable = format!("postgres://wharf:hunter2@127.0.0.1:{port}/wharf");
+    let run = Cli::new()
+        .env("WHARF_DATABASE_URL", &unreachable)
+        .run(&server)
+        .code(1)
+        .error_mentions(&["cannot open the PostgreSQL database", "error connecting"]);
+    assert!(!run.stderr.contains("hunter2"), "{run:#?}");
+}
+
+#[test]
 fn login_checks_the_token_and_saves_a_private_file() {
     let f = Fixture::start("info");
     let cli = Cli::new();

@@ -1,12 +1,15 @@
 //! `/agent/v1/`: the endpoints agents call. Registration is authenticated by a
 //! registration token in the body; everything after it by the agent's own
-//! credential.
+//! credential. Registration and deregistration are operations (`ops::agents`);
+//! the protocol check and heartbeats (written through the group commit) are here.
 
 use crate::auth::Agent;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::ops::agents::text_field;
+use crate::ops::{self, Caller, OpError};
 use crate::overload::{ClientIp, Secret};
-use crate::secrets::{generate_secret, hash_token, random_id_bytes, AGENT_CREDENTIAL_PREFIX};
+use crate::secrets::hash_token;
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -19,8 +22,6 @@ use wharf_api::agent::{
     AGENT_PROTOCOL_VERSION, OLDEST_AGENT_PROTOCOL_VERSION, PROTOCOL_HEADER,
 };
 use wharf_api::ErrorBody;
-use wharf_domain::ids::InstanceId;
-use wharf_domain::names::{validate_instance_name, validate_label, validate_name};
 use wharf_store::{HeartbeatRecord, InstanceRecord, StoreError};
 
 /// The address the request came from, or `unknown` where there is no socket (as in
@@ -41,6 +42,11 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
     }
 }
 
+/// The address of a request as `PeerAddr` gives it, when it is one.
+fn source(address: &str) -> Option<std::net::IpAddr> {
+    address.parse().ok()
+}
+
 /// Refuses agents that do not say they speak one of our protocol versions.
 fn check_protocol(headers: &HeaderMap) -> ApiResult<()> {
     let version = headers.get(PROTOCOL_HEADER).and_then(|v| v.to_str().ok());
@@ -58,43 +64,6 @@ fn check_protocol(headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
-fn text_field(field: &str, value: &str, max: usize) -> ApiResult<()> {
-    if value.is_empty() || value.len() > max || value.chars().any(|c| c.is_control()) {
-        return Err(ApiError::invalid(
-            field,
-            format!("{field}: must be 1 to {max} characters of text"),
-        ));
-    }
-    Ok(())
-}
-
-fn validate_register(body: &AgentRegister) -> ApiResult<()> {
-    text_field("hostname", &body.hostname, 253)?;
-    let name = body.name.as_deref().unwrap_or(&body.hostname);
-    validate_instance_name(name)?;
-    if body.os != "linux" {
-        return Err(ApiError::invalid(
-            "os",
-            format!(
-                "os: Wharf agents run on Linux only, this one says {:?}",
-                body.os
-            ),
-        ));
-    }
-    text_field("arch", &body.arch, 32)?;
-    text_field("agent_version", &body.agent_version, 64)?;
-    if body.labels.len() > 64 {
-        return Err(ApiError::invalid("labels", "labels: at most 64 labels"));
-    }
-    for (key, value) in &body.labels {
-        validate_label(key, value)?;
-    }
-    if let Some(group) = &body.scaling_group {
-        validate_name("scaling_group", group)?;
-    }
-    Ok(())
-}
-
 #[utoipa::path(post, path = "/agent/v1/register", request_body = AgentRegister,
     responses((status = 201, body = AgentRegistered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn register(
@@ -105,71 +74,20 @@ pub async fn register(
     ApiJson(body): ApiJson<AgentRegister>,
 ) -> ApiResult<(StatusCode, Json<AgentRegistered>)> {
     check_protocol(&headers)?;
-    validate_register(&body)?;
     // A token refused before is refused again without a write, and an address
     // that keeps presenting refused tokens is stopped before the store.
     let token_hash = hash_token(&body.registration_token);
     let secret = Secret::RegistrationToken;
-    state.guard.before_lookup(secret, ip, &token_hash, || {
-        StoreError::RegistrationRefused("the registration token is not valid").into()
-    })?;
-    let refused = |err: &StoreError| {
-        if matches!(err, StoreError::RegistrationRefused(_)) {
-            state.guard.refused(secret, ip, &token_hash);
-        }
-    };
-    let credential = generate_secret(AGENT_CREDENTIAL_PREFIX);
-    let now = chrono::Utc::now();
-    let record = InstanceRecord {
-        id: InstanceId::from_random(random_id_bytes()).to_string(),
-        name: body.name.unwrap_or_else(|| body.hostname.clone()),
-        hostname: body.hostname,
-        address,
-        os: body.os,
-        arch: body.arch,
-        agent_version: body.agent_version,
-        labels: body.labels,
-        credential_hash: hash_token(&credential),
-        scaling_group: body.scaling_group,
-        registered_at: now,
-        last_heartbeat_at: Some(now),
-        docker_version: None,
-        docker_error: None,
-    };
-    if record.scaling_group.is_some() {
-        let join = state
-            .store
-            .instance_register_scaling(&token_hash, &record, now)
-            .await
-            .inspect_err(refused)
-            .map_err(|err| match err {
-                StoreError::NotFound {
-                    kind: "scaling group",
-                    name,
-                } => ApiError::invalid(
-                    "scaling_group",
-                    format!("scaling_group: no scaling group is named {name:?}"),
-                ),
-                other => other.into(),
-            })?;
-        tracing::info!(instance = %record.id, name = %record.name, scaling_group = ?record.scaling_group, ?join, "instance registered");
-    } else {
-        state
-            .store
-            .instance_register(&token_hash, &record, now)
-            .await
-            .inspect_err(refused)?;
-        tracing::info!(instance = %record.id, name = %record.name, "instance registered");
-    }
-    Ok((
-        StatusCode::CREATED,
-        Json(AgentRegistered {
-            instance_id: record.id,
-            name: record.name,
-            credential,
-            heartbeat_interval_secs: state.liveness.heartbeat_interval.as_secs().max(1),
-        }),
-    ))
+    state.guard.before_lookup(secret, ip, &token_hash)?;
+    let caller = Caller::registering(source(&address));
+    let registered = ops::agents::register(&state, &caller, body, address)
+        .await
+        .inspect_err(|err| {
+            if matches!(err, OpError::RegistrationRefused { .. }) {
+                state.guard.refused(secret, ip, &token_hash);
+            }
+        })?;
+    Ok((StatusCode::CREATED, Json(registered)))
 }
 
 /// Stores what a heartbeat says about the host's Docker Engine, only when it
@@ -249,7 +167,7 @@ pub async fn heartbeat(
             }
             .into())
         }
-        Err(failed) => return Err(failed.into()),
+        Err(failed) => return Err(OpError::from(failed).into()),
     }
     if let Some(docker) = &body.docker {
         record_docker(&state, &instance, docker).await?;
@@ -268,11 +186,11 @@ pub async fn heartbeat(
 pub async fn deregister(
     Agent(instance): Agent,
     State(state): State<AppState>,
+    PeerAddr(address): PeerAddr,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     check_protocol(&headers)?;
-    state.store.instance_delete(&instance.id).await?;
-    state.agent_credentials.remove(&instance.credential_hash);
-    tracing::info!(instance = %instance.id, name = %instance.name, "instance deregistered itself");
+    let caller = Caller::agent(instance.id.clone(), source(&address));
+    ops::agents::deregister(&state, &caller, &instance).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,11 +1,10 @@
 //! `/api/v1/.../execs`: running a script on the instances of a group (a group
-//! exec), following it, its output, and `cancel`.
+//! exec), following it, its output, and `cancel` (`ops::execs`).
 
-use crate::api::releases::{step_logs, LogsQuery};
-use crate::auth::Admin;
-use crate::engine::{actions, exec};
-use crate::error::{ApiError, ApiResult};
+use super::releases::LogsQuery;
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::ops::{self, Caller};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -23,16 +22,14 @@ const MAX_LIST_LIMIT: u32 = 1000;
         (status = 409, body = ErrorBody, description = "the group has no instances, or a release or exec is active on it")),
     security(("bearer" = [])))]
 pub async fn create(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath((app, group)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<ExecCreate>,
 ) -> ApiResult<(StatusCode, Json<Exec>)> {
-    let release = exec::create_exec(&state, app, group, body).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(exec::exec_view(&state, &release.id).await?),
-    ))
+    let release = ops::execs::create(&state, &caller, app, group, body).await?;
+    let exec = ops::execs::view(&state, &caller, &release.id).await?;
+    Ok((StatusCode::CREATED, Json(exec)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -46,55 +43,60 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/execs", params(ListQuery),
     responses((status = 200, body = Vec<Exec>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<Exec>>> {
-    if query.group.is_some() && query.app.is_none() {
-        return Err(ApiError::invalid(
-            "group",
-            "group: name the application too",
-        ));
-    }
     let limit = query
         .limit
         .unwrap_or(DEFAULT_LIST_LIMIT)
         .clamp(1, MAX_LIST_LIMIT);
-    Ok(Json(
-        exec::list_views(&state, query.app.as_deref(), query.group.as_deref(), limit).await?,
-    ))
+    let execs = ops::execs::list(
+        &state,
+        &caller,
+        query.app.as_deref(),
+        query.group.as_deref(),
+        limit,
+    )
+    .await?;
+    Ok(Json(execs))
 }
 
 #[utoipa::path(get, path = "/api/v1/execs/{id}", params(("id" = String, Path)),
     responses((status = 200, body = Exec), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn show(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Exec>> {
-    Ok(Json(exec::exec_view(&state, &id).await?))
+    Ok(Json(ops::execs::view(&state, &caller, &id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/execs/{id}/cancel", params(("id" = String, Path)),
     responses((status = 200, body = Exec), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn cancel(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Exec>> {
-    exec::fetch(&state, &id).await?;
-    actions::cancel_release(&state, &id).await?;
-    Ok(Json(exec::exec_view(&state, &id).await?))
+    Ok(Json(ops::execs::cancel(&state, &caller, &id).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/execs/{id}/logs", params(("id" = String, Path), LogsQuery),
     responses((status = 200, body = Vec<StepLog>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn logs(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> ApiResult<Json<Vec<StepLog>>> {
-    exec::fetch(&state, &id).await?;
-    Ok(Json(step_logs(&state, &id, &query).await?))
+    let logs = ops::execs::step_logs(
+        &state,
+        &caller,
+        &id,
+        query.instance.as_deref(),
+        query.step.as_deref(),
+    )
+    .await?;
+    Ok(Json(logs))
 }

@@ -1,6 +1,8 @@
 //! The HTTP surface: `/api/v1/` for people and tools, `/agent/v1/` for agents,
-//! `/healthz`, `/readyz`, `/metrics` and the OpenAPI document. Handlers are thin: they parse,
-//! check the rules of `wharf-domain`, call the store, and render a view.
+//! `/healthz`, `/readyz`, `/metrics` and the OpenAPI document. Handlers are thin adapters:
+//! they take the request apart, call one operation of the service layer (`ops`)
+//! with the request's [`crate::ops::Caller`], and render its answer or its
+//! `OpError` (as an `ApiError`).
 
 pub(crate) mod agents;
 pub(crate) mod apps;
@@ -8,23 +10,22 @@ pub(crate) mod deployments;
 pub(crate) mod execs;
 pub(crate) mod groups;
 pub(crate) mod instances;
+pub(crate) mod openapi;
 pub(crate) mod registries;
 pub(crate) mod releases;
 pub(crate) mod scaling;
 pub(crate) mod system;
 pub(crate) mod work;
 
-use crate::error::ApiError;
+use crate::extract::MAX_BODY_BYTES;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
 
-/// The largest request body accepted. Deployments carry two scripts of at most
-/// 64 KiB each; JSON escaping can grow them, so the limit leaves room.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-pub fn router(state: AppState) -> Router {
+/// Every route of the server: the API's, the agents', and `pages` (the web
+/// console's, which the caller passes in so that the API never names the console).
+pub fn router(state: AppState, pages: Router<AppState>) -> Router {
     let api = Router::new()
         // Registration tokens have a path of their own, not /instances/tokens, so that
         // no instance name can collide with it.
@@ -105,7 +106,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
-        .merge(crate::console::routes())
+        .merge(pages)
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -116,11 +117,23 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Resolves `id_or_name` to an instance id, with a 4xx naming the input when it
-/// matches nothing.
-pub(crate) async fn resolve_instance(
-    state: &AppState,
-    id_or_name: &str,
-) -> Result<String, ApiError> {
-    Ok(state.store.instance_fetch(id_or_name).await?.id)
+/// Answers 503 with `Retry-After` when `overload::MAX_IN_FLIGHT` requests are
+/// under way already; agents' long polls are not counted (each agent has one
+/// waiting for tens of seconds).
+pub(crate) async fn shed(
+    axum::extract::State(slots): axum::extract::State<std::sync::Arc<tokio::sync::Semaphore>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if request.uri().path() == crate::overload::LONG_POLL_PATH {
+        return next.run(request).await;
+    }
+    match slots.try_acquire() {
+        Ok(_slot) => next.run(request).await,
+        Err(_) => crate::error::ApiError::unavailable(
+            "the server is handling too many requests at once; try again shortly",
+        )
+        .into_response(),
+    }
 }

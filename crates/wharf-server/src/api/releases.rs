@@ -1,20 +1,17 @@
 //! `/api/v1/.../releases`: publishing a deployment to a group, following it, and
-//! the `continue`, `cancel` and `rollback` actions.
+//! the `continue`, `cancel` and `rollback` actions (`ops::releases`).
 
-use crate::auth::Admin;
-use crate::engine::actions;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::release_views;
+use crate::ops::{self, Caller};
+use crate::release_views::Version;
 use crate::state::AppState;
-use crate::views;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use wharf_api::{ErrorBody, Release, ReleaseCreate, StepLog};
-use wharf_domain::release::StepName;
 
 /// Releases listed when no limit is given, and the most a list returns.
 const DEFAULT_LIST_LIMIT: u32 = 50;
@@ -24,17 +21,18 @@ const MAX_LIST_LIMIT: u32 = 1000;
 /// of a large release when it is current (see `release_views.rs`), so that
 /// creating or acting on a release of thousands of instances does not encode
 /// all of them again beside its first batch.
-async fn full_view(state: &AppState, id: &str, status: StatusCode) -> ApiResult<Response> {
-    let version = release_views::release_version(state, id).await?;
-    let json = release_views::release_json(state, id, version.state).await?;
+async fn full_view(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    status: StatusCode,
+) -> ApiResult<Response> {
+    let version = ops::releases::version(state, caller, id, None).await?;
+    let json = ops::releases::view_json(state, id, version.state).await?;
     Ok(view_response(status, &version, json))
 }
 
-fn view_response(
-    status: StatusCode,
-    version: &release_views::Version,
-    json: axum::body::Bytes,
-) -> Response {
+fn view_response(status: StatusCode, version: &Version, json: axum::body::Bytes) -> Response {
     (
         status,
         [
@@ -51,25 +49,25 @@ fn view_response(
     responses((status = 201, body = Release), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath((app, group)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<ReleaseCreate>,
 ) -> ApiResult<Response> {
-    let release = actions::create_from_request(&state, app, group, body).await?;
-    full_view(&state, &release.id, StatusCode::CREATED).await
+    let release = ops::releases::create_from_request(&state, &caller, app, group, body).await?;
+    full_view(&state, &caller, &release.id, StatusCode::CREATED).await
 }
 
 #[utoipa::path(post, path = "/api/v1/apps/{app}/groups/{group}/rollback", params(("app" = String, Path), ("group" = String, Path)),
     responses((status = 201, body = Release), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn rollback(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath((app, group)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
-    let release = actions::rollback_group(&state, app, group).await?;
-    full_view(&state, &release.id, StatusCode::CREATED).await
+    let release = ops::releases::rollback_group(&state, &caller, app, group).await?;
+    full_view(&state, &caller, &release.id, StatusCode::CREATED).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -83,39 +81,23 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/releases", params(ListQuery),
     responses((status = 200, body = Vec<Release>)), security(("bearer" = [])))]
 pub async fn list(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<Release>>> {
-    if query.group.is_some() && query.app.is_none() {
-        return Err(ApiError::invalid(
-            "group",
-            "group: name the application too",
-        ));
-    }
     let limit = query
         .limit
         .unwrap_or(DEFAULT_LIST_LIMIT)
         .clamp(1, MAX_LIST_LIMIT);
-    Ok(Json(
-        list_views(&state, query.app.as_deref(), query.group.as_deref(), limit).await?,
-    ))
-}
-
-/// Releases, newest first, with their counts (no batches).
-pub(crate) async fn list_views(
-    state: &AppState,
-    app: Option<&str>,
-    group: Option<&str>,
-    limit: u32,
-) -> ApiResult<Vec<Release>> {
-    let releases = state.store.release_list(app, group, limit).await?;
-    let mut views = Vec::with_capacity(releases.len());
-    for release in releases {
-        let tasks = state.store.task_list(&release.id).await?;
-        views.push(views::release(release, &tasks, None));
-    }
-    Ok(views)
+    let releases = ops::releases::list(
+        &state,
+        &caller,
+        query.app.as_deref(),
+        query.group.as_deref(),
+        limit,
+    )
+    .await?;
+    Ok(Json(releases))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -136,7 +118,7 @@ pub struct ShowQuery {
 /// release of 1,000 instances or more, the per-instance part may be up to about a
 /// second old (see `release_views.rs`); the release's state never is.
 pub async fn show(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ShowQuery>,
@@ -144,15 +126,13 @@ pub async fn show(
     // The version is read before the view: a change in between shows in the view
     // and makes the next wait return at once, never the other way round.
     let started = std::time::Instant::now();
-    let version = match &query.after {
-        Some(after) => {
-            let wait = query.wait_secs.unwrap_or(10);
-            release_views::wait_for_change(&state, &id, after, wait).await?
-        }
-        None => release_views::release_version(&state, &id).await?,
-    };
+    let after = query
+        .after
+        .as_deref()
+        .map(|after| (after, query.wait_secs.unwrap_or(10)));
+    let version = ops::releases::version(&state, &caller, &id, after).await?;
     let versioned = started.elapsed();
-    let json = release_views::release_json(&state, &id, version.state).await?;
+    let json = ops::releases::view_json(&state, &id, version.state).await?;
     tracing::debug!(
         release = %id,
         version_ms = versioned.as_secs_f64() * 1000.0,
@@ -165,23 +145,23 @@ pub async fn show(
 #[utoipa::path(post, path = "/api/v1/releases/{id}/continue", params(("id" = String, Path)),
     responses((status = 200, body = Release), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn continue_release(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
-    actions::continue_release(&state, &id).await?;
-    full_view(&state, &id, StatusCode::OK).await
+    ops::releases::continue_release(&state, &caller, &id).await?;
+    full_view(&state, &caller, &id, StatusCode::OK).await
 }
 
 #[utoipa::path(post, path = "/api/v1/releases/{id}/cancel", params(("id" = String, Path)),
     responses((status = 200, body = Release), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn cancel(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
-    actions::cancel_release(&state, &id).await?;
-    full_view(&state, &id, StatusCode::OK).await
+    ops::releases::cancel(&state, &caller, &id).await?;
+    full_view(&state, &caller, &id, StatusCode::OK).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -196,54 +176,18 @@ pub struct LogsQuery {
 #[utoipa::path(get, path = "/api/v1/releases/{id}/logs", params(("id" = String, Path), LogsQuery),
     responses((status = 200, body = Vec<StepLog>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn logs(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> ApiResult<Json<Vec<StepLog>>> {
-    Ok(Json(step_logs(&state, &id, &query).await?))
-}
-
-/// The output of a release's (or exec's) steps, optionally of one instance and
-/// one step.
-pub(crate) async fn step_logs(
-    state: &AppState,
-    id: &str,
-    query: &LogsQuery,
-) -> ApiResult<Vec<StepLog>> {
-    let tasks = state.store.task_list(id).await?;
-    state.store.release_fetch(id).await?;
-    let instance_id = match &query.instance {
-        None => None,
-        Some(wanted) => Some(
-            tasks
-                .iter()
-                .find(|t| &t.instance_id == wanted || &t.instance_name == wanted)
-                .map(|t| t.instance_id.clone())
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "instance",
-                        format!("instance: {wanted:?} is not part of release {id}"),
-                    )
-                })?,
-        ),
-    };
-    let step = match &query.step {
-        None => None,
-        Some(name) => Some(StepName::parse(name).ok_or_else(|| {
-            ApiError::invalid(
-                "step",
-                format!(
-                    "step: {name:?} is not a step (fetch, prepare, pull, stop, start, verify, exec)"
-                ),
-            )
-        })?),
-    };
-    let steps = state.store.step_list(id, instance_id.as_deref()).await?;
-    Ok(views::step_logs(
-        steps
-            .into_iter()
-            .filter(|s| step.is_none_or(|wanted| s.step == wanted)),
-        &tasks,
-    ))
+    let logs = ops::releases::step_logs(
+        &state,
+        &caller,
+        &id,
+        query.instance.as_deref(),
+        query.step.as_deref(),
+    )
+    .await?;
+    Ok(Json(logs))
 }

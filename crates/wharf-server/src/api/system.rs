@@ -74,7 +74,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 pub async fn openapi() -> impl IntoResponse {
-    Json(crate::openapi::document())
+    Json(super::openapi::document())
 }
 
 pub async fn not_found() -> ApiError {

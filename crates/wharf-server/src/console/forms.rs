@@ -1,6 +1,6 @@
 //! The console's POST handlers. Each turns its form into the API's request type
-//! and calls the function the API handler calls, so the rules and the messages are
-//! the API's. A refused form renders its page again with what was typed and the
+//! and calls the operation (`ops`) the API handler calls, as the session's
+//! caller, so the rules and the messages are the API's. A refused form renders its page again with what was typed and the
 //! error (with the API's status); an accepted one redirects (303) to what it made.
 
 use super::pages::{self, fail, origin, FormState, NewToken, PageResult};
@@ -8,10 +8,9 @@ use super::session::{
     self, clear_cookie, cookie, same_secret, session_cookie, FormData, Sessions, Submitted,
     LOGIN_COOKIE, SESSION_COOKIE,
 };
-use crate::api;
-use crate::engine::actions;
 use crate::error::ApiError;
-use crate::overload::{ClientIp, Secret};
+use crate::ops;
+use crate::overload::{ClientIp, Refusal, Secret};
 use crate::secrets::hash_token;
 use crate::state::AppState;
 use axum::extract::{Form, Path, State};
@@ -84,12 +83,10 @@ pub async fn login(
         )
     };
     let secret = Secret::ApiToken;
-    match state.guard.before_lookup(secret, ip, &hash, || {
-        crate::error::ApiError::unauthorized("the token is not valid")
-    }) {
+    match state.guard.before_lookup(secret, ip, &hash) {
         Ok(()) => {}
-        Err(err) if err.status == StatusCode::UNAUTHORIZED => return not_valid(),
-        Err(err) => return fail(err),
+        Err(Refusal::Rejected(_)) => return not_valid(),
+        Err(refusal) => return fail(crate::error::ApiError::from(refusal)),
     }
     match state.store.api_token_by_hash(&hash).await {
         Ok(Some(_)) => {}
@@ -97,7 +94,7 @@ pub async fn login(
             state.guard.refused(secret, ip, &hash);
             return not_valid();
         }
-        Err(err) => return fail(err.into()),
+        Err(err) => return fail(err),
     }
     let id = sessions.open(hash);
     tracing::info!("console sign-in");
@@ -132,7 +129,9 @@ pub async fn create_token(
         })
     });
     let created = match body {
-        Ok(body) => api::instances::create_token(&state, body).await,
+        Ok(body) => ops::tokens::create(&state, &operator.caller, body)
+            .await
+            .map_err(ApiError::from),
         Err(err) => Err(err),
     };
     match created {
@@ -175,7 +174,10 @@ pub async fn create_app(
         name: form.get("name").trim().to_owned(),
         description: text(&form, "description"),
     };
-    match api::apps::create_app(&state, body).await {
+    match ops::apps::create(&state, &operator.caller, body)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(app) => Ok(see(&format!("/apps/{}", app.name))),
         Err(err) => {
             pages::apps_page(
@@ -197,7 +199,10 @@ pub async fn create_group(
     let body = GroupCreate {
         name: form.get("name").trim().to_owned(),
     };
-    match api::groups::create_group(&state, app.clone(), body).await {
+    match ops::groups::create(&state, &operator.caller, app.clone(), body)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(group) => Ok(see(&format!("/apps/{}/groups/{}", group.app, group.name))),
         Err(err) if err.status == StatusCode::NOT_FOUND && err.field.is_none() => Err(fail(err)),
         Err(err) => {
@@ -231,7 +236,10 @@ pub async fn add_members(
     Submitted { operator, form }: Submitted,
 ) -> PageResult {
     let body = named_instances(&form);
-    match api::groups::add_members(&state, &app, &group, &body).await {
+    match ops::groups::add_members(&state, &operator.caller, &app, &group, &body)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(_) => Ok(see(&format!("/apps/{app}/groups/{group}"))),
         Err(err) if err.field.is_none() => Err(fail(err)),
         Err(err) => {
@@ -255,7 +263,10 @@ pub async fn remove_members(
     Submitted { operator, form }: Submitted,
 ) -> PageResult {
     let body = named_instances(&form);
-    match api::groups::remove_members(&state, &app, &group, &body).await {
+    match ops::groups::remove_members(&state, &operator.caller, &app, &group, &body)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(_) => Ok(see(&format!("/apps/{app}/groups/{group}"))),
         Err(err) if err.status == StatusCode::NOT_FOUND && err.field.is_none() => Err(fail(err)),
         Err(err) => {
@@ -313,6 +324,7 @@ fn deployment_body(form: &FormData) -> Result<DeploymentCreate, ApiError> {
             script_secs: number(form, "timeouts.script")?,
             verify_secs: number(form, "timeouts.verify")?,
         }),
+        strict: form.checked("strict"),
     })
 }
 
@@ -322,7 +334,9 @@ pub async fn create_deployment(
     Submitted { operator, form }: Submitted,
 ) -> PageResult {
     let created = match deployment_body(&form) {
-        Ok(body) => api::deployments::create_deployment(&state, app.clone(), body).await,
+        Ok(body) => ops::deployments::create(&state, &operator.caller, app.clone(), body)
+            .await
+            .map_err(ApiError::from),
         Err(err) => Err(err),
     };
     match created {
@@ -359,7 +373,15 @@ pub async fn create_release(
     Submitted { operator, form }: Submitted,
 ) -> PageResult {
     let created = match release_body(&form) {
-        Ok(body) => actions::create_from_request(&state, app.clone(), group.clone(), body).await,
+        Ok(body) => ops::releases::create_from_request(
+            &state,
+            &operator.caller,
+            app.clone(),
+            group.clone(),
+            body,
+        )
+        .await
+        .map_err(ApiError::from),
         Err(err) => Err(err),
     };
     match created {
@@ -384,7 +406,10 @@ pub async fn rollback(
     Path((app, group)): Path<(String, String)>,
     Submitted { operator, .. }: Submitted,
 ) -> PageResult {
-    match actions::rollback_group(&state, app.clone(), group.clone()).await {
+    match ops::releases::rollback_group(&state, &operator.caller, app.clone(), group.clone())
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(release) => Ok(see(&format!("/releases/{}", release.id))),
         Err(err) if err.status == StatusCode::NOT_FOUND => Err(fail(err)),
         Err(err) => {
@@ -407,7 +432,10 @@ pub async fn continue_release(
     Path(id): Path<String>,
     Submitted { operator, .. }: Submitted,
 ) -> PageResult {
-    match actions::continue_release(&state, &id).await {
+    match ops::releases::continue_release(&state, &operator.caller, &id)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(()) => Ok(see(&format!("/releases/{id}"))),
         Err(err) if err.status == StatusCode::NOT_FOUND => Err(fail(err)),
         Err(err) => {
@@ -421,7 +449,10 @@ pub async fn cancel_release(
     Path(id): Path<String>,
     Submitted { operator, .. }: Submitted,
 ) -> PageResult {
-    match actions::cancel_release(&state, &id).await {
+    match ops::releases::cancel(&state, &operator.caller, &id)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(()) => Ok(see(&format!("/releases/{id}"))),
         Err(err) if err.status == StatusCode::NOT_FOUND => Err(fail(err)),
         Err(err) => {

@@ -14,7 +14,7 @@
 
 use super::pages::{fail, is_terminal, release_logs};
 use super::session::Operator;
-use crate::engine::actions;
+use crate::ops::{self, Caller};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -29,6 +29,7 @@ pub const POLL: Duration = Duration::from_millis(500);
 
 struct Follow {
     state: AppState,
+    caller: Caller,
     id: String,
     last_release: Option<String>,
     /// Per `instance/step`: what was last sent of it.
@@ -51,14 +52,16 @@ impl Follow {
                 }
             }
             self.first = false;
-            let release = match actions::release_view(&self.state, &self.id).await {
+            let release = match ops::releases::view(&self.state, &self.caller, &self.id).await {
                 Ok(release) => release,
                 Err(err) => {
-                    tracing::warn!(release = %self.id, error = %err.message, "live release stream stopped");
+                    tracing::warn!(release = %self.id, error = %err, "live release stream stopped");
                     return None;
                 }
             };
-            let logs = release_logs(&self.state, &self.id).await.ok()?;
+            let logs = release_logs(&self.state, &self.caller, &self.id)
+                .await
+                .ok()?;
             let mut events = Vec::new();
             for log in logs {
                 let key = format!("{}/{}", log.instance_id, log.step);
@@ -100,15 +103,16 @@ fn json_event<T: serde::Serialize>(name: &str, value: &T) -> Option<Event> {
 }
 
 pub async fn release_events(
-    _: Operator,
+    operator: Operator,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(err) = state.store.release_fetch(&id).await {
-        return fail(err.into());
+    if let Err(err) = ops::releases::fetch(&state, &operator.caller, &id).await {
+        return fail(err);
     }
     let follow = Follow {
         state,
+        caller: operator.caller,
         id,
         last_release: None,
         last_logs: HashMap::new(),

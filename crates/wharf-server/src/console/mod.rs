@@ -3,9 +3,10 @@
 //! that follows progress live over server-sent events.
 //!
 //! The console is a second face of the same application logic: its handlers call
-//! the functions the API handlers call (`api::apps::create_app`,
-//! `engine::actions::continue_release`, ...), so validation and error messages are
-//! the API's. Forms are turned into the API's request types first.
+//! the service layer's operations the API handlers call (`ops::apps::create`,
+//! `ops::releases::continue_release`, ...) as the session's `Caller`, so
+//! validation and error messages are the API's. Forms are turned into the API's
+//! request types first. The console never uses `api`.
 //!
 //! - `session`: sign-in sessions (HttpOnly, SameSite=Strict cookie), CSRF tokens,
 //!   the `Operator` and `Submitted` extractors.
@@ -39,7 +40,7 @@ const FAVICON: &str = include_str!("assets/favicon.svg");
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The console's routes, merged into the server's router by `api::router`.
+/// The console's routes, which `lib.rs` hands to `api::router` to merge in.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::overview))

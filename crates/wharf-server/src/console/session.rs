@@ -11,6 +11,8 @@
 //!
 //! Sessions live in memory: a restarted server asks people to sign in again.
 
+use crate::auth::{role_of, source};
+use crate::ops::Caller;
 use crate::secrets::{generate_secret, hash_token};
 use crate::state::AppState;
 use axum::extract::{Form, FromRef, FromRequest, FromRequestParts, Request};
@@ -164,9 +166,11 @@ pub fn local_path(next: Option<&str>) -> String {
     }
 }
 
-/// A signed-in operator: the session's CSRF token, for the forms of the page.
+/// A signed-in operator: who it is for the service layer (the session's token),
+/// and the session's CSRF token, for the forms of the page.
 #[derive(Debug, Clone)]
 pub struct Operator {
+    pub caller: Caller,
     pub csrf: String,
     pub session_id: String,
 }
@@ -226,7 +230,8 @@ where
         };
         // The token may have been revoked since sign-in.
         match state.store.api_token_by_hash(&token_hash).await {
-            Ok(Some(_)) => Ok(Operator {
+            Ok(Some(token)) => Ok(Operator {
+                caller: Caller::console(token.id, role_of(&token.role), source(parts)),
                 csrf,
                 session_id: id.to_owned(),
             }),

@@ -4,14 +4,14 @@
 //! Every step is a conditional update in the store, so a pass may be repeated, or
 //! run after a restart, without doing anything twice.
 
-use crate::engine::create::{plan_release, NewRelease, ReleaseKind};
-use crate::engine::exec::{is_exec, DEADLINE_SLACK_SECS};
+use crate::ops::execs::DEADLINE_SLACK_SECS;
+use crate::ops::releases::{self, kind_of, NewRelease};
 use crate::state::AppState;
 use chrono::{DateTime, Duration, Utc};
 use wharf_api::WorkAssignment;
 use wharf_domain::deployment::Timeouts;
-use wharf_domain::release::{PauseMode, ReleaseState};
-use wharf_store::{LiveTask, ReleaseRecord, StoreError, TaskRecord, TaskState, EXEC_KIND};
+use wharf_domain::release::{PauseMode, ReleaseKind, ReleaseState};
+use wharf_store::{LiveTask, ReleaseRecord, StoreError, TaskRecord, TaskState};
 
 /// How often the driver looks at active releases when nothing wakes it: the
 /// resolution of deadlines, batch intervals and offline detection.
@@ -80,8 +80,9 @@ async fn reconcile(
         ReleaseState::Pending => {
             // The lease is taken first: if the server stops in between, the next
             // pass finds the release still pending and takes it again, harmlessly.
-            // An exec changes no deployment, so it takes no lease.
-            if !is_exec(&release) {
+            // An exec changes no deployment, so it takes no lease (nor does a
+            // catch-up: see `suspend_for`).
+            if kind_of(&release).takes_scaling_lease() {
                 crate::engine::scaling::suspend_for(state, &release).await?;
             }
             state
@@ -180,7 +181,7 @@ async fn dispatch_batch(
     // and its timeouts give the tasks' deadline without another read while the
     // batch waits. A failure is left to the polls, which answer it; the
     // deadline then comes from the records.
-    let budget = match crate::api::work::assignment_template(state, &release.id).await {
+    let budget = match crate::ops::work::assignment_template(state, &release.id).await {
         Ok(work) => task_budget_secs(&work),
         Err(_) => recorded_task_budget_secs(state, release).await?,
     };
@@ -208,7 +209,7 @@ async fn dispatch_batch(
 /// How long an instance has for the steps of `work`: an exec's timeout with
 /// slack, or every step's timeout with the deployment's margin.
 fn task_budget_secs(work: &WorkAssignment) -> u32 {
-    if work.kind == EXEC_KIND {
+    if work.kind == ReleaseKind::Exec.as_str() {
         return work.timeouts.script_secs + DEADLINE_SLACK_SECS;
     }
     Timeouts {
@@ -224,7 +225,7 @@ async fn recorded_task_budget_secs(
     state: &AppState,
     release: &ReleaseRecord,
 ) -> Result<u32, StoreError> {
-    if is_exec(release) {
+    if kind_of(release) == ReleaseKind::Exec {
         let (_, exec) = state.store.exec_fetch(&release.id).await?;
         return Ok(exec.timeout_secs + DEADLINE_SLACK_SECS);
     }
@@ -286,7 +287,7 @@ async fn succeed_release(
     failed: u32,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let message = if is_exec(release) {
+    let message = if !kind_of(release).publishes() {
         (failed > 0).then(|| format!("{failed} instance(s) failed"))
     } else {
         // The group's deployment is recorded first: if the server stops in between,
@@ -400,7 +401,7 @@ async fn plan_automatic_rollback(
         rollback_of: Some(release.id.clone()),
         only_instances: Some(touched),
     };
-    match plan_release(state, new).await {
+    match releases::plan(state, new).await {
         Ok(plan) => Some(plan),
         Err(err) => {
             tracing::error!(release = %release.id, error = ?err, "automatic rollback could not start");
@@ -465,7 +466,7 @@ mod tests {
         assert_eq!(task_budget_secs(&work("command", false, false)), 40 + 60);
         // An exec's one script, with the slack for its kill and report.
         assert_eq!(
-            task_budget_secs(&work(EXEC_KIND, false, false)),
+            task_budget_secs(&work(ReleaseKind::Exec.as_str(), false, false)),
             20 + DEADLINE_SLACK_SECS
         );
     }

@@ -1,13 +1,8 @@
-//! The release engine: planning a release when it is created, the driver that
-//! moves every active release forward, and the wake-ups that connect them to
-//! waiting agents. All state lives in the store; the engine keeps only wake-up
-//! handles in memory, so a restarted server simply reconciles again.
+//! The release engine: the driver that moves every active release forward and
+//! the scaling groups' leases and hooks that hang off its pass. All state lives
+//! in the store, so a restarted server simply reconciles again. What the engine
+//! creates (automatic rollbacks, catch-ups) and the work it dispatches go through
+//! the service layer (`ops`), as the server itself ([`crate::ops::Caller::server`]).
 
-pub mod actions;
-pub mod create;
 pub mod driver;
-pub mod exec;
-pub mod notify;
 pub mod scaling;
-
-pub use notify::{DispatchFirst, Wakeups};

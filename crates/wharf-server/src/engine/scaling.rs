@@ -7,8 +7,8 @@
 //! hooks and the instances awaiting catch-up are all rows, so a restarted server
 //! finds a suspended group whose release has ended and resumes it.
 
-use crate::engine::create::{create_release, NewRelease, ReleaseKind};
-use crate::error::ApiError;
+use crate::ops::releases::{self, kind_of, NewRelease};
+use crate::ops::Caller;
 use crate::state::AppState;
 use chrono::{DateTime, Utc};
 use std::process::Stdio;
@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
-use wharf_domain::release::PauseMode;
+use wharf_domain::release::{PauseMode, ReleaseKind};
 use wharf_store::{HookRunRecord, ReleaseRecord, ScalingGroupRecord, ScalingState, StoreError};
 
 /// How long an on-suspend or on-resume command may run before it is killed.
@@ -40,7 +40,7 @@ fn retry_delay(failed_attempts: u32) -> chrono::Duration {
 /// groups bound to the release's group. Catch-up releases take no lease: they
 /// only bring instances that joined up to date.
 pub async fn suspend_for(state: &AppState, release: &ReleaseRecord) -> Result<(), StoreError> {
-    if release.kind == ReleaseKind::CatchUp.as_str() {
+    if !kind_of(release).takes_scaling_lease() {
         return Ok(());
     }
     for sg in bound_to(state, &release.app, &release.group).await? {
@@ -100,12 +100,7 @@ async fn reconcile_one(state: &AppState, mut sg: ScalingGroupRecord) -> Result<(
             .release_list_active()
             .await?
             .into_iter()
-            .find(|r| {
-                r.app == sg.app
-                    && r.group == sg.group
-                    && r.kind != ReleaseKind::CatchUp.as_str()
-                    && !crate::engine::exec::is_exec(r)
-            });
+            .find(|r| r.app == sg.app && r.group == sg.group && kind_of(r).takes_scaling_lease());
         if let Some(next) = next {
             state
                 .store
@@ -159,13 +154,13 @@ async fn catch_up(state: &AppState, sg: &ScalingGroupRecord) -> Result<(), Store
             rollback_of: None,
             only_instances: Some(joined.clone()),
         };
-        match create_release(state, new).await {
+        match releases::create(state, &Caller::server(), new).await {
             Ok(release) => {
                 tracing::info!(scaling_group = %sg.name, release = %release.id, instances = joined.len(), "catch-up release created")
             }
             // Another release of the group started first; try again after it.
-            Err(ApiError { code, message, .. }) => {
-                tracing::warn!(scaling_group = %sg.name, code, message, "catch-up release not created yet; retrying");
+            Err(err) => {
+                tracing::warn!(scaling_group = %sg.name, error = %err, "catch-up release not created yet; retrying");
                 return Ok(());
             }
         }

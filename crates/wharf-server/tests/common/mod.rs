@@ -1,5 +1,5 @@
 //! The harness shared by the server's HTTP-level tests: a real server on port 0
-//! with its SQLite store in a temp dir, and simulated agents that speak the agent
+//! with its SQLite store in a temp dir (or a PostgreSQL database), and simulated agents that speak the agent
 //! protocol (register, long-poll, step events) without running anything.
 
 // Each test file uses a different part of the harness.
@@ -25,7 +25,7 @@ impl Server {
     }
 
     pub async fn start_with(dir: &Path, liveness: Liveness) -> Server {
-        Self::start_with_limits(dir, liveness, None).await
+        Self::start_on(dir, None, liveness).await
     }
 
     /// A server with the given connection bounds (else this process's).
@@ -34,9 +34,29 @@ impl Server {
         liveness: Liveness,
         limits: Option<ConnectionLimits>,
     ) -> Server {
+        Self::start_bound(dir, None, liveness, limits).await
+    }
+
+    /// A server whose store is the PostgreSQL database `database` (SQLite in
+    /// `dir` without one).
+    pub async fn start_on(
+        dir: &Path,
+        database: Option<wharf_server::DatabaseUrl>,
+        liveness: Liveness,
+    ) -> Server {
+        Self::start_bound(dir, database, liveness, None).await
+    }
+
+    async fn start_bound(
+        dir: &Path,
+        database: Option<wharf_server::DatabaseUrl>,
+        liveness: Liveness,
+        limits: Option<ConnectionLimits>,
+    ) -> Server {
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.to_path_buf(),
+            database,
         };
         let mut bound = bind_with(config, liveness).await.unwrap();
         if let Some(limits) = limits {

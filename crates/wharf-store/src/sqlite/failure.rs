@@ -65,18 +65,18 @@ pub(super) fn is_foreign_key_violation(err: &rusqlite::Error) -> bool {
 }
 
 /// The name of a row scoped to an application, as errors show it: `app/name`.
-pub(super) fn scoped(app: &str, name: &str) -> String {
+pub(crate) fn scoped(app: &str, name: &str) -> String {
     format!("{app}/{name}")
 }
 
-pub(super) fn not_found(kind: &'static str, name: &str) -> StoreError {
+pub(crate) fn not_found(kind: &'static str, name: &str) -> StoreError {
     StoreError::NotFound {
         kind,
         name: name.to_owned(),
     }
 }
 
-pub(super) fn already_exists(kind: &'static str, name: &str) -> StoreError {
+pub(crate) fn already_exists(kind: &'static str, name: &str) -> StoreError {
     StoreError::AlreadyExists {
         kind,
         name: name.to_owned(),
@@ -85,7 +85,7 @@ pub(super) fn already_exists(kind: &'static str, name: &str) -> StoreError {
 
 /// Names dependants by kind, e.g. `groups prod, staging` or `deployment v1`;
 /// `None` when there are none. Long lists end with how many more there are.
-pub(super) fn named(singular: &str, plural: &str, names: &[String]) -> Option<String> {
+pub(crate) fn named(singular: &str, plural: &str, names: &[String]) -> Option<String> {
     let noun = match names.len() {
         0 => return None,
         1 => singular,
@@ -106,7 +106,7 @@ pub(super) fn named(singular: &str, plural: &str, names: &[String]) -> Option<St
 }
 
 /// Counts dependants, e.g. `1 instance` or `2 instances`; `None` for zero.
-pub(super) fn counted(singular: &str, plural: &str, count: u64) -> Option<String> {
+pub(crate) fn counted(singular: &str, plural: &str, count: u64) -> Option<String> {
     match count {
         0 => None,
         1 => Some(format!("1 {singular}")),
@@ -116,7 +116,7 @@ pub(super) fn counted(singular: &str, plural: &str, count: u64) -> Option<String
 
 /// Refuses a delete if any dependants were found, joining their descriptions:
 /// `groups prod, staging and deployments v1, v2`.
-pub(super) fn refuse_if_used(
+pub(crate) fn refuse_if_used(
     kind: &'static str,
     name: &str,
     dependants: impl IntoIterator<Item = Option<String>>,

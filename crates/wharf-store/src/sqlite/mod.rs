@@ -11,19 +11,20 @@
 
 mod agent_writes;
 mod apps;
+pub mod backup;
 mod checkpoint;
-mod convert;
+pub(crate) mod convert;
 mod deployments;
 mod execs;
-mod failure;
+pub(crate) mod failure;
 mod groups;
 mod instances;
 mod migrate;
 mod query;
 mod registries;
-mod releases;
+pub(crate) mod releases;
 mod scaling;
-mod steps;
+pub(crate) mod steps;
 mod tasks;
 mod tokens;
 mod worker;

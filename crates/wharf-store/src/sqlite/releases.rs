@@ -13,7 +13,7 @@ use wharf_domain::release::{PauseMode, ReleaseState};
 
 /// The states of a release that is not finished, as an SQL list. The partial
 /// unique index `releases_one_active_per_group` has the same list.
-pub(super) const ACTIVE_STATES: &str = "('pending', 'running', 'paused')";
+pub(crate) const ACTIVE_STATES: &str = "('pending', 'running', 'paused')";
 
 const RELEASE_COLUMNS: &str = "id, app, group_name, deployment, state, pause, batch_count, \
      batch_interval_secs, max_failures, rollback_on_failure, kind, rollback_of, \

@@ -89,7 +89,7 @@ fn name(release_id: &str, instance_id: &str, step: &str) -> String {
 }
 
 /// A step's place in the run order, stored so that lists can sort by it.
-fn ordinal(step: StepName) -> i64 {
+pub(crate) fn ordinal(step: StepName) -> i64 {
     StepName::ALL
         .iter()
         .position(|s| *s == step)
@@ -254,7 +254,7 @@ pub(super) fn append_output(
 /// from the front. The cut lands on a character boundary; and when a line starts
 /// soon after it (within `min(keep / 4, LINE_SLACK)` bytes), at that line start,
 /// so that the kept output does not begin in the middle of a line.
-pub(super) fn keep_tail(text: &mut String, keep: usize) -> usize {
+pub(crate) fn keep_tail(text: &mut String, keep: usize) -> usize {
     let Some(mut cut) = text.len().checked_sub(keep).filter(|cut| *cut > 0) else {
         return 0;
     };

@@ -68,10 +68,14 @@ pub struct DeploymentCreateArgs {
     /// Absolute working directory on the hosts; created if missing.
     #[arg(long, value_name = "DIR")]
     pub workdir: String,
-    /// File with the start script, run with bash; `-` reads standard input.
+    /// File with the start script, run with bash after the stop script; the agent
+    /// has pulled the image already, so it needs no `docker pull`; `-` reads
+    /// standard input.
     #[arg(long, value_name = "FILE")]
     pub start_script: PathBuf,
-    /// File with the stop script (may be empty); `-` reads standard input.
+    /// File with the stop script, run with bash before every start: it must stop
+    /// the current and earlier versions and succeed when nothing runs yet (a first
+    /// release, a new host); `-` reads standard input.
     #[arg(long, value_name = "FILE")]
     pub stop_script: PathBuf,
     /// URL fetched from each host after the start script.
@@ -92,6 +96,13 @@ pub struct DeploymentCreateArgs {
     /// Timeout of the verify check (server default 60s).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub verify_timeout: Option<Duration>,
+    /// Refuse the deployment when a script check warns, not only when a script
+    /// has a syntax error. The checks: no `docker pull` in the start script (the
+    /// agent pulls the image before the stop step), a stop script that succeeds
+    /// when nothing runs yet and is not empty (it must stop the current and
+    /// earlier versions), and shellcheck's warnings where the server has it.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(clap::Args)]
@@ -119,7 +130,14 @@ pub async fn cmd_deployment(
             // built, so that these mistakes are reported even without a server.
             let body = build_create(*args)?;
             let deployment = ctx.client()?.deployment_create(&app, &body).await?;
-            ctx.ui.print(&deployment, render_deployment)
+            ctx.ui.print(&deployment, render_deployment)?;
+            // In JSON they are part of the answer; for people, notes on stderr.
+            if ctx.ui.is_table() {
+                for warning in &deployment.warnings {
+                    ctx.ui.note(&format!("warning: {warning}"))?;
+                }
+            }
+            Ok(())
         }
         DeploymentCommand::List(args) => {
             let deployments = ctx.client()?.deployment_list(&args.app).await?;
@@ -178,6 +196,7 @@ fn build_create(args: DeploymentCreateArgs) -> Result<DeploymentCreate, CommandE
         stop_script,
         verify,
         timeouts,
+        strict: args.strict,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod registry;
 pub mod release;
 pub mod scaling_group;
 pub mod server;
+pub mod server_backup;
 pub mod server_config;
 
 use crate::config;

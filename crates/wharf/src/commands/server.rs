@@ -33,6 +33,9 @@ variable or configuration file, a refused address); 1 when the server cannot sta
 #[derive(clap::Args)]
 #[command(after_help = SERVER_HELP)]
 pub struct ServerArgs {
+    /// Back up or restore instead of serving.
+    #[command(subcommand)]
+    pub action: Option<super::server_backup::ServerAction>,
     /// A TOML configuration file holding any of these settings.
     #[arg(long, env = "WHARF_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -69,6 +72,17 @@ pub struct ServerArgs {
         value_delimiter = ','
     )]
     pub tls_san: Vec<String>,
+    /// Keep the store in this PostgreSQL database (postgres://USER:PASSWORD@HOST:PORT/DB)
+    /// instead of SQLite in the data directory. Prefer WHARF_DATABASE_URL (or the
+    /// configuration file) for a URL with a password: command lines are visible to
+    /// other users.
+    #[arg(
+        long,
+        env = "WHARF_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database: Option<String>,
     /// How often agents send heartbeats (for tests; default 10s).
     #[arg(long, hide = true, env = "WHARF_HEARTBEAT_INTERVAL", value_name = "DURATION", value_parser = super::parse_duration)]
     pub heartbeat_interval: Option<std::time::Duration>,
@@ -78,7 +92,10 @@ pub struct ServerArgs {
     pub offline_after: Option<std::time::Duration>,
 }
 
-pub async fn cmd_server(ctx: &CommandContext, args: ServerArgs) -> Result<(), CommandError> {
+pub async fn cmd_server(ctx: &CommandContext, mut args: ServerArgs) -> Result<(), CommandError> {
+    if let Some(action) = args.action.take() {
+        return super::server_backup::run(ctx, action);
+    }
     let file = match &args.config {
         Some(path) => server_config::load_file(path)?,
         None => server_config::FileConfig::default(),

@@ -66,6 +66,8 @@ pub struct FileConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure_http: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
@@ -130,6 +132,7 @@ impl Resolved {
         let printed = FileConfig {
             listen: Some(self.server.listen),
             data_dir: Some(self.server.data_dir.clone()),
+            database: self.server.database.as_ref().map(|url| url.0.clone()),
             insecure_http: Some(self.insecure_http),
             log_format: Some(self.log_format),
             log_level: Some(self.effective_log_level()),
@@ -256,6 +259,11 @@ pub fn resolve(
                 .clone()
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            database: args
+                .database
+                .clone()
+                .or(file.database)
+                .map(wharf_server::DatabaseUrl),
         },
         liveness,
         insecure_http: insecure_http.or(file.insecure_http).unwrap_or(false),

@@ -6,15 +6,16 @@
 //! limit), the group's deployment never changes, and the agent runs one `exec`
 //! step.
 
-use crate::engine::create::pending_tasks;
-use crate::error::{ApiError, ApiResult};
+use super::releases::{self, pending_tasks};
+use super::{Caller, Conflict, OpError, OpResult, Role};
 use crate::secrets::random_id_bytes;
 use crate::state::AppState;
 use crate::views;
-use axum::http::StatusCode;
-use wharf_api::{Exec, ExecCreate, Release};
-use wharf_domain::release::{plan_batches, validate_batches, PauseMode, ReleaseState, MAX_BATCHES};
-use wharf_store::{ExecRecord, ReleaseRecord, StoreError, EXEC_KIND};
+use wharf_api::{Exec, ExecCreate, Release, StepLog};
+use wharf_domain::release::{
+    plan_batches, validate_batches, PauseMode, ReleaseKind, ReleaseState, MAX_BATCHES,
+};
+use wharf_store::{ExecRecord, ReleaseRecord, StoreError};
 
 /// The timeout of a script when none is given: ten minutes.
 pub const DEFAULT_TIMEOUT_SECS: u32 = 600;
@@ -26,13 +27,8 @@ pub const MAX_SCRIPT_BYTES: usize = 256 * 1024;
 /// task, kill the process group and report.
 pub const DEADLINE_SLACK_SECS: u32 = 60;
 
-/// Whether a release row is a group exec.
-pub fn is_exec(release: &ReleaseRecord) -> bool {
-    release.kind == EXEC_KIND
-}
-
 /// Checks a user name as `useradd` accepts it by default.
-fn validate_user(user: &str) -> ApiResult<()> {
+fn validate_user(user: &str) -> OpResult<()> {
     let mut chars = user.chars();
     let first_ok = chars
         .next()
@@ -42,7 +38,7 @@ fn validate_user(user: &str) -> ApiResult<()> {
         .skip(1)
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if !first_ok || !rest_ok || user.len() > 32 {
-        return Err(ApiError::invalid(
+        return Err(OpError::invalid(
             "as_user",
             format!("as_user: {user:?} is not a user name (lowercase letters, digits, _ and -, at most 32 characters)"),
         ));
@@ -51,30 +47,32 @@ fn validate_user(user: &str) -> ApiResult<()> {
 }
 
 /// Checks an exec as asked for, plans its batches and stores it.
-pub async fn create_exec(
+pub async fn create(
     state: &AppState,
+    caller: &Caller,
     app: String,
     group: String,
     body: ExecCreate,
-) -> ApiResult<ReleaseRecord> {
+) -> OpResult<ReleaseRecord> {
+    caller.require(Role::Operator, Some(&app))?;
     if body.script.trim().is_empty() {
-        return Err(ApiError::invalid("script", "script: must not be empty"));
+        return Err(OpError::invalid("script", "script: must not be empty"));
     }
     if body.script.len() > MAX_SCRIPT_BYTES {
-        return Err(ApiError::invalid(
+        return Err(OpError::invalid(
             "script",
             format!("script: must be at most {MAX_SCRIPT_BYTES} bytes"),
         ));
     }
     if body.script.contains('\0') {
-        return Err(ApiError::invalid(
+        return Err(OpError::invalid(
             "script",
             "script: must not contain NUL bytes",
         ));
     }
     let timeout_secs = body.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS);
     if timeout_secs == 0 || timeout_secs > MAX_TIMEOUT_SECS {
-        return Err(ApiError::invalid(
+        return Err(OpError::invalid(
             "timeout_secs",
             format!("timeout_secs: must be from 1 to {MAX_TIMEOUT_SECS} (one day)"),
         ));
@@ -82,7 +80,7 @@ pub async fn create_exec(
     let batches = body.batches.unwrap_or(1);
     validate_batches(batches)?;
     if body.concurrency == Some(0) {
-        return Err(ApiError::invalid(
+        return Err(OpError::invalid(
             "concurrency",
             "concurrency: must be at least 1",
         ));
@@ -94,7 +92,7 @@ pub async fn create_exec(
     let mut members = state.store.group_members(&app, &group).await?;
     if let Some(wanted) = &body.instances {
         if wanted.is_empty() {
-            return Err(ApiError::invalid(
+            return Err(OpError::invalid(
                 "instances",
                 "instances: name at least one instance, or leave it out for the whole group",
             ));
@@ -104,7 +102,7 @@ pub async fn create_exec(
                 .iter()
                 .any(|m| &m.instance.id == name || &m.instance.name == name)
             {
-                return Err(ApiError::invalid(
+                return Err(OpError::invalid(
                     "instances",
                     format!("instances: {name:?} is not an instance of group {group:?} of application {app:?}"),
                 ));
@@ -117,9 +115,8 @@ pub async fn create_exec(
         });
     }
     if members.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "empty_group",
+        return Err(OpError::conflict(
+            Conflict::EmptyGroup,
             format!(
                 "group {group:?} of application {app:?} has no instances to run on; add some with `wharf group add-instances`"
             ),
@@ -129,7 +126,7 @@ pub async fn create_exec(
     if let Some(concurrency) = body.concurrency {
         let needed = members.len().div_ceil(concurrency as usize);
         if needed > MAX_BATCHES as usize {
-            return Err(ApiError::invalid(
+            return Err(OpError::invalid(
                 "concurrency",
                 format!(
                     "concurrency: {concurrency} at a time needs {needed} batches for {} instances, more than {MAX_BATCHES}",
@@ -156,7 +153,7 @@ pub async fn create_exec(
         // Every instance may fail: an exec reports per host and never stops.
         max_failures: total,
         rollback_on_failure: false,
-        kind: EXEC_KIND.to_owned(),
+        kind: ReleaseKind::Exec.as_str().to_owned(),
         rollback_of: None,
         continued_through: 0,
         created_at: now,
@@ -173,9 +170,8 @@ pub async fn create_exec(
     match state.store.exec_create(&release, &exec, &tasks).await {
         Ok(()) => {}
         Err(StoreError::ActiveRelease { group, release }) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "active_release",
+            return Err(OpError::conflict(
+                Conflict::ActiveRelease,
                 format!(
                     "group {group} already has an active operation, {release}; only one release or exec runs on a group at a time — wait for it to end or cancel it"
                 ),
@@ -184,28 +180,39 @@ pub async fn create_exec(
         Err(err) => return Err(err.into()),
     }
     tracing::info!(exec = %release.id, app = %release.app, group = %release.group,
-        instances = tasks.len(), batches = release.batch_count, "exec created");
+        instances = tasks.len(), batches = release.batch_count, by = %caller, "exec created");
     state.wakeups.wake_driver();
     Ok(release)
 }
 
 /// The full view of an exec (with batches, instances and steps).
-pub async fn exec_view(state: &AppState, id: &str) -> ApiResult<Exec> {
-    let (release, exec) = fetch(state, id).await?;
+pub async fn view(state: &AppState, caller: &Caller, id: &str) -> OpResult<Exec> {
+    let (release, exec) = fetch(state, caller, id).await?;
     let tasks = state.store.task_list(id).await?;
     let steps = state.store.step_list(id, None).await?;
     Ok(to_exec(views::release(release, &tasks, Some(&steps)), exec))
 }
 
 /// Execs, newest first, with their counts (no batches).
-pub async fn list_views(
+pub async fn list(
     state: &AppState,
+    caller: &Caller,
     app: Option<&str>,
     group: Option<&str>,
     limit: u32,
-) -> ApiResult<Vec<Exec>> {
+) -> OpResult<Vec<Exec>> {
+    if group.is_some() && app.is_none() {
+        return Err(OpError::invalid("group", "group: name the application too"));
+    }
+    match app {
+        Some(app) => caller.require(Role::Viewer, Some(app))?,
+        None => caller.require_role(Role::Viewer)?,
+    }
     let mut views = Vec::new();
     for release in state.store.exec_list(app, group, limit).await? {
+        if !caller.may_touch(Some(&release.app)) {
+            continue;
+        }
         let (_, exec) = state.store.exec_fetch(&release.id).await?;
         let tasks = state.store.task_list(&release.id).await?;
         views.push(to_exec(views::release(release, &tasks, None), exec));
@@ -214,11 +221,38 @@ pub async fn list_views(
 }
 
 /// An exec by id, with a 404 that says "exec".
-pub async fn fetch(state: &AppState, id: &str) -> ApiResult<(ReleaseRecord, ExecRecord)> {
-    match state.store.exec_fetch(id).await {
-        Err(StoreError::NotFound { .. }) => Err(ApiError::not_found(format!("no exec {id}"))),
-        other => Ok(other?),
-    }
+pub async fn fetch(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> OpResult<(ReleaseRecord, ExecRecord)> {
+    let (release, exec) = match state.store.exec_fetch(id).await {
+        Err(StoreError::NotFound { .. }) => {
+            return Err(OpError::not_found(format!("no exec {id}")))
+        }
+        other => other?,
+    };
+    caller.require(Role::Viewer, Some(&release.app))?;
+    Ok((release, exec))
+}
+
+/// `cancel` of an exec: as a release's, with a 404 that says "exec".
+pub async fn cancel(state: &AppState, caller: &Caller, id: &str) -> OpResult<Exec> {
+    fetch(state, caller, id).await?;
+    releases::cancel(state, caller, id).await?;
+    view(state, caller, id).await
+}
+
+/// The output of an exec's steps, optionally of one instance and one step.
+pub async fn step_logs(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    instance: Option<&str>,
+    step: Option<&str>,
+) -> OpResult<Vec<StepLog>> {
+    fetch(state, caller, id).await?;
+    releases::step_logs(state, caller, id, instance, step).await
 }
 
 fn to_exec(view: Release, exec: ExecRecord) -> Exec {
