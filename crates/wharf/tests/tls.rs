@@ -508,6 +508,24 @@ fn bad_tls_input_is_refused_with_its_exit_code() {
 }
 
 #[test]
+fn sighup_without_tls_leaves_the_server_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("data"), &[]);
+    assert!(server.url.starts_with("http://"), "{}", server.url);
+    server.signal("HUP");
+    let start = Instant::now();
+    while !server.log().contains("no TLS certificate to reload") {
+        assert!(start.elapsed() < DEADLINE, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
 fn with_tls_a_non_loopback_address_needs_no_insecure_http() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -121,8 +121,10 @@ pub async fn cmd_server(ctx: &CommandContext, mut args: ServerArgs) -> Result<()
     let mut server = wharf_server::bind_with(settings.server, settings.liveness)
         .await
         .context("cannot start the server")?;
+    // Always installed: SIGHUP's default action would end the process, and an
+    // operator (or a certificate renewal hook) may send it whether or not TLS is on.
+    reload_on_sighup(tls.clone()).context("cannot install the SIGHUP handler")?;
     if let Some(tls) = tls {
-        reload_on_sighup(tls.clone()).context("cannot install the SIGHUP handler")?;
         server = server.with_tls(tls);
     }
     if server.admin_token_created() {
@@ -181,13 +183,17 @@ fn start_tls(
 }
 
 /// Re-reads the certificate and key on every SIGHUP; a failed read logs why and
-/// keeps the current pair.
+/// keeps the current pair. Without TLS there is nothing to re-read.
 #[cfg(unix)]
-fn reload_on_sighup(tls: ServerTls) -> std::io::Result<()> {
+fn reload_on_sighup(tls: Option<ServerTls>) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
+            let Some(tls) = &tls else {
+                tracing::info!("SIGHUP: no TLS certificate to reload");
+                continue;
+            };
             match tls.reload() {
                 Ok(()) => tracing::info!(
                     cert = %tls.files().cert.display(),
@@ -204,7 +210,7 @@ fn reload_on_sighup(tls: ServerTls) -> std::io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn reload_on_sighup(_tls: ServerTls) -> std::io::Result<()> {
+fn reload_on_sighup(_tls: Option<ServerTls>) -> std::io::Result<()> {
     Ok(())
 }
 
