@@ -99,6 +99,8 @@ pub struct AgentConfig {
     pub scaling_group: Option<String>,
     /// The Docker Engine socket (default [`DEFAULT_DOCKER_SOCKET`]); used by [`run`].
     pub docker_socket: Option<PathBuf>,
+    /// The roots the server's certificate must chain to (`--ca-cert`).
+    pub trust: wharf_client::ServerTrust,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -114,6 +116,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("labels", &self.labels)
             .field("scaling_group", &self.scaling_group)
             .field("docker_socket", &self.docker_socket)
+            .field("trust", &self.trust)
             .finish()
     }
 }
@@ -155,6 +158,9 @@ pub enum AgentError {
     /// The server refused the registration.
     #[error("the server refused the registration ({code}): {message}")]
     RegistrationRefused { code: String, message: String },
+    /// The server's TLS certificate is not trusted (not signed by the CA given).
+    #[error("{0}")]
+    Untrusted(String),
     /// The server rejected the agent's credential: the instance was deleted or its
     /// credential revoked.
     #[error("the server rejected this agent's credential (instance {instance_id}): {message}; if the instance was deleted, remove {} and start the agent with a new registration token", state_file.display())]
@@ -192,9 +198,13 @@ pub async fn deregister(config: &AgentConfig) -> Result<bool, AgentError> {
         server: server.clone(),
         message,
     };
-    let link = Link::new(&server, &format!("wharf-agent/{VERSION}"))
-        .and_then(|link| link.with_credential(&state.credential))
-        .map_err(|err| AgentError::HttpClient(err.to_string()))?;
+    let link = Link::with_trust(
+        &server,
+        &format!("wharf-agent/{VERSION}"),
+        config.trust.clone(),
+    )
+    .and_then(|link| link.with_credential(&state.credential))
+    .map_err(|err| AgentError::HttpClient(err.to_string()))?;
     link.deregister()
         .await
         .map_err(|err| failed(err.to_string()))?;
@@ -363,8 +373,12 @@ async fn agent_main(
         path: config.state_dir.clone(),
         source,
     })?;
-    let link = Link::new(&server, &format!("wharf-agent/{VERSION}"))
-        .map_err(|err| AgentError::HttpClient(err.to_string()))?;
+    let link = Link::with_trust(
+        &server,
+        &format!("wharf-agent/{VERSION}"),
+        config.trust.clone(),
+    )
+    .map_err(|err| AgentError::HttpClient(err.to_string()))?;
     let state_file = config.state_dir.join(STATE_FILE);
 
     let Some((state, interval)) = registration(&config, &server, &link, &state_file, &stop).await?
@@ -390,7 +404,7 @@ async fn agent_main(
     )));
 
     let agent = Agent {
-        executor: Executor::new(runtime, runner, link.http().clone()),
+        executor: Executor::new(runtime, runner, link.probe_http().clone()),
         link,
         journal: Journal::new(&config.state_dir),
         stop,
@@ -469,6 +483,11 @@ async fn registration(
             Ok(registered) => break registered,
             Err(LinkError::Refused { code, message, .. }) => {
                 return Err(AgentError::RegistrationRefused { code, message })
+            }
+            // Retrying cannot make the certificate trusted; a server impersonated
+            // must not get the registration token.
+            Err(err @ LinkError::Untrusted { .. }) => {
+                return Err(AgentError::Untrusted(err.to_string()))
             }
             Err(err @ LinkError::Unexpected(_)) => {
                 return Err(AgentError::RegistrationRefused {
@@ -1013,6 +1032,7 @@ mod tests {
             labels: BTreeMap::new(),
             scaling_group: None,
             docker_socket: None,
+            trust: Default::default(),
         };
         let text = format!("{config:?}");
         assert!(!text.contains("top-secret"), "{text}");
@@ -1043,6 +1063,7 @@ mod tests {
             labels: BTreeMap::new(),
             scaling_group: None,
             docker_socket: None,
+            trust: Default::default(),
         };
         let runtime: Arc<dyn ContainerRuntime> =
             Arc::new(DockerRuntime::new("/nonexistent.sock").expect("runtime"));
@@ -1074,6 +1095,7 @@ mod tests {
             labels: BTreeMap::new(),
             scaling_group: None,
             docker_socket: None,
+            trust: Default::default(),
         };
         let runtime: Arc<dyn ContainerRuntime> =
             Arc::new(DockerRuntime::new("/nonexistent.sock").expect("runtime"));

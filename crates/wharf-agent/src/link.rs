@@ -20,6 +20,7 @@ use wharf_api::agent::{
     AGENT_PROTOCOL_VERSION, PROTOCOL_HEADER,
 };
 use wharf_api::{ErrorBody, StepEvent, StepEventAck, WorkAssignment};
+use wharf_client::ServerTrust;
 
 /// Seconds the server is asked to hold a poll open when there is no work.
 pub const POLL_WAIT_SECS: u64 = 25;
@@ -60,6 +61,10 @@ pub enum LinkError {
     /// expected JSON).
     #[error("unexpected answer from the server: {0}")]
     Unexpected(String),
+    /// The TLS handshake failed on the server's certificate: not signed by the CA
+    /// the agent trusts, expired, or for another name.
+    #[error("refusing the server at {server}: {reason}")]
+    Untrusted { server: String, reason: String },
 }
 
 impl LinkError {
@@ -110,6 +115,10 @@ impl LinkError {
 #[derive(Clone)]
 pub struct Link {
     http: reqwest::Client,
+    /// For the verify step's probes of deployed apps: the web PKI's roots, not the
+    /// server's CA.
+    probe_http: reqwest::Client,
+    trust: ServerTrust,
     base: Url,
     auth: Option<HeaderValue>,
 }
@@ -153,22 +162,42 @@ impl Link {
     /// A client of the server at `server` (`http[s]://host[:port][/prefix]`), without a
     /// credential yet.
     pub fn new(server: &str, user_agent: &str) -> Result<Self, LinkError> {
+        Self::with_trust(server, user_agent, ServerTrust::WebPki)
+    }
+
+    /// [`Link::new`] verifying the server's certificate against `trust`'s roots (the
+    /// one place the agent's roots are chosen; a registration token's CA pin would
+    /// come in here too).
+    pub fn with_trust(
+        server: &str,
+        user_agent: &str,
+        trust: ServerTrust,
+    ) -> Result<Self, LinkError> {
         let base = parse_server_url(server).map_err(|reason| {
             LinkError::Unexpected(format!("invalid server URL {server:?}: {reason}"))
         })?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(user_agent)
+        let setup_failed = |err: &(dyn std::error::Error + 'static)| {
+            LinkError::Unexpected(format!(
+                "cannot set up the HTTP client: {}",
+                crate::error_chain(err)
+            ))
+        };
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(user_agent)
+        };
+        let http = trust
+            .apply(builder())
+            .map_err(|err| setup_failed(&err))?
             .build()
-            .map_err(|err| {
-                LinkError::Unexpected(format!(
-                    "cannot set up the HTTP client: {}",
-                    crate::error_chain(&err)
-                ))
-            })?;
+            .map_err(|err| setup_failed(&err))?;
+        let probe_http = builder().build().map_err(|err| setup_failed(&err))?;
         Ok(Self {
             http,
+            probe_http,
+            trust,
             base,
             auth: None,
         })
@@ -182,6 +211,8 @@ impl Link {
         value.set_sensitive(true);
         Ok(Self {
             http: self.http.clone(),
+            probe_http: self.probe_http.clone(),
+            trust: self.trust.clone(),
             base: self.base.clone(),
             auth: Some(value),
         })
@@ -192,10 +223,10 @@ impl Link {
         self.base.as_str().trim_end_matches('/')
     }
 
-    /// The underlying HTTP client (for the verify step). It carries no credential:
-    /// the agent's credential is added per request, to the server only.
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// An HTTP client for the verify step's probes of deployed apps: the web PKI's
+    /// roots (not the server's CA) and no credential.
+    pub fn probe_http(&self) -> &reqwest::Client {
+        &self.probe_http
     }
 
     /// `POST /agent/v1/register`.
@@ -341,6 +372,12 @@ impl Link {
     }
 
     fn unreachable(&self, err: reqwest::Error) -> LinkError {
+        if let Some(reason) = self.trust.explain(&err) {
+            return LinkError::Untrusted {
+                server: self.server().to_owned(),
+                reason,
+            };
+        }
         let cause = if err.is_timeout() {
             "no answer in time".to_owned()
         } else {

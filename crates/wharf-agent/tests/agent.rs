@@ -288,6 +288,7 @@ fn config(server: &TestServer, state_dir: &Path, token: Option<String>) -> Agent
         labels: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
         scaling_group: None,
         docker_socket: None,
+        trust: Default::default(),
     }
 }
 

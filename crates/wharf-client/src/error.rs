@@ -34,6 +34,11 @@ pub enum ClientError {
         source: reqwest::Error,
     },
 
+    /// The TLS handshake failed because the server's certificate is not trusted
+    /// (not signed by the CA given, expired, for another name).
+    #[error("refusing the Wharf server at {url}: {reason}")]
+    Untrusted { url: String, reason: String },
+
     /// The server did not answer within the client's timeout.
     #[error("the Wharf server at {url} did not answer within {timeout:?}")]
     Timeout {

@@ -7,8 +7,10 @@
 
 mod error;
 mod path;
+mod trust;
 
 pub use error::ClientError;
+pub use trust::{ServerTrust, TrustError};
 
 use path::{query, segment};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
@@ -43,6 +45,7 @@ pub struct Client {
     base_url: String,
     auth: Option<HeaderValue>,
     timeout: Option<Duration>,
+    trust: ServerTrust,
 }
 
 impl fmt::Debug for Client {
@@ -63,6 +66,7 @@ pub struct ClientBuilder {
     timeout: Option<Duration>,
     connect_timeout: Duration,
     user_agent: String,
+    trust: ServerTrust,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -73,6 +77,7 @@ impl fmt::Debug for ClientBuilder {
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("user_agent", &self.user_agent)
+            .field("trust", &self.trust)
             .finish()
     }
 }
@@ -103,6 +108,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Which roots the server's certificate must chain to (the web PKI unless set).
+    pub fn trust(mut self, trust: ServerTrust) -> Self {
+        self.trust = trust;
+        self
+    }
+
     pub fn build(self) -> ClientResult<Client> {
         let base_url = normalize_base_url(&self.base_url)?;
         let auth = match self.token {
@@ -123,6 +134,12 @@ impl ClientBuilder {
         if let Some(timeout) = self.timeout {
             http = http.timeout(timeout);
         }
+        let http = self
+            .trust
+            .apply(http)
+            .map_err(|err| ClientError::InvalidUrl {
+                reason: err.to_string(),
+            })?;
         let http = http.build().map_err(|err| ClientError::InvalidUrl {
             reason: format!("cannot set up the HTTP client: {err}"),
         })?;
@@ -131,6 +148,7 @@ impl ClientBuilder {
             base_url,
             auth,
             timeout: self.timeout,
+            trust: self.trust,
         })
     }
 }
@@ -181,6 +199,7 @@ impl Client {
             timeout: Some(DEFAULT_TIMEOUT),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             user_agent: concat!("wharf-client/", env!("CARGO_PKG_VERSION")).to_owned(),
+            trust: ServerTrust::default(),
         }
     }
 
@@ -578,6 +597,8 @@ impl Client {
                 timeout: self.timeout.unwrap_or_default(),
                 source,
             }
+        } else if let Some(reason) = self.trust.explain(&source) {
+            ClientError::Untrusted { url, reason }
         } else if source.is_connect() {
             ClientError::Unreachable { url, source }
         } else {

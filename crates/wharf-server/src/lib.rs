@@ -21,6 +21,8 @@ mod release_views;
 mod secrets;
 mod serve;
 mod state;
+pub mod tls;
+pub mod tls_auto;
 mod view_cache;
 mod views;
 
@@ -118,6 +120,8 @@ pub struct BoundServer {
     admin_token_created: bool,
     /// The connection bounds; those of this process unless set.
     limits: Option<ConnectionLimits>,
+    /// Serve HTTPS with this certificate; plain HTTP when `None`.
+    tls: Option<tls::ServerTls>,
 }
 
 /// Opens (or creates) the data directory, the store and the secret key, creates the
@@ -176,6 +180,7 @@ pub async fn bind_with(
         admin_token_path,
         admin_token_created,
         limits: None,
+        tls: None,
     })
 }
 
@@ -270,6 +275,13 @@ impl BoundServer {
         self
     }
 
+    /// Serves HTTPS with `tls`'s certificate (which [`tls::ServerTls::reload`]
+    /// can replace while serving).
+    pub fn with_tls(mut self, tls: tls::ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Whether this start created the admin token (the first start on a data dir).
     pub fn admin_token_created(&self) -> bool {
         self.admin_token_created
@@ -280,7 +292,12 @@ impl BoundServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        tracing::info!(addr = %self.local_addr, "wharf server listening");
+        tracing::info!(
+            addr = %self.local_addr,
+            tls = self.tls.is_some(),
+            "wharf server listening"
+        );
+        let acceptor = self.tls.as_ref().map(tls::ServerTls::acceptor);
         let wakeups = self.state.wakeups.clone();
         let driver = tokio::spawn(engine::driver::run(self.state.clone()));
         let app = router(self.state);
@@ -295,6 +312,7 @@ impl BoundServer {
             app,
             self.limits
                 .unwrap_or_else(ConnectionLimits::for_this_process),
+            acceptor,
             shutdown,
         )
         .await;

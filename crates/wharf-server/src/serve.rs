@@ -7,7 +7,8 @@
 //! send nothing (or a request a byte a minute) could use up the process's file
 //! descriptors, and one stuck client could hold a shutdown for ever. This loop
 //! serves the same router with hyper's HTTP/1 connection directly, which gives the
-//! three bounds.
+//! three bounds. Under TLS each connection's task first completes the handshake,
+//! within `tls::HANDSHAKE_TIMEOUT`, so a slow handshake holds no accept.
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -19,6 +20,7 @@ use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
@@ -80,12 +82,14 @@ fn raise_descriptor_limit() -> u64 {
     limit.current.unwrap_or(1024)
 }
 
-/// Serves `app` on `listener` until `shutdown` completes; then stops accepting,
-/// lets requests in flight finish for `shutdown_grace` at most, and returns.
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `shutdown`
+/// completes; then stops accepting, lets requests in flight finish for
+/// `shutdown_grace` at most, and returns.
 pub async fn serve_connections(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -136,24 +140,31 @@ pub async fn serve_connections(
             request.extensions_mut().insert(ConnectInfo(peer));
             request
         });
-        let mut closing = closing.clone();
+        let closing = closing.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout);
-            let connection =
-                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            tokio::pin!(connection);
-            let closed = tokio::select! {
-                _ = connection.as_mut() => true,
-                _ = closing.wait_for(|closing| *closing) => false,
-            };
-            if !closed {
-                // Ends the connection after the request in flight, if any.
-                connection.as_mut().graceful_shutdown();
-                let _ = connection.await;
+            match tls {
+                None => serve_one(stream, service, limits, closing).await,
+                Some(acceptor) => {
+                    let mut closing_early = closing.clone();
+                    let handshake = tokio::select! {
+                        done = tokio::time::timeout(
+                            crate::tls::HANDSHAKE_TIMEOUT,
+                            acceptor.accept(stream),
+                        ) => done,
+                        _ = closing_early.wait_for(|closing| *closing) => return,
+                    };
+                    match handshake {
+                        Ok(Ok(stream)) => serve_one(stream, service, limits, closing).await,
+                        // A client that does not trust the certificate ends the
+                        // handshake; that is the client's business, not an error here.
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
         });
     }
@@ -171,5 +182,39 @@ pub async fn serve_connections(
             grace_secs = limits.shutdown_grace.as_secs(),
             "connections still open after the shutdown grace; closing them"
         );
+    }
+}
+
+/// Serves HTTP/1 on one connection until it ends or the server closes; then ends
+/// it after the request in flight, if any.
+async fn serve_one<S, T>(
+    stream: S,
+    service: T,
+    limits: ConnectionLimits,
+    mut closing: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: tower::Service<Request<Incoming>, Response = axum::response::Response>
+        + Clone
+        + Send
+        + 'static,
+    T::Future: Send + 'static,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let connection =
+        builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    tokio::pin!(connection);
+    let closed = tokio::select! {
+        _ = connection.as_mut() => true,
+        _ = closing.wait_for(|closing| *closing) => false,
+    };
+    if !closed {
+        // Ends the connection after the request in flight, if any.
+        connection.as_mut().graceful_shutdown();
+        let _ = connection.await;
     }
 }

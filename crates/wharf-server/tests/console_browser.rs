@@ -124,6 +124,7 @@ impl Agent {
             labels: BTreeMap::from([("zone".to_owned(), "test".to_owned())]),
             scaling_group: None,
             docker_socket: None,
+            trust: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let name = name.to_owned();

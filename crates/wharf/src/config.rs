@@ -14,12 +14,21 @@ use std::path::{Path, PathBuf};
 pub struct SavedLogin {
     pub server: String,
     pub token: String,
+    /// The CA the server's certificate must chain to (PEM), from `--ca-cert` at
+    /// login; absent: the web PKI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
+    /// The file that CA was read from, named in messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert_file: Option<String>,
 }
 
 /// The server and token a command talks with.
 pub struct Connection {
     pub server: String,
     pub token: String,
+    /// The CA saved at login for this server, as (file it came from, PEM).
+    pub saved_ca: Option<(String, String)>,
 }
 
 /// The path of the configuration file.
@@ -123,6 +132,7 @@ pub fn resolve(
         return Ok(Connection {
             server: server.clone(),
             token: token.clone(),
+            saved_ca: None,
         });
     }
     let saved = load(path)?;
@@ -138,6 +148,20 @@ pub fn resolve(
             )))
         }
     };
+    // The saved CA goes with the saved server only, like the token.
+    let saved_ca = saved
+        .as_ref()
+        .filter(|saved| same_server(&saved.server, &server))
+        .and_then(|saved| {
+            let pem = saved.ca_cert.clone()?;
+            Some((
+                saved
+                    .ca_cert_file
+                    .clone()
+                    .unwrap_or_else(|| "the saved login".to_owned()),
+                pem,
+            ))
+        });
     let token = match (token, saved) {
         (Some(token), _) => token,
         (None, Some(saved)) if same_server(&saved.server, &server) => saved.token,
@@ -156,7 +180,11 @@ pub fn resolve(
             ))
         }
     };
-    Ok(Connection { server, token })
+    Ok(Connection {
+        server,
+        token,
+        saved_ca,
+    })
 }
 
 /// Refuses a plain `http://` server that is not on this host unless `insecure_http`:
@@ -212,6 +240,8 @@ mod tests {
             &SavedLogin {
                 server: server.into(),
                 token: token.into(),
+                ca_cert: None,
+                ca_cert_file: None,
             },
         )
         .unwrap();

@@ -229,7 +229,11 @@ fn bad_configuration_files_exit_2_naming_the_file_key_and_problem() {
             "lisen = \"127.0.0.1:1\"\n",
             &["line 1", "unknown key `lisen`", "listen"],
         ),
-        ("\n[tls]\ncert = \"x\"\n", &["line 2", "unknown key `tls`"]),
+        (
+            "\n[acme]\ncert = \"x\"\n",
+            &["line 2", "unknown key `acme`"],
+        ),
+        ("\ntls = \"manual\"\n", &["line 2", "key tls", "`auto`"]),
         (
             "listen = \"everywhere\"\n",
             &["line 1", "key listen", "invalid socket address"],

@@ -25,7 +25,10 @@ it lets a running step finish, reports it and stops.
 
 A plain http:// server that is not on this host is refused unless --insecure-http
 (WHARF_INSECURE_HTTP=1) is given: the agent's credential, the registry passwords and
-the scripts it runs as root would cross the network in clear text.
+the scripts it runs as root would cross the network in clear text. For an https://
+server whose certificate comes from a company or private CA (such as `wharf server
+--tls auto`'s DATA_DIR/tls/ca.pem), pass --ca-cert FILE (WHARF_CA_CERT): that CA is
+then the only one trusted, and a server not signed by it is refused (exit 1).
 
 Exit codes: 0 after a signal; 2 usage error (bad flags, no --server, a refused
 plain-HTTP server); 1 when the agent cannot start or stops on its own (registration
@@ -99,6 +102,7 @@ pub async fn cmd_agent(ctx: &CommandContext, args: AgentArgs) -> Result<(), Comm
     };
     crate::config::check_transport(&server, ctx.insecure_http())?;
     let labels = label_map(args.labels)?;
+    let trust = ctx.ca_trust()?.unwrap_or_default();
     init_logging();
     if args.registration_token.is_some() && std::env::var_os(TOKEN_ENV).is_none() {
         tracing::warn!(
@@ -114,6 +118,7 @@ pub async fn cmd_agent(ctx: &CommandContext, args: AgentArgs) -> Result<(), Comm
         labels,
         scaling_group: args.scaling_group,
         docker_socket: args.docker_socket,
+        trust,
     };
     let deregister = args.deregister.then(|| config.clone());
     // The error becomes the `error: ...` line on stderr, after the log.

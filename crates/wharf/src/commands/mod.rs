@@ -20,7 +20,7 @@ use crate::error::CommandError;
 use crate::output::{OutputFormat, Ui};
 use clap::{Parser, Subcommand};
 use std::time::Duration;
-use wharf_client::Client;
+use wharf_client::{Client, ServerTrust};
 
 const AFTER_HELP: &str = "\
 Server and token come from --server/--token, else WHARF_SERVER/WHARF_TOKEN, else the
@@ -81,6 +81,10 @@ pub struct GlobalArgs {
         value_name = "BOOL"
     )]
     pub insecure_http: Option<bool>,
+    /// Trust only this CA (PEM) for the server's certificate, not the web PKI; `wharf
+    /// login` saves it for later commands.
+    #[arg(long, env = "WHARF_CA_CERT", global = true, value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -136,7 +140,26 @@ impl CommandContext {
             &path,
         )?;
         config::check_transport(&connection.server, self.insecure_http())?;
-        Ok(Client::new(&connection.server, Some(connection.token))?)
+        let trust = match (self.ca_trust()?, connection.saved_ca) {
+            (Some(given), _) => given,
+            (None, Some((file, pem))) => ServerTrust::ca_pem(file, pem.into_bytes())
+                .map_err(|err| CommandError::Config(format!("{err}; run `wharf login` again")))?,
+            (None, None) => ServerTrust::WebPki,
+        };
+        Ok(Client::builder(&connection.server)
+            .token(connection.token)
+            .trust(trust)
+            .build()?)
+    }
+
+    /// The CA of `--ca-cert` (or WHARF_CA_CERT), read; `None` when not given.
+    pub fn ca_trust(&self) -> Result<Option<ServerTrust>, CommandError> {
+        match &self.global.ca_cert {
+            None => Ok(None),
+            Some(path) => ServerTrust::ca_file(path)
+                .map(Some)
+                .map_err(|err| CommandError::usage(format!("--ca-cert: {err}"))),
+        }
     }
 
     /// Whether `--insecure-http` (or `WHARF_INSECURE_HTTP`) allows plain HTTP to a

@@ -36,6 +36,25 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--tls`: how the server gets a certificate other than from `--tls-cert` files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// A private CA and a server certificate made in DATA_DIR/tls on first start.
+    Auto,
+}
+
+/// Where the server's certificate comes from, after layering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSetting {
+    /// Plain HTTP.
+    Off,
+    /// `--tls-cert` and `--tls-key`.
+    Files(wharf_server::tls::TlsFiles),
+    /// `--tls auto`, with the `--tls-san` names.
+    Auto { sans: Vec<String> },
+}
+
 /// The `--config` file, and the printed result of `--print-config`: every server flag,
 /// each optional. Unknown keys are refused, so a typo cannot silently fall back to a
 /// default.
@@ -72,6 +91,14 @@ pub struct FileConfig {
         serialize_with = "ser_duration"
     )]
     pub offline_after: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_san: Option<Vec<String>>,
 }
 
 /// The server's settings after layering and validation.
@@ -80,6 +107,7 @@ pub struct Resolved {
     pub server: wharf_server::ServerConfig,
     pub liveness: wharf_server::Liveness,
     pub insecure_http: bool,
+    pub tls: TlsSetting,
     pub log_format: LogFormat,
     /// `None`: `RUST_LOG` filters, else `info`.
     pub log_level: Option<String>,
@@ -110,6 +138,19 @@ impl Resolved {
             log_level: Some(self.effective_log_level()),
             heartbeat_interval: Some(self.liveness.heartbeat_interval),
             offline_after: Some(self.liveness.offline_after),
+            tls: matches!(self.tls, TlsSetting::Auto { .. }).then_some(TlsMode::Auto),
+            tls_cert: match &self.tls {
+                TlsSetting::Files(files) => Some(files.cert.clone()),
+                _ => None,
+            },
+            tls_key: match &self.tls {
+                TlsSetting::Files(files) => Some(files.key.clone()),
+                _ => None,
+            },
+            tls_san: match &self.tls {
+                TlsSetting::Auto { sans } if !sans.is_empty() => Some(sans.clone()),
+                _ => None,
+            },
         };
         let mut table = toml::Table::try_from(&printed)
             .map_err(|err| anyhow::anyhow!("cannot print the configuration: {err}"))?;
@@ -199,7 +240,18 @@ pub fn resolve(
     if let Some(level) = &log_level {
         check_log_level(level).map_err(|err| CommandError::usage(format!("log-level: {err}")))?;
     }
+    let tls = resolve_tls(
+        args.tls.or(file.tls),
+        args.tls_cert.clone().or(file.tls_cert),
+        args.tls_key.clone().or(file.tls_key),
+        if args.tls_san.is_empty() {
+            file.tls_san.unwrap_or_default()
+        } else {
+            args.tls_san.clone()
+        },
+    )?;
     Ok(Resolved {
+        tls,
         server: wharf_server::ServerConfig {
             listen: args.listen.or(file.listen).unwrap_or(default_listen),
             data_dir: args
@@ -221,6 +273,38 @@ pub fn resolve(
             .unwrap_or(LogFormat::Text),
         log_level,
     })
+}
+
+/// Checks that the TLS settings make one whole: `--tls auto` or a certificate and
+/// its key, not both, and `--tls-san` only with `--tls auto`.
+fn resolve_tls(
+    mode: Option<TlsMode>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    sans: Vec<String>,
+) -> Result<TlsSetting, CommandError> {
+    match (mode, cert, key) {
+        (Some(TlsMode::Auto), None, None) => Ok(TlsSetting::Auto { sans }),
+        (Some(TlsMode::Auto), _, _) => Err(CommandError::usage(
+            "--tls auto makes its own certificate: give either it or --tls-cert and --tls-key, \
+             not both",
+        )),
+        _ if !sans.is_empty() => Err(CommandError::usage(
+            "--tls-san names the certificate that --tls auto makes; it needs --tls auto",
+        )),
+        (None, Some(cert), Some(key)) => {
+            Ok(TlsSetting::Files(wharf_server::tls::TlsFiles { cert, key }))
+        }
+        (None, Some(cert), None) => Err(CommandError::usage(format!(
+            "--tls-cert {} needs --tls-key (the certificate's private key)",
+            cert.display()
+        ))),
+        (None, None, Some(key)) => Err(CommandError::usage(format!(
+            "--tls-key {} needs --tls-cert (the certificate chain)",
+            key.display()
+        ))),
+        (None, None, None) => Ok(TlsSetting::Off),
+    }
 }
 
 /// Refuses plain HTTP on an address other hosts can reach, unless the operator said
