@@ -45,7 +45,7 @@ pub struct ChaosSettings {
 impl ChaosSettings {
     /// The short form (CI) or, with `long`, the long form, for `seed`.
     pub fn new(seed: u64, long: bool) -> Self {
-        let (min_rounds, max_rounds, faults) = if long { (40, 80, 60) } else { (6, 10, 8) };
+        let (min_rounds, max_rounds, faults) = if long { (40, 120, 60) } else { (6, 14, 8) };
         Self {
             seed,
             long,
@@ -136,7 +136,7 @@ impl Round {
             return Round::Rollback;
         }
         // Mostly the other version than the round before, so releases change the image.
-        let deployment = if index % 2 == 0 { "v2" } else { "v1" };
+        let deployment = if index.is_multiple_of(2) { "v2" } else { "v1" };
         let deployment = if rng.gen_bool(0.2) {
             if deployment == "v1" {
                 "v2"
@@ -368,11 +368,23 @@ pub fn check(world: &World<'_>, converged: bool) -> Verdict {
     let mut verdict = Verdict::default();
     let str_of = |value: &Value| value.as_str().unwrap_or_default().to_owned();
 
-    // 1. Every release ended.
+    // 1. Every release ended, and every task of it: none is left running or pending.
     for release in world.releases {
+        let id = str_of(&release["id"]);
         let state = str_of(&release["state"]);
         verdict.check(TERMINAL.contains(&state.as_str()), || {
-            format!("1: release {} did not end: {state}", str_of(&release["id"]))
+            format!("1: release {id} did not end: {state}")
+        });
+        let open: Vec<String> = release["batches"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|batch| batch["instances"].as_array().into_iter().flatten())
+            .filter(|task| !TERMINAL.contains(&task["state"].as_str().unwrap_or_default()))
+            .map(|task| format!("{} {}", str_of(&task["name"]), str_of(&task["state"])))
+            .collect();
+        verdict.check(open.is_empty(), || {
+            format!("1: release {id} ({state}) has tasks that did not end: {open:?}")
         });
     }
 
@@ -709,9 +721,11 @@ mod tests {
         );
         assert_eq!(verdict.violations.len(), 3, "{verdict}");
 
-        // A release still running, a wrong current deployment, a suspended scaling group.
+        // A release still running with a task not ended, a wrong current deployment, a
+        // suspended scaling group.
         let mut running = releases.clone();
         running[1]["state"] = json!("running");
+        running[1]["batches"][0]["instances"][1]["state"] = json!("running");
         let suspended = json!({"name": "asg", "state": "suspended", "status": "suspended by r-2",
                                "suspended_by": "r-2", "resume_hook_pending": false, "pending": []});
         let verdict = check(
@@ -723,7 +737,7 @@ mod tests {
             false,
         );
         let numbers: Vec<&str> = verdict.violations.iter().map(|v| &v[..2]).collect();
-        assert_eq!(numbers, ["1:", "4:", "5:"], "{verdict}");
+        assert_eq!(numbers, ["1:", "1:", "4:", "5:"], "{verdict}");
     }
 
     fn world_ref<'a>(world: &World<'a>) -> World<'a> {

@@ -37,6 +37,12 @@ const API_TIMEOUT: Duration = Duration::from_secs(120);
 /// The start scripts sleep this long before `docker run`, so faults land mid-step.
 const SLEEP_BEFORE_RUN: u32 = 2;
 
+/// How long the operator waits for every host to be online before a release.
+const ONLINE_WAIT: Duration = Duration::from_secs(30);
+/// How long the injector waits for a host in a step before it kills an agent or cuts
+/// a host off (else it takes an idle one).
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+
 const TERMINAL: [&str; 3] = ["succeeded", "failed", "cancelled"];
 
 /// The run's clock and its printed log.
@@ -198,6 +204,11 @@ async fn operator(run: &Run<'_>, settings: &ChaosSettings, faults_done: &AtomicB
         || (!faults_done.load(Ordering::SeqCst) && index < settings.max_rounds)
     {
         run.wait_no_active().await;
+        // As an operator would, wait for hosts that are away (a fault) to come back
+        // before the next release, rather than fail it at once for an offline host.
+        if let Err(error) = run.fleet.wait_all_online(ONLINE_WAIT).await {
+            run.log(&format!("starting the next round anyway: {error:#}"));
+        }
         let round = Round::plan(settings.seed, index);
         index += 1;
         let plan = match round {
@@ -308,8 +319,21 @@ async fn follow(run: &Run<'_>, id: &str, plan: Option<&chaos::ReleasePlan>) {
     }
 }
 
-/// The hosts running a step of the group's active release, if any.
+/// The hosts running a step of the group's active release, waiting up to
+/// [`BUSY_WAIT`] for one.
 async fn busy_hosts(run: &Run<'_>) -> Vec<String> {
+    let deadline = Instant::now() + BUSY_WAIT;
+    loop {
+        let busy = busy_hosts_now(run).await;
+        if !busy.is_empty() || Instant::now() >= deadline {
+            return busy;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The hosts running a step of the group's active release now, if any.
+async fn busy_hosts_now(run: &Run<'_>) -> Vec<String> {
     let Ok(releases) = run
         .fleet
         .api_get(&format!(
