@@ -182,7 +182,12 @@ impl Run<'_> {
             let state = release["state"].as_str().unwrap_or_default();
             let moved = from.is_some_and(|from| state != from);
             if TERMINAL.contains(&state) || moved || (from.is_none() && done.is_ok()) {
-                self.log(&format!("{action} {id}: {done:?}, now {state}"));
+                // The CLI prints the whole release; its outcome is enough here.
+                let said = match &done {
+                    Ok(_) => "ok".to_owned(),
+                    Err(error) => error.clone(),
+                };
+                self.log(&format!("{action} {id}: {said}, now {state}"));
                 self.count(action);
                 return;
             }
@@ -277,8 +282,12 @@ async fn follow(run: &Run<'_>, id: &str, plan: Option<&chaos::ReleasePlan>) {
         let release = run.api(&format!("releases/{id}")).await;
         let state = release["state"].as_str().unwrap_or_default().to_owned();
         if TERMINAL.contains(&state.as_str()) {
+            let rollback = release["rolled_back_by"]
+                .as_str()
+                .map(|by| format!("; rolled back by {by}"))
+                .unwrap_or_default();
             run.log(&format!(
-                "{id} ({} {}) ended {state}: {} {}",
+                "{id} ({} {}) ended {state}: {} {}{rollback}",
                 release["kind"].as_str().unwrap_or_default(),
                 release["deployment"].as_str().unwrap_or_default(),
                 release["counts"],
