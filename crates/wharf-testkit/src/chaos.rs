@@ -457,11 +457,9 @@ pub fn check(world: &World<'_>, converged: bool) -> Verdict {
                 host.name
             )
         });
-        let digest = member.map(|m| str_of(&m["image_digest"]));
+        let digest = member.and_then(|m| m["image_digest"].as_str());
         verdict.check(
-            digest
-                .as_ref()
-                .is_some_and(|digest| host.image_digests.contains(digest)),
+            digest.is_some_and(|digest| host.image_digests.iter().any(|d| d == digest)),
             || {
                 format!(
                     "3: {}: membership digest {digest:?} is not the running image's {:?}",
@@ -720,6 +718,22 @@ mod tests {
             false,
         );
         assert_eq!(verdict.violations.len(), 3, "{verdict}");
+
+        // A membership that records no digest.
+        let mut no_digest = group.clone();
+        no_digest["instances"][0]["image_digest"] = Value::Null;
+        let verdict = check(
+            &World {
+                group: &no_digest,
+                ..world_ref(&world)
+            },
+            false,
+        );
+        assert_eq!(verdict.violations.len(), 1, "{verdict}");
+        assert!(
+            verdict.violations[0].contains("h1: membership digest None"),
+            "{verdict}"
+        );
 
         // A release still running with a task not ended, a wrong current deployment, a
         // suspended scaling group.
