@@ -23,6 +23,9 @@ pub const STARTS_FILE: &str = "/var/tmp/starts";
 /// The file each start script appends `$WHARF_RELEASE` to, in its host, when it ends.
 pub const STARTED_FILE: &str = "/var/tmp/started";
 
+/// The file [`recording_stop_script`] appends `$WHARF_RELEASE` to, in its host.
+pub const STOPS_FILE: &str = "/var/tmp/stops";
+
 /// Removes `my-container` if it exists; exits 0 when there is none.
 pub const STOP_SCRIPT: &str = "\
 if docker container inspect my-container >/dev/null 2>&1; then
@@ -31,6 +34,12 @@ else
   echo 'nothing to stop: my-container does not exist'
 fi
 ";
+
+/// [`STOP_SCRIPT`] that first appends `$WHARF_RELEASE` to [`STOPS_FILE`]: a record of
+/// every run of the stop step on the host.
+pub fn recording_stop_script() -> String {
+    format!("echo \"$WHARF_RELEASE\" >> {STOPS_FILE}\n{STOP_SCRIPT}")
+}
 
 /// A start script running `image` as `my-container` on port 8080. It appends
 /// `$WHARF_RELEASE` to [`STARTS_FILE`] first, sleeps `sleep_before` seconds (so a fault
@@ -176,11 +185,24 @@ impl<'a> Scenario<'a> {
         start: &str,
         extra: &[&str],
     ) -> anyhow::Result<()> {
-        let stop_path = write_script(self.scripts.path(), "stop.sh", STOP_SCRIPT)?;
+        self.create_deployment_with_stop(name, version, start, STOP_SCRIPT, extra)
+            .await
+    }
+
+    /// [`create_deployment`](Self::create_deployment) with `stop` as the stop script.
+    pub async fn create_deployment_with_stop(
+        &self,
+        name: &str,
+        version: &str,
+        start: &str,
+        stop: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<()> {
+        let stop_path = write_script(self.scripts.path(), &format!("stop-{name}.sh"), stop)?;
         let start_path = write_script(self.scripts.path(), &format!("start-{name}.sh"), start)?;
         if self.verbose {
             println!("# {start_path}:\n{}", indent(start));
-            println!("# {stop_path}:\n{}", indent(STOP_SCRIPT));
+            println!("# {stop_path}:\n{}", indent(stop));
         }
         let mut args = vec![
             "deployment",

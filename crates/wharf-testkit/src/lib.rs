@@ -6,6 +6,7 @@
 //! binary. Nothing is pulled from the internet; images are built locally.
 
 pub mod bare_host;
+pub mod chaos;
 pub mod docker;
 pub mod fleet;
 mod fleet_docker;
