@@ -9,11 +9,9 @@ use crate::agent_http::{Answer, Client};
 use crate::report::{median, quantile, Table};
 use crate::server::Running;
 use crate::swarm::{
-    register, Agent, HEARTBEAT_BODY, MAX_IDLE_CONNECTIONS, POLL_WAIT_SECS, REGISTER_CONCURRENCY,
-    REQUEST_TIMEOUT,
+    register_all, Agent, HEARTBEAT_BODY, MAX_IDLE_CONNECTIONS, POLL_WAIT_SECS, REQUEST_TIMEOUT,
 };
 use anyhow::Context as _;
-use futures::StreamExt as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,23 +57,8 @@ pub async fn run(
     let mut running = Running::start(wharf).await?;
     let api = running.api.clone();
     let url = api.url.clone();
-    let http = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .context("the registration client")?;
-    let token = api.registration_token(agents).await?;
-    let registered: Vec<anyhow::Result<(Agent, u64)>> = futures::stream::iter(0..agents)
-        .map(|i| register(&http, &url, &token, i))
-        .buffer_unordered(REGISTER_CONCURRENCY)
-        .collect()
-        .await;
-    let mut swarm = Vec::with_capacity(agents);
-    let mut interval = Duration::from_secs(10);
-    for result in registered {
-        let (agent, secs) = result?;
-        interval = Duration::from_secs(secs);
-        swarm.push(agent);
-    }
+    let (swarm, interval_secs) = register_all(&api, agents).await?;
+    let interval = Duration::from_secs(interval_secs);
     let ids: Vec<String> = swarm.iter().map(|a| a.id.clone()).collect();
     api.app_with_group("storm", "all", &ids).await?;
 

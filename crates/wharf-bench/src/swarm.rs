@@ -29,7 +29,7 @@ const REPORT_ATTEMPTS: usize = 20;
 /// of extra sockets open in both processes.
 pub(crate) const MAX_IDLE_CONNECTIONS: usize = 1024;
 /// Registrations in flight at once.
-pub(crate) const REGISTER_CONCURRENCY: usize = 32;
+const REGISTER_CONCURRENCY: usize = 32;
 /// The batches of the release.
 const BATCHES: usize = 10;
 /// Pause between two reads of the release by the side task that times the API.
@@ -98,28 +98,10 @@ pub async fn run(
     let pid = running.pid()?;
     let api = running.api.clone();
     let url = api.url.clone();
-    // Registration goes through reqwest, as the real agent's does; the agents'
-    // heartbeats, polls and reports through `agent_http` (see there why).
-    let http = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .context("building the swarm's HTTP client")?;
 
     // Registration (not measured beyond its rate).
-    let token = api.registration_token(agents).await?;
     let started = Instant::now();
-    let registered: Vec<anyhow::Result<(Agent, u64)>> = futures::stream::iter(0..agents)
-        .map(|i| register(&http, &url, &token, i))
-        .buffer_unordered(REGISTER_CONCURRENCY)
-        .collect()
-        .await;
-    let mut swarm = Vec::with_capacity(agents);
-    let mut interval_secs = 10;
-    for result in registered {
-        let (agent, interval) = result?;
-        interval_secs = interval;
-        swarm.push(agent);
-    }
+    let (swarm, interval_secs) = register_all(&api, agents).await?;
     let register_secs = started.elapsed().as_secs_f64();
     println!(
         "  registered {agents} agents in {register_secs:.1} s ({:.0}/s)",
@@ -389,7 +371,7 @@ pub async fn run(
 }
 
 /// Registers one simulated agent; returns it and the heartbeat interval.
-pub(crate) async fn register(
+async fn register(
     http: &reqwest::Client,
     url: &str,
     token: &str,
@@ -422,6 +404,34 @@ pub(crate) async fn register(
         },
         reply["heartbeat_interval_secs"].as_u64().unwrap_or(10),
     ))
+}
+
+/// Registers `agents` agents with one registration token: the agents and the
+/// heartbeat interval (in seconds) the server gave. Registration goes through
+/// reqwest, as the real agent's does; the agents' heartbeats, polls and reports
+/// through `agent_http` (see there why).
+pub(crate) async fn register_all(
+    api: &crate::server::Api,
+    agents: usize,
+) -> anyhow::Result<(Vec<Agent>, u64)> {
+    let http = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .context("building the swarm's HTTP client")?;
+    let token = api.registration_token(agents).await?;
+    let registered: Vec<anyhow::Result<(Agent, u64)>> = futures::stream::iter(0..agents)
+        .map(|i| register(&http, &api.url, &token, i))
+        .buffer_unordered(REGISTER_CONCURRENCY)
+        .collect()
+        .await;
+    let mut swarm = Vec::with_capacity(agents);
+    let mut interval_secs = 10;
+    for result in registered {
+        let (agent, interval) = result?;
+        interval_secs = interval;
+        swarm.push(agent);
+    }
+    Ok((swarm, interval_secs))
 }
 
 /// Heartbeats every `interval`, first after `offset`, until told to stop.

@@ -803,35 +803,10 @@ async fn an_outage_longer_than_the_offline_threshold_fails_no_instance_as_offlin
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let release = server.release(&id).await;
     assert_eq!(release["counts"]["failed"], 0, "{release:#}");
-    // The agents deliver what they did meanwhile: web-1 ends the step it was in
-    // and goes on, web-2 runs its work, each heard from for the first time.
-    let release_id = works[0]["release_id"].as_str().unwrap();
-    let (status, ack) = agents[0]
-        .event(
-            release_id,
-            json!({"event": "end", "step": "prepare", "succeeded": true, "exit_code": 0}),
-        )
-        .await;
-    assert_eq!(
-        (status, &ack["proceed"]),
-        (StatusCode::OK, &json!(true)),
-        "{ack}"
-    );
+    // The agents deliver what they did meanwhile: web-2 runs its work, web-1
+    // ends the step it was in and goes on, each heard from for the first time.
     agents[1].run(&works[1], None).await;
-    let later_steps = works[0]["steps"].as_array().unwrap().iter().skip(1);
-    for step in later_steps.map(|s| s.as_str().unwrap()) {
-        agents[0]
-            .event(release_id, json!({"event": "begin", "step": step}))
-            .await;
-        let digest = (step == "pull").then_some("sha256:feedface");
-        agents[0]
-            .event(
-                release_id,
-                json!({"event": "end", "step": step, "succeeded": true,
-                                      "exit_code": 0, "image_digest": digest}),
-            )
-            .await;
-    }
+    agents[0].finish(&works[0]).await;
     let done = server.wait_state(&id, "succeeded").await;
     assert_eq!(done["counts"]["succeeded"], 2, "{done:#}");
     // Without heartbeats the grace runs out: the instance is offline.
@@ -887,31 +862,8 @@ async fn a_store_stall_longer_than_the_offline_threshold_fails_no_instance_as_of
     );
     let release = server.release(&id).await;
     assert_eq!(release["counts"]["failed"], 0, "{release:#}");
-    let (status, ack) = agents[0]
-        .event(
-            release_id,
-            json!({"event": "end", "step": "prepare", "succeeded": true, "exit_code": 0}),
-        )
-        .await;
-    assert_eq!(
-        (status, &ack["proceed"]),
-        (StatusCode::OK, &json!(true)),
-        "{ack}"
-    );
-    let later_steps = works[0]["steps"].as_array().unwrap().iter().skip(1);
-    for step in later_steps.map(|s| s.as_str().unwrap()) {
-        agents[0]
-            .event(release_id, json!({"event": "begin", "step": step}))
-            .await;
-        let digest = (step == "pull").then_some("sha256:feedface");
-        agents[0]
-            .event(
-                release_id,
-                json!({"event": "end", "step": step, "succeeded": true,
-                                      "exit_code": 0, "image_digest": digest}),
-            )
-            .await;
-    }
+    // It ends the step it was in and goes on, heard from for the first time.
+    agents[0].finish(&works[0]).await;
     agents[1].run(&works[1], None).await;
     let done = server.wait_state(&id, "succeeded").await;
     assert_eq!(done["counts"]["succeeded"], 2, "{done:#}");

@@ -209,23 +209,32 @@ mod tests {
         assert_eq!(rows, 0, "the open transaction's insert was rolled back");
     }
 
+    /// A call that holds the (one) thread until the sender is used.
+    fn hold_the_thread(
+        workers: &Arc<Workers>,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<StoreResult<()>>,
+    ) {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let workers = workers.clone();
+        let blocker = tokio::spawn(async move {
+            workers
+                .run(move |_| {
+                    let _ = held.recv();
+                    Ok(())
+                })
+                .await
+        });
+        (release, blocker)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_queue_refuses_calls_at_once_and_takes_them_again_once_drained() {
         let conn = Connection::open_in_memory().expect("an in-memory database");
         let workers = Arc::new(Workers::start_bounded("test-db", vec![conn], 2).unwrap());
         // One call holds the thread; two more fill the queue.
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let blocker = tokio::spawn({
-            let workers = workers.clone();
-            async move {
-                workers
-                    .run(move |_| {
-                        let _ = held.recv();
-                        Ok(())
-                    })
-                    .await
-            }
-        });
+        let (release, blocker) = hold_the_thread(&workers);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let queued: Vec<_> = (0..2)
             .map(|_| {
@@ -256,18 +265,7 @@ mod tests {
             .run(|conn| Ok(conn.execute_batch("CREATE TABLE t (x INTEGER)")?))
             .await
             .unwrap();
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let blocker = tokio::spawn({
-            let workers = workers.clone();
-            async move {
-                workers
-                    .run(move |_| {
-                        let _ = held.recv();
-                        Ok(())
-                    })
-                    .await
-            }
-        });
+        let (release, blocker) = hold_the_thread(&workers);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         // Queued behind the blocker, then given up on (as a dropped request is).
         let abandoned = tokio::spawn({
