@@ -220,22 +220,29 @@ async fn open_secret_key(store: &dyn Store, key_path: &Path) -> Result<SecretBox
     Ok(secret_box)
 }
 
-/// The data directory 0700 and the SQLite files in it 0600, whatever the umask
-/// made them (SQLite creates its files as the umask says, and its -wal and -shm
-/// files with the database file's mode). Best effort: a directory owned by
-/// someone else is left as it is, and says so in the log.
+/// The SQLite files 0600, whatever the umask made them (SQLite creates its files
+/// as the umask says, and its -wal and -shm files with the database file's mode).
+/// The data directory is made 0700 when the server creates it; one that exists
+/// already is the operator's (it may be shared, as /tmp is), so its mode is not
+/// changed, only warned about when others may read it.
 fn keep_database_files_private(data_dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let private = |path: &Path, mode: u32| {
-        if let Err(err) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+    if let Ok(meta) = std::fs::metadata(data_dir) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                path = %data_dir.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the data directory is open to other users; `chmod 700` it (it holds the database, secret.key and admin.token)"
+            );
+        }
+    }
+    for name in ["wharf.db", "wharf.db-wal", "wharf.db-shm"] {
+        let path = data_dir.join(name);
+        if let Err(err) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
             if err.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(path = %path.display(), error = %err, "cannot make it private");
             }
         }
-    };
-    private(data_dir, 0o700);
-    for name in ["wharf.db", "wharf.db-wal", "wharf.db-shm"] {
-        private(&data_dir.join(name), 0o600);
     }
 }
 

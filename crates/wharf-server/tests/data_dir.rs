@@ -39,13 +39,28 @@ async fn refusal(dir: &Path) -> String {
 
 #[tokio::test]
 async fn the_data_directory_and_the_database_files_are_private() {
+    // A data directory the server makes is 0700.
     let (_tmp, dir) = data_dir();
-    // Made world-readable before the server first starts in it.
+    let server = Server::start(&dir).await;
+    server.post("/api/v1/apps", json!({"name": "shop"})).await;
+    assert_eq!(mode(&dir), 0o700);
+    for name in ["wharf.db", "wharf.db-wal", "secret.key", "admin.token"] {
+        assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+    }
+    server.stop().await;
+
+    // One the operator made is left as it is (it may be shared), but the files
+    // the server makes in it are private all the same.
+    let (_tmp, dir) = data_dir();
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let server = Server::start(&dir).await;
     server.post("/api/v1/apps", json!({"name": "shop"})).await;
-    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(
+        mode(&dir),
+        0o755,
+        "an existing directory's mode is the operator's"
+    );
     for name in ["wharf.db", "wharf.db-wal", "secret.key", "admin.token"] {
         assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
     }
