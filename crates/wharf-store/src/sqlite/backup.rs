@@ -1,7 +1,7 @@
 //! Backups of a SQLite store: a consistent copy taken while the server runs, and
 //! the checks a copy must pass before a server is started on it.
 
-use super::{check_integrity, unreadable};
+use super::integrity::{check_integrity, unreadable};
 use crate::{StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags};
 use std::os::unix::fs::PermissionsExt;

@@ -44,8 +44,9 @@ pub enum ServerAction {
 }
 
 pub fn run(ctx: &CommandContext, action: ServerAction) -> Result<(), CommandError> {
+    // `{:#}` writes the error and its causes on one line.
     let failed = |err: wharf_server::backup::BackupError| {
-        CommandError::Failed(clean(&error_chain(&err)).into_owned())
+        CommandError::Failed(clean(&format!("{:#}", anyhow::Error::new(err))).into_owned())
     };
     match action {
         ServerAction::Backup { to, data_dir } => {
@@ -89,16 +90,4 @@ pub fn run(ctx: &CommandContext, action: ServerAction) -> Result<(), CommandErro
             )
         }
     }
-}
-
-/// The error and its causes on one line.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
